@@ -1,0 +1,1 @@
+"""The ``laserkv`` command line (Typer + Rich); holds no logic."""

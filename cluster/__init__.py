@@ -1,0 +1,1 @@
+"""Ray orchestration of samples x methods over GPU actors (plan, worker, writer, driver, reducer)."""

@@ -1,0 +1,63 @@
+"""``RecursiveCompressionEngine``: the original's object API as a thin shell over the functional
+engine (``laserkv.engine.answer``), which takes an already loaded model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from laserkv.config import GenerationConfig, MethodConfig
+from laserkv.engine import EngineResult, answer
+from laserkv.modeling import load_model_and_tokenizer
+
+
+class RecursiveCompressionEngine:
+    """Load a model once, then compress-and-answer many (context, question) pairs.
+
+    ``selector_type`` is ``exact`` (``recency`` and ``none`` give the streaming and full-cache
+    baselines). ``lsh_mode`` and ``hybrid_*`` are kept for the original's call signature and
+    apply to its ``lsh`` / ``hybrid`` selectors only.
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        selector_type: str = "exact",
+        lsh_mode: str = "frequency_rank",
+        compression_mode: str = "accumulate",
+        backend: str = "eager",
+        budget: int | None = 4096,
+        protection_divisor: int = 4,
+        block_size: int = 4096,
+        max_new_tokens: int = 100,
+        hybrid_primary: str = "exact",
+        hybrid_secondary: str = "lsh",
+        hybrid_ratio: float = 0.5,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
+        self.method = MethodConfig(
+            name=selector_type,
+            selector=selector_type,
+            compression_mode=compression_mode,
+            backend=backend,
+            budget=budget,
+            protection_divisor=protection_divisor,
+            block_size=block_size,
+        )
+        self.generation = GenerationConfig(max_new_tokens=max_new_tokens)
+        self.lsh_mode = lsh_mode
+        self.hybrid = (hybrid_primary, hybrid_secondary, hybrid_ratio)
+        self.model, self.tokenizer = load_model_and_tokenizer(
+            model_path, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+        )
+        self.last_result: EngineResult | None = None
+
+    def __call__(self, prompt_context: str, prompt_query: str) -> dict[str, Any]:
+        """Answer one sample; returns ``{"text": [answer], "stats": CallStats}``."""
+        result = answer(
+            self.model, self.tokenizer, prompt_context, prompt_query, self.method, self.generation
+        )
+        self.last_result = result
+        return {"text": [result.text], "stats": result.stats}

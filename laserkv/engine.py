@@ -1,0 +1,242 @@
+"""The BMRT loop: ``State_N = Compress(State_{N-1} + Chunk_N)``, then the answer.
+
+For each block of the context: forward ``[block | question]`` over the compressed cache at
+true positions (question at ``T..``); score the candidates; select; gather the kept slots of
+every layer; hold back the local tail. Then prefill the question over the final cache and
+decode greedily. Every call starts from an empty state; nothing is stored on the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel
+
+from laserkv import hooks
+from laserkv.backends import ScoreRequest
+from laserkv.config import GenerationConfig, MethodConfig
+from laserkv.modes import BlockPlan, plan_block
+from laserkv.prompting import encode_context, encode_question
+from laserkv.scorers import CANDIDATE_SCORERS
+from laserkv.selectors import select_top
+from laserkv.state import CompressedKV
+from laserkv.stats import CallStats, PhaseTimer, track_peak_memory
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """The answer of one call and what it cost.
+
+    Attributes:
+        text: decoded answer (special tokens skipped, cut at stop strings, stripped).
+        token_ids: generated ids, EOS excluded.
+        first_token_logits: (vocab,) fp32 logits after the question prefill.
+        kept_positions: (n,) context positions in the final cache, ascending.
+        stats: cache lengths, peak memory and seconds per phase.
+    """
+
+    text: str
+    token_ids: list[int]
+    first_token_logits: Tensor
+    kept_positions: Tensor
+    stats: CallStats
+
+
+def forward_cache(model: PreTrainedModel, prefix: CompressedKV) -> Any:
+    if prefix.length == 0:
+        return hooks.cache_from_kv(model, [], [])
+    return hooks.cache_from_kv(model, list(prefix.keys), list(prefix.values))
+
+
+def _must_choose(plan: BlockPlan) -> bool:
+    """Whether the selector has to drop some candidates (otherwise all or none are kept)."""
+    return 0 < plan.n_select < int(plan.candidate_slots.numel())
+
+
+def forward_block(
+    model: PreTrainedModel,
+    prefix: CompressedKV,
+    block_ids: Tensor,
+    block_start: int,
+    question: tuple[Tensor, int] | None,
+    request: ScoreRequest | None,
+) -> CompressedKV:
+    """Forward ``[block | question]`` over ``prefix`` at true positions.
+
+    Args:
+        question: ``(question_ids, context_len)`` to append the question at ``T..``, or None.
+
+    Returns:
+        The KV of every forward-cache slot: prefix, block, then question.
+    """
+    device = hooks.model_device(model)
+    pieces = [block_ids]
+    positions = [torch.arange(block_start, block_start + block_ids.numel())]
+    if question is not None:
+        question_ids, context_len = question
+        pieces.append(question_ids)
+        positions.append(torch.arange(context_len, context_len + question_ids.numel()))
+    input_ids = torch.cat(pieces)[None].to(device)
+    position_ids = torch.cat(positions)[None].to(device)
+    cache = forward_cache(model, prefix)
+    hooks.forward_body(model, input_ids, position_ids, cache, request)
+    keys, values = hooks.kv_from_cache(cache)
+    return CompressedKV(tuple(keys), tuple(values), torch.cat([prefix.positions, *positions]))
+
+
+def _score_request(
+    method: MethodConfig, plan: BlockPlan, n_question_rows: int, device: torch.device
+) -> ScoreRequest:
+    """An fp32 buffer over the slots from the first to the last candidate."""
+    window_start = int(plan.candidate_slots.min())
+    window = int(plan.candidate_slots.max()) + 1 - window_start
+    return ScoreRequest(method.backend, n_question_rows, window_start, torch.zeros(window, device=device))
+
+
+def prefill_compressed(
+    model: PreTrainedModel,
+    context_ids: Tensor,
+    question_ids: Tensor,
+    method: MethodConfig,
+    timer: PhaseTimer,
+) -> CompressedKV:
+    """Prefill the context block by block, compressing after each block.
+
+    Args:
+        context_ids: (T,) context token ids (no BOS).
+        question_ids: (q,) chat-templated question ids, appended to a block when it is scored.
+        method: what to keep.
+        timer: receives per-phase seconds; ``timer.stats.cache_length_per_block`` is filled.
+
+    Returns:
+        The final compressed cache (state plus the last held tail).
+    """
+    context_len = int(context_ids.numel())
+    device = hooks.model_device(model)
+    state, tail = CompressedKV.empty(), CompressedKV.empty()
+    for block_start in range(0, context_len, method.block_size):
+        block_ids = context_ids[block_start : block_start + method.block_size]
+        plan = plan_block(method, state.positions, tail.length, block_start, int(block_ids.numel()))
+        prefix = state.concat(tail) if plan.prefix_has_tail else state
+        must_choose = _must_choose(plan)
+        request = None
+        if must_choose and method.needs_question_rows:
+            request = _score_request(method, plan, int(question_ids.numel()), device)
+        with timer.phase("forward"):  # 1. forward the block (+ question) over the compressed cache
+            question = (question_ids, context_len) if request is not None else None
+            step = forward_block(model, prefix, block_ids, block_start, question, request)
+        chosen = plan.candidate_slots if plan.n_select > 0 else plan.candidate_slots[:0]
+        if must_choose:
+            window_start = request.window_start if request is not None else 0
+            with timer.phase("score"):  # 2. score the candidates
+                scores = CANDIDATE_SCORERS[method.selector](
+                    None if request is None else request.totals, plan.candidate_slots - window_start
+                )
+            with timer.phase("select"):  # 3. select the global part
+                chosen = plan.candidate_slots[select_top(scores, plan.n_select).cpu()]
+        with timer.phase("gather"):  # 4. gather the kept slots of every layer; hold back the tail
+            keep = torch.sort(torch.cat([plan.fixed_slots, chosen])).values
+            state, tail = step.gather(keep), step.gather(plan.tail_slots)
+            del step
+        timer.stats.cache_length_per_block.append(state.length + tail.length)  # 5. record
+    return state.concat(tail)
+
+
+def generate_answer(
+    model: PreTrainedModel,
+    state: CompressedKV,
+    question_ids: Tensor,
+    context_len: int,
+    generation: GenerationConfig,
+    eos_ids: frozenset[int],
+) -> tuple[list[int], Tensor]:
+    """Prefill the question at ``T..`` over ``state`` and decode greedily at true positions.
+
+    Returns:
+        ``(token_ids, first_token_logits)``: ids without the EOS, and the (vocab,) fp32 logits
+        after the question prefill.
+    """
+    device = hooks.model_device(model)
+    cache = forward_cache(model, state)
+    positions = torch.arange(context_len, context_len + question_ids.numel())
+    hidden = hooks.forward_body(model, question_ids[None].to(device), positions[None].to(device), cache)
+    logits = hooks.next_token_logits(model, hidden[:, -1])
+    first_token_logits = logits[0]
+    token_ids: list[int] = []
+    next_position = context_len + int(question_ids.numel())
+    while len(token_ids) < generation.max_new_tokens:
+        token = int(logits.argmax(dim=-1))
+        if token in eos_ids:
+            break
+        token_ids.append(token)
+        if len(token_ids) == generation.max_new_tokens:
+            break
+        step_ids = torch.tensor([[token]], device=device)
+        step_position = torch.tensor([[next_position]], device=device)
+        hidden = hooks.forward_body(model, step_ids, step_position, cache)
+        logits = hooks.next_token_logits(model, hidden[:, -1])
+        next_position += 1
+    return token_ids, first_token_logits
+
+
+def cut_at_stop_strings(text: str, stop_strings: tuple[str, ...]) -> str:
+    """``text`` up to the first occurrence of any stop string, stripped."""
+    for stop in stop_strings:
+        if stop and stop in text:
+            text = text[: text.index(stop)]
+    return text.strip()
+
+
+@torch.inference_mode()
+def answer_ids(
+    model: PreTrainedModel,
+    tokenizer: Any,
+    context_ids: list[int],
+    question_ids: list[int],
+    method: MethodConfig,
+    generation: GenerationConfig,
+) -> EngineResult:
+    """Compress the context and answer the question (token-id level).
+
+    Raises:
+        UnsupportedModelError: the model cannot be run exactly (see ``hooks.check_supported``).
+    """
+    hooks.check_supported(model)
+    device = hooks.model_device(model)
+    context = torch.tensor(context_ids, dtype=torch.long)
+    question = torch.tensor(question_ids, dtype=torch.long)
+    stats = CallStats(context_tokens=len(context_ids), question_tokens=len(question_ids))
+    timer = PhaseTimer(stats, device)
+    with hooks.laserkv_attention(model), track_peak_memory(stats, device):
+        state = prefill_compressed(model, context, question, method, timer)
+        stats.final_cache_length = state.length
+        with timer.phase("decode"):
+            eos_ids = hooks.eos_token_ids(model, tokenizer)
+            token_ids, first_logits = generate_answer(
+                model, state, question, len(context_ids), generation, eos_ids
+            )
+    stats.generated_tokens = len(token_ids)
+    text = cut_at_stop_strings(tokenizer.decode(token_ids, skip_special_tokens=True), generation.stop_strings)
+    return EngineResult(text, token_ids, first_logits.cpu(), state.positions, stats)
+
+
+def answer(
+    model: PreTrainedModel,
+    tokenizer: Any,
+    context: str,
+    question: str,
+    method: MethodConfig,
+    generation: GenerationConfig | None = None,
+) -> EngineResult:
+    """Compress ``context`` and answer ``question`` with an already loaded model and tokenizer."""
+    return answer_ids(
+        model,
+        tokenizer,
+        encode_context(tokenizer, context),
+        encode_question(tokenizer, question),
+        method,
+        generation or GenerationConfig(),
+    )

@@ -1,0 +1,163 @@
+"""The only module that knows transformers internals.
+
+It registers the ``laserkv`` attention function with transformers' attention interface (no
+forward hooks, no monkey-patching), switches a model to it inside a context manager, runs the
+decoder body without the LM head, and moves KV tensors in and out of ``DynamicCache.layers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformers import AttentionInterface, DynamicCache, PreTrainedModel
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from laserkv.backends import SCORED_ATTENTION, ScoreRequest
+from laserkv.errors import UnsupportedModelError
+
+ATTENTION_NAME = "laserkv"
+SCORE_REQUEST_KWARG = "laserkv_score_request"
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+
+
+def _laserkv_attention(
+    module: nn.Module,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[Tensor, Tensor | None]:
+    """SDPA, unless the forward carries a score request; then the request's backend."""
+    request: ScoreRequest | None = kwargs.pop(SCORE_REQUEST_KWARG, None)
+    if request is None:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    output = SCORED_ATTENTION[request.backend](query, key, value, attention_mask, scale, request)
+    return output, None
+
+
+AttentionInterface.register(ATTENTION_NAME, _laserkv_attention)
+AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+
+
+def check_supported(model: PreTrainedModel) -> None:
+    """Refuse models the engine cannot run exactly.
+
+    Raises:
+        UnsupportedModelError: no rotary positions, sliding-window or soft-capped attention,
+            or an architecture outside ``SUPPORTED_MODEL_TYPES``.
+    """
+    config = model.config
+    name = type(model).__name__
+    body = getattr(model, model.base_model_prefix, None)
+    if body is None or not hasattr(body, "rotary_emb"):
+        raise UnsupportedModelError(
+            f"{name} has no rotary position embeddings; laserkv keeps keys at their original "
+            f"positions and needs RoPE. Supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedModelError(
+            f"{name} (model_type {config.model_type!r}) is not supported; "
+            f"supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    layer_types = getattr(config, "layer_types", None) or []
+    uses_window = any(kind != "full_attention" for kind in layer_types)
+    if uses_window or (
+        getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True)
+    ):
+        raise UnsupportedModelError(
+            f"{name} uses sliding-window attention, which a compressed cache cannot reproduce; "
+            "use a checkpoint whose config disables it (sliding_window=None)"
+        )
+
+
+@contextmanager
+def laserkv_attention(model: PreTrainedModel) -> Iterator[None]:
+    """Run ``model`` with the laserkv attention function; restore its own on exit."""
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(ATTENTION_NAME)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(previous)
+
+
+def n_layers(model: PreTrainedModel) -> int:
+    """Number of decoder layers (= cache layers)."""
+    return int(model.config.num_hidden_layers)
+
+
+def cache_from_kv(model: PreTrainedModel, keys: list[Tensor], values: list[Tensor]) -> DynamicCache:
+    """A ``DynamicCache`` holding the given per-layer (1, kv_heads, n, head_dim) keys and values."""
+    cache = DynamicCache(config=model.config)
+    for layer_index, (layer_keys, layer_values) in enumerate(zip(keys, values, strict=True)):
+        cache.update(layer_keys, layer_values, layer_index)
+    return cache
+
+
+def kv_from_cache(cache: DynamicCache) -> tuple[list[Tensor], list[Tensor]]:
+    """The per-layer keys and values a ``DynamicCache`` holds."""
+    keys: list[Tensor] = [layer.keys for layer in cache.layers]  # type: ignore[union-attr,misc]
+    values: list[Tensor] = [layer.values for layer in cache.layers]  # type: ignore[union-attr,misc]
+    return keys, values
+
+
+def forward_body(
+    model: PreTrainedModel,
+    input_ids: Tensor,
+    position_ids: Tensor,
+    cache: DynamicCache,
+    score_request: ScoreRequest | None = None,
+) -> Tensor:
+    """Run the decoder body (no LM head) over ``input_ids`` appended to ``cache``.
+
+    The causal mask follows slot order: new tokens see every cached slot and earlier new tokens.
+
+    Args:
+        input_ids: (1, n) token ids; position_ids: (1, n) their true positions.
+        cache: extended in place with the new tokens' keys and values.
+        score_request: when given, every layer adds the question rows' attention mass to it.
+
+    Returns:
+        (1, n, hidden) final hidden states.
+    """
+    body = getattr(model, model.base_model_prefix)
+    extra = {SCORE_REQUEST_KWARG: score_request} if score_request is not None else {}
+    output = body(
+        input_ids=input_ids, position_ids=position_ids, past_key_values=cache, use_cache=True, **extra
+    )
+    return output.last_hidden_state
+
+
+def next_token_logits(model: PreTrainedModel, last_hidden: Tensor) -> Tensor:
+    """LM-head logits for one position: (1, hidden) -> (1, vocab) fp32."""
+    head = model.get_output_embeddings()
+    assert head is not None, "a causal LM has an output embedding"
+    return head(last_hidden).float()
+
+
+def eos_token_ids(model: PreTrainedModel, tokenizer: Any) -> frozenset[int]:
+    """Every end-of-sequence id of the tokenizer and of the model's generation config."""
+    ids: set[int] = set()
+    for source in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source is not None:
+            ids.update(int(token) for token in source)
+    return frozenset(ids)
+
+
+def model_device(model: PreTrainedModel) -> torch.device:
+    """The device of the input embeddings (where input ids go)."""
+    weight: Tensor = model.get_input_embeddings().weight  # type: ignore[assignment]
+    return weight.device

@@ -1,0 +1,64 @@
+"""Loading a model and tokenizer through ``from_pretrained`` (local path, HF id or a packaged
+offline model), with the supported-architecture check. ``trust_remote_code`` is off unless asked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from laserkv import hooks
+from laserkv.errors import ModelNotAvailableError
+from laserkv.model_sources import resolve_model_path
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> str:
+    """bf16 on GPU, fp32 on CPU."""
+    return "bfloat16" if device.startswith("cuda") else "float32"
+
+
+def load_model_and_tokenizer(
+    model_id: str,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[PreTrainedModel, Any]:
+    """Load a causal LM and its tokenizer, in eval mode, on one device.
+
+    Args:
+        model_id: a local directory, an HF id, or a packaged name (``smollm2-135m-instruct``).
+        device: ``cpu``, ``cuda`` or ``cuda:N``; default: a GPU if there is one.
+        dtype: ``float32``, ``bfloat16`` or ``float16``; default: bf16 on GPU, fp32 on CPU.
+        trust_remote_code: allow code shipped with the checkpoint to run.
+
+    Raises:
+        ModelNotAvailableError: the model cannot be found offline.
+        UnsupportedModelError: the architecture cannot be compressed exactly.
+    """
+    device = device or default_device()
+    dtype = dtype or default_dtype(device)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not allowed: one of {', '.join(DTYPES)}")
+    path = resolve_model_path(model_id)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code, attn_implementation="sdpa"
+        )
+    except OSError as error:
+        raise ModelNotAvailableError(
+            f"cannot load model {model_id!r} offline: {error}. Give a local directory, or one of the "
+            "packaged models (see `laserkv run --help`)"
+        ) from error
+    model = model.to(device).eval()  # type: ignore[arg-type]
+    hooks.check_supported(model)
+    return model, tokenizer

@@ -1,0 +1,105 @@
+"""Compression modes as pure index arithmetic: which cache slots of one block step are fixed
+(always kept), which are candidates for the global part, and which are held back as the tail.
+
+Slot indices refer to the forward cache of the step, laid out in causal (= position) order as
+``[state | held tail (accumulate + smoothing) | block]``; the question rows that follow the
+block are never kept. See method.md section 2 and laserkv-reference.md section 3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from laserkv.budget import BudgetSplit
+from laserkv.config import MethodConfig
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """Slot roles of one block step (all 1-D int64 CPU tensors of slot indices).
+
+    Attributes:
+        prefix_has_tail: the held tail is forwarded between state and block.
+        fixed_slots: kept in the new state whatever the scores.
+        candidate_slots: compete for ``n_select`` places in the new state.
+        tail_slots: held back for the next block (accumulate mode), not part of the state.
+        n_select: how many candidates the selector keeps (all of them if fewer).
+    """
+
+    prefix_has_tail: bool
+    fixed_slots: Tensor
+    candidate_slots: Tensor
+    tail_slots: Tensor
+    n_select: int
+
+
+def _span(start: int, stop: int) -> Tensor:
+    return torch.arange(start, max(start, stop), dtype=torch.long)
+
+
+def block_roles(block_start: int, block_len: int, split: BudgetSplit) -> tuple[int, int]:
+    """Anchors and local window inside one block.
+
+    Returns:
+        ``(n_anchors, local_start)``: the block's first ``n_anchors`` tokens are anchors (context
+        positions below ``split.anchors``); tokens from ``local_start`` to the block end form the
+        local window, which never overlaps the anchors.
+    """
+    n_anchors = min(max(split.anchors - block_start, 0), block_len)
+    local_start = max(n_anchors, block_len - split.local)
+    return n_anchors, local_start
+
+
+def plan_block(
+    method: MethodConfig,
+    state_positions: Tensor,
+    tail_len: int,
+    block_start: int,
+    block_len: int,
+) -> BlockPlan:
+    """Plan one block step of ``method`` (see module docstring for the slot layout).
+
+    Args:
+        method: the method config (mode, budget, flags).
+        state_positions: (state_len,) context positions of the persistent state, ascending.
+        tail_len: length of the held-back tail of the previous block (accumulate mode).
+        block_start: context position of the block's first token.
+        block_len: number of tokens in the block.
+    """
+    state_len = int(state_positions.numel())
+    split = method.split
+    empty = _span(0, 0)
+    if split is None:  # full cache: keep everything, hold nothing back
+        prefix = state_len + tail_len
+        return BlockPlan(tail_len > 0, _span(0, prefix + block_len), empty, empty, 0)
+    n_anchors, local_start = block_roles(block_start, block_len, split)
+    if method.compression_mode == "accumulate":
+        prefix_has_tail = method.boundary_smoothing and tail_len > 0
+        block_base = state_len + (tail_len if prefix_has_tail else 0)
+        held_tail = _span(state_len, block_base)
+        block_candidates = block_base + _span(n_anchors, local_start)
+        fixed = torch.cat([_span(0, state_len), block_base + _span(0, n_anchors)])
+        candidates = torch.cat([held_tail, block_candidates])
+        tail = block_base + _span(local_start, block_len)
+    else:
+        prefix_has_tail = False
+        state_anchors = int((state_positions < split.anchors).sum())
+        block_candidates = state_len + _span(n_anchors, local_start)
+        fixed = torch.cat(
+            [
+                _span(0, state_anchors),
+                state_len + _span(0, n_anchors),
+                state_len + _span(local_start, block_len),
+            ]
+        )
+        candidates = torch.cat([_span(state_anchors, state_len), block_candidates])
+        tail = empty
+    n_select = split.global_
+    if method.compression_mode == "recursive" and not method.faithful_recursive_budget:
+        n_select = split.total - int(fixed.numel())  # unused anchor/local slots go to the global part
+    if method.faithful_empty_block and block_candidates.numel() == 0:
+        n_select = 0  # the original skipped selection entirely, dropping tail / history
+    return BlockPlan(prefix_has_tail, fixed, candidates, tail, n_select)

@@ -1,0 +1,75 @@
+"""Exact attention-mass scores from plain tensors (method.md section 3).
+
+score(key j) = sum over query heads (GQA expanded) and question rows i of softmax_i(j), the
+probability from row i to key j normalised over all keys row i attends to. Layers are summed
+by calling :func:`add_attention_mass` once per layer into the same fp32 buffer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def expand_kv_heads(states: Tensor, n_query_heads: int) -> Tensor:
+    """Repeat KV heads for grouped-query attention: (b, kv_h, n, d) -> (b, h, n, d)."""
+    n_kv_heads = states.shape[1]
+    if n_kv_heads == n_query_heads:
+        return states
+    return states.repeat_interleave(n_query_heads // n_kv_heads, dim=1)
+
+
+def causal_allowed(n_rows: int, n_keys: int, device: torch.device) -> Tensor:
+    """Bottom-right aligned causal pattern: row i sees keys ``<= n_keys - n_rows + i``.
+
+    Returns:
+        (n_rows, n_keys) bool, True where attention is allowed.
+    """
+    rows = torch.arange(n_rows, device=device)[:, None]
+    keys = torch.arange(n_keys, device=device)[None, :]
+    return keys <= rows + (n_keys - n_rows)
+
+
+def attention_probabilities(queries: Tensor, keys: Tensor, scaling: float, allowed: Tensor | None) -> Tensor:
+    """Softmax attention probabilities in fp32.
+
+    Args:
+        queries: (b, h, q, d) post-RoPE queries.
+        keys: (b, kv_h, k, d) post-RoPE keys (expanded to h heads here).
+        scaling: logit scale, usually ``head_dim ** -0.5``.
+        allowed: bool mask broadcastable to (b, h, q, k), True = attend; ``None`` = the
+            bottom-right causal pattern.
+
+    Returns:
+        (b, h, q, k) fp32 probabilities; each row sums to 1 over its allowed keys.
+    """
+    keys_expanded = expand_kv_heads(keys, queries.shape[1]).float()
+    logits = torch.matmul(queries.float(), keys_expanded.transpose(-1, -2)) * scaling
+    if allowed is None:
+        allowed = causal_allowed(queries.shape[-2], keys.shape[-2], queries.device)
+    logits = logits.masked_fill(~allowed, float("-inf"))
+    return torch.softmax(logits, dim=-1)
+
+
+def add_attention_mass(totals: Tensor, probabilities: Tensor, window_start: int) -> None:
+    """Add the attention mass of ``probabilities`` to ``totals`` (in place).
+
+    Args:
+        totals: (w,) fp32 running scores of keys ``[window_start, window_start + w)``.
+        probabilities: (b, h, rows, k) probabilities of the question rows only.
+        window_start: first key index that ``totals`` covers.
+    """
+    window_end = window_start + totals.shape[0]
+    mass = probabilities[..., window_start:window_end].sum(dim=(0, 1, 2), dtype=torch.float32)
+    totals.add_(mass.to(totals.device))
+
+
+def candidate_attention_mass(block_scores: Tensor | None, candidate_slots: Tensor) -> Tensor:
+    """The accumulated attention mass of each candidate slot.
+
+    Args:
+        block_scores: (n_slots,) fp32 attention mass per forward-cache slot.
+        candidate_slots: (n_candidates,) int64 slot indices.
+    """
+    assert block_scores is not None, "exact scores need the question rows of the forward"
+    return block_scores[candidate_slots.to(block_scores.device)]

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Creates .venv at the repository root (if missing) and installs laserkv into it, editable,
+# with the extras given as $1 (e.g. "dev"). Installs torch==2.13.0 first when the venv has no
+# torch: a CPU build where a local wheel exists, the normal (CUDA) build from PyPI elsewhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras=${1:-}
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+.venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" "torch==2.13.0"
+"${pip[@]}" -e ".${extras:+[$extras]}"
