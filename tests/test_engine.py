@@ -93,21 +93,26 @@ def eager_question_mass(
     return mass
 
 
-def test_exact_scores_equal_brute_force(tiny: Any, tiny_model_dir: Any) -> None:
+@pytest.mark.parametrize("prefix_len", [0, 40], ids=["first-block", "over-a-cache"])
+def test_exact_scores_equal_brute_force(tiny: Any, tiny_model_dir: Any, prefix_len: int) -> None:
     model, tokenizer = tiny
     context, question = sample(tokenizer, 96)
-    prefix_ids, block = context[:40], context[40:72]
-    with torch.no_grad():
-        cache = DynamicCache(config=model.config)
-        model.model(input_ids=torch.tensor([prefix_ids]), past_key_values=cache, use_cache=True)
-    keys, values = hooks.kv_from_cache(cache)
-    prefix = CompressedKV(tuple(keys), tuple(values), torch.arange(40))
-    request = ScoreRequest("eager", len(question), 5, torch.zeros(40 + 32 - 5))
+    prefix_ids, block = context[:prefix_len], context[prefix_len : prefix_len + 32]
+    prefix = CompressedKV.empty()
+    if prefix_ids:
+        with torch.no_grad():
+            cache = DynamicCache(config=model.config)
+            model.model(input_ids=torch.tensor([prefix_ids]), past_key_values=cache, use_cache=True)
+        keys, values = hooks.kv_from_cache(cache)
+        prefix = CompressedKV(tuple(keys), tuple(values), torch.arange(prefix_len))
+    request = ScoreRequest("eager", len(question), 5, torch.zeros(prefix_len + 32 - 5))
     with torch.no_grad(), hooks.laserkv_attention(model):
-        step = forward_block(model, prefix, torch.tensor(block), 40, (torch.tensor(question), 96), request)
-    assert step.length == 40 + 32 + len(question)
-    expected = eager_question_mass(str(tiny_model_dir), prefix_ids, block, question, 40, 96)
-    torch.testing.assert_close(request.totals, expected[5 : 40 + 32], rtol=1e-4, atol=1e-5)
+        step = forward_block(
+            model, prefix, torch.tensor(block), prefix_len, (torch.tensor(question), 96), request
+        )
+    assert step.length == prefix_len + 32 + len(question)
+    expected = eager_question_mass(str(tiny_model_dir), prefix_ids, block, question, prefix_len, 96)
+    torch.testing.assert_close(request.totals, expected[5 : prefix_len + 32], rtol=1e-4, atol=1e-5)
     assert model.config._attn_implementation == "sdpa", "the attention implementation is restored"
 
 
