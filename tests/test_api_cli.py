@@ -16,7 +16,7 @@ from laserkv import RecursiveCompressionEngine
 from laserkv.errors import ModelNotAvailableError, UnsupportedModelError
 from laserkv.model_sources import PackagedModel, gguf_path, resolve_model_path
 from laserkv.modeling import load_model_and_tokenizer
-from tests.tiny import build_tokenizer, sentence
+from tests.tiny import TINY_CONFIG, build_tokenizer, sentence
 
 
 def test_engine_object_answers_and_resets(tiny_llama_dir: Path) -> None:
@@ -84,15 +84,7 @@ def test_other_ids_go_to_from_pretrained_unchanged() -> None:
 
 def test_sliding_window_models_are_refused(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    config = MistralConfig(
-        vocab_size=99,
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        sliding_window=16,
-    )
+    config = MistralConfig(**TINY_CONFIG, sliding_window=16)
     MistralForCausalLM(config).save_pretrained(tmp_path)
     build_tokenizer(tmp_path)
     with pytest.raises(UnsupportedModelError, match="sliding-window attention"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -42,27 +43,30 @@ def build_tokenizer(directory: Path) -> None:
     tokenizer.save_pretrained(directory)
 
 
+TINY_CONFIG: dict[str, Any] = dict(
+    vocab_size=VOCAB_SIZE,
+    hidden_size=32,
+    intermediate_size=37,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=4096,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+    initializer_range=0.3,
+    tie_word_embeddings=False,
+)
+"""transformers' own test size (hidden 32, 4 heads; GQA with 2 KV heads), 2 layers."""
+
+
 def build_model(directory: Path, family: str, seed: int = 0) -> None:
-    """A 2-layer random model at transformers' own test size (hidden 32, 4 heads; GQA 2 KV heads)."""
+    """A tiny random Llama or Qwen2 model (``TINY_CONFIG``) plus the tiny tokenizer."""
     torch.manual_seed(seed)
-    common = dict(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-        initializer_range=0.3,
-        tie_word_embeddings=False,
-    )
     if family == "llama":
-        model = LlamaForCausalLM(LlamaConfig(**common))
+        model = LlamaForCausalLM(LlamaConfig(**TINY_CONFIG))
     else:
-        model = Qwen2ForCausalLM(Qwen2Config(**common, use_sliding_window=False))
+        model = Qwen2ForCausalLM(Qwen2Config(**TINY_CONFIG, use_sliding_window=False))
     model.save_pretrained(directory)
     build_tokenizer(directory)
 
