@@ -46,8 +46,7 @@ class EngineResult:
 
 
 def forward_cache(model: PreTrainedModel, prefix: CompressedKV) -> Any:
-    if prefix.length == 0:
-        return hooks.cache_from_kv(model, [], [])
+    """A fresh transformers cache holding a copy of ``prefix`` (empty for an empty prefix)."""
     return hooks.cache_from_kv(model, list(prefix.keys), list(prefix.values))
 
 

@@ -66,6 +66,17 @@ def test_budget_at_least_context_reproduces_full_cache(tiny: Any, method: Method
     assert len(set(tokens)) > 2, "the tiny model must produce varied tokens for this test to mean something"
 
 
+def test_empty_context_answers_from_the_question_alone(tiny: Any) -> None:
+    model, tokenizer = tiny
+    _, question = sample(tokenizer)
+    result = answer_ids(
+        model, tokenizer, [], question, MethodConfig(budget=32), GenerationConfig(max_new_tokens=6)
+    )
+    logits, tokens = reference_run(model, [], question, 6)
+    torch.testing.assert_close(result.first_token_logits, logits, **LOGIT_TOLERANCE)
+    assert result.token_ids == tokens and result.stats.cache_length_per_block == []
+
+
 def eager_question_mass(
     model_dir: str, prefix_ids: list[int], block: list[int], question: list[int], start: int, context_len: int
 ) -> torch.Tensor:

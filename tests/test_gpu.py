@@ -1,0 +1,47 @@
+"""The engine on a CUDA device (skipped without one): full-cache equivalence and peak memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from laserkv import GenerationConfig, MethodConfig, answer_ids
+from laserkv.modeling import load_model_and_tokenizer
+from laserkv.prompting import encode_context, encode_question
+from tests.tiny import sentence
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+@pytest.mark.parametrize("mode", ["accumulate", "recursive"])
+def test_budget_at_least_context_on_cuda(tiny_llama_dir: Path, mode: str) -> None:
+    model, tokenizer = load_model_and_tokenizer(str(tiny_llama_dir), device="cuda", dtype="float32")
+    context = encode_context(tokenizer, sentence(300, 5))
+    question = encode_question(tokenizer, sentence(6, 6))
+    method = MethodConfig(budget=300, block_size=64, compression_mode=mode)
+    result = answer_ids(model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=10))
+    ids = torch.tensor([context + question], device="cuda")
+    with torch.no_grad():
+        logits = model(ids).logits[0, -1].float().cpu()
+        generated = model.generate(ids, max_new_tokens=10, do_sample=False, eos_token_id=2, pad_token_id=0)
+    tokens = generated[0, ids.shape[1] :].tolist()
+    tokens = tokens[: tokens.index(2)] if 2 in tokens else tokens
+    torch.testing.assert_close(result.first_token_logits, logits, rtol=1e-3, atol=1e-3)
+    assert result.token_ids == tokens
+    assert result.stats.peak_memory_bytes is not None and result.stats.peak_memory_bytes > 0
+
+
+def test_compressed_run_on_cuda_bf16(tiny_llama_dir: Path) -> None:
+    model, tokenizer = load_model_and_tokenizer(str(tiny_llama_dir), device="cuda", dtype="bfloat16")
+    context = encode_context(tokenizer, sentence(300, 5))
+    question = encode_question(tokenizer, sentence(6, 6))
+    result = answer_ids(
+        model, tokenizer, context, question, MethodConfig(budget=48, block_size=64), GenerationConfig()
+    )
+    assert result.stats.cache_length_per_block[0] == 48
+    assert result.kept_positions.tolist() == sorted(result.kept_positions.tolist())
