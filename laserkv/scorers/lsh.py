@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from laserkv.selectors import select_top
+
 TIE_BREAKS = ("l2", "max_sim", "mahalanobis", "partitioned_centroid", "none")
 
 
@@ -47,6 +49,15 @@ def _centred(query_vectors: Tensor, candidate_vectors: Tensor) -> tuple[Tensor, 
     return query_vectors.float() - centre, candidate_vectors.float() - centre
 
 
+def _keep_all_or_none(n_candidates: int, n_keep: int, device: torch.device) -> Tensor | None:
+    """The answer when no ranking is needed (keep all, or keep none); else None."""
+    if n_keep >= n_candidates:
+        return torch.arange(n_candidates, device=device)
+    if n_keep <= 0:
+        return torch.empty(0, dtype=torch.long, device=device)
+    return None
+
+
 def tie_break_distance(queries: Tensor, candidates: Tensor, mode: str) -> Tensor:
     """(n,) distance of each centred candidate to the centred question (smaller wins)."""
     if mode == "l2":
@@ -75,11 +86,9 @@ def select_frequency_rank(
     Args:
         query_vectors: (q, d); candidate_vectors: (n, d); planes: (d, L*K).
     """
-    n = candidate_vectors.shape[0]
-    if n_keep >= n:
-        return torch.arange(n, device=candidate_vectors.device)
-    if n_keep <= 0:
-        return torch.empty(0, dtype=torch.long, device=candidate_vectors.device)
+    trivial = _keep_all_or_none(candidate_vectors.shape[0], n_keep, candidate_vectors.device)
+    if trivial is not None:
+        return trivial
     queries, candidates = _centred(query_vectors, candidate_vectors)
     counts = collision_counts(
         bucket_ids(sign_bits(queries, planes), n_bits), bucket_ids(sign_bits(candidates, planes), n_bits)
@@ -106,10 +115,9 @@ def select_magicpig(
     """
     n = candidate_vectors.shape[0]
     device = candidate_vectors.device
-    if n_keep >= n:
-        return torch.arange(n, device=device)
-    if n_keep <= 0:
-        return torch.empty(0, dtype=torch.long, device=device)
+    trivial = _keep_all_or_none(n, n_keep, device)
+    if trivial is not None:
+        return trivial
     queries, candidates = _centred(query_vectors, candidate_vectors)
     query_bits, candidate_bits = sign_bits(queries, planes), sign_bits(candidates, planes)
     counts = collision_counts(bucket_ids(query_bits, n_bits), bucket_ids(candidate_bits, n_bits))
@@ -120,13 +128,9 @@ def select_magicpig(
     n_tables = planes.shape[-1] // n_bits
     scores = magicpig_probability(agreement, n_bits, n_tables).max(-1).values
     if survivors.numel() > n_keep:
-        top = torch.sort(scores, descending=True, stable=True).indices[:n_keep]
-        return torch.sort(survivors[top]).values
-    rest = torch.ones(n, dtype=torch.bool, device=device)
-    rest[survivors] = False
-    fill = (
-        torch.nonzero(rest).flatten()[-(n_keep - survivors.numel()) :]
-        if n_keep > survivors.numel()
-        else survivors[:0]
-    )
+        return survivors[select_top(scores, n_keep)]  # survivors ascend, so the result does too
+    others = torch.ones(n, dtype=torch.bool, device=device)
+    others[survivors] = False
+    other_indices = torch.nonzero(others).flatten()
+    fill = other_indices[other_indices.numel() - (n_keep - survivors.numel()) :]  # the most recent others
     return torch.sort(torch.cat([survivors, fill])).values
