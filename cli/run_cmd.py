@@ -26,8 +26,11 @@ def run(
         str | None, typer.Option(help="float32, bfloat16 or float16.", rich_help_panel="Model")
     ] = None,
     method: Annotated[
-        str, typer.Option(help="Registered method (see laserkv.METHODS).", rich_help_panel="Method")
-    ] = "exact",
+        str,
+        typer.Option(
+            help="Registered method, e.g. laser, exact, snapkv (see README).", rich_help_panel="Method"
+        ),
+    ] = "laser",
     budget: Annotated[
         int | None, typer.Option(help="Total token budget B.", rich_help_panel="Budget")
     ] = 1024,
@@ -68,7 +71,7 @@ def run(
     table = Table(title=f"laserkv run: {sample.sample_id}", show_header=False)
     rows = [
         ("model", model),
-        ("method", f"{config.name} ({config.selector}, {config.compression_mode}, budget {config.budget})"),
+        ("method", f"{config.name} ({config.selector}, {config.compression_mode}, budget {stats.budget})"),
         ("context tokens", str(stats.context_tokens)),
         ("kept tokens (final)", str(stats.final_cache_length)),
         ("cache length per block", ", ".join(map(str, stats.cache_length_per_block))),

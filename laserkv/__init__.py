@@ -4,7 +4,7 @@ Functional API (the model is loaded once by the caller)::
 
     from laserkv import answer, get_method, load_model_and_tokenizer
     model, tokenizer = load_model_and_tokenizer("smollm2-135m-instruct")
-    result = answer(model, tokenizer, context, question, get_method("exact", budget=1024))
+    result = answer(model, tokenizer, context, question, get_method("laser", budget=1024))
 
 Object API (as in the original README)::
 
@@ -14,7 +14,7 @@ Object API (as in the original README)::
 """
 
 from laserkv.api import RecursiveCompressionEngine
-from laserkv.budget import BudgetSplit, split_budget
+from laserkv.budget import BudgetSplit, budget_from_ratio, split_budget
 from laserkv.config import GenerationConfig, MethodConfig
 from laserkv.engine import EngineResult, answer, answer_ids
 from laserkv.errors import ConfigError, LaserKVError, ModelNotAvailableError, UnsupportedModelError
@@ -41,6 +41,7 @@ __all__ = [
     "__version__",
     "answer",
     "answer_ids",
+    "budget_from_ratio",
     "get_method",
     "load_model_and_tokenizer",
     "split_budget",

@@ -13,9 +13,11 @@ from laserkv.modeling import load_model_and_tokenizer
 class RecursiveCompressionEngine:
     """Load a model once, then compress-and-answer many (context, question) pairs.
 
-    ``selector_type`` is ``exact`` (``recency`` and ``none`` give the streaming and full-cache
-    baselines). ``lsh_mode`` and ``hybrid_*`` are kept for the original's call signature and
-    apply to its ``lsh`` / ``hybrid`` selectors only.
+    The positional parameters are the original's. ``selector_type`` is ``exact``, ``lsh`` or
+    ``hybrid`` (plus ``recency`` and ``none`` for the streaming and full-cache baselines);
+    ``lsh_mode`` and ``hybrid_*`` apply to the ``lsh`` / ``hybrid`` selectors. Keyword-only
+    extras: ``compression_ratio`` instead of ``budget``, the LSH ``num_bits`` (K),
+    ``num_tables`` (L), tie-break ``mode`` and ``lsh_seed``, and the model loading options.
     """
 
     def __init__(
@@ -33,6 +35,11 @@ class RecursiveCompressionEngine:
         hybrid_secondary: str = "lsh",
         hybrid_ratio: float = 0.5,
         *,
+        compression_ratio: float | None = None,
+        num_bits: int = 10,
+        num_tables: int = 8,
+        mode: str = "l2",
+        lsh_seed: int = 0,
         device: str | None = None,
         dtype: str | None = None,
         trust_remote_code: bool = False,
@@ -42,13 +49,20 @@ class RecursiveCompressionEngine:
             selector=selector_type,
             compression_mode=compression_mode,
             backend=backend,
-            budget=budget,
+            budget=None if compression_ratio is not None or selector_type == "none" else budget,
+            compression_ratio=compression_ratio,
             protection_divisor=protection_divisor,
             block_size=block_size,
+            lsh_mode=lsh_mode,
+            lsh_bits=num_bits,
+            lsh_tables=num_tables,
+            lsh_seed=lsh_seed,
+            tie_break=mode,
+            hybrid_primary=hybrid_primary,
+            hybrid_secondary=hybrid_secondary,
+            hybrid_ratio=hybrid_ratio,
         )
         self.generation = GenerationConfig(max_new_tokens=max_new_tokens)
-        self.lsh_mode = lsh_mode
-        self.hybrid = (hybrid_primary, hybrid_secondary, hybrid_ratio)
         self.model, self.tokenizer = load_model_and_tokenizer(
             model_path, device=device, dtype=dtype, trust_remote_code=trust_remote_code
         )

@@ -18,18 +18,19 @@ from laserkv.scorers.exact import add_attention_mass, attention_probabilities
 
 @dataclass
 class ScoreRequest:
-    """Per-forward request: add the attention mass of the last ``n_question_rows`` query rows
-    to keys ``[window_start, window_start + totals.numel())`` in every layer.
+    """Per-forward request: add the attention mass of the last ``n_scoring_rows`` query rows
+    to keys ``[window_start, window_start + w)`` in every layer.
 
     Attributes:
         backend: name of the backend that computes it.
-        n_question_rows: the question rows, at the end of the forward's queries.
+        n_scoring_rows: the scoring rows (question or observation window), last in the forward.
         window_start: first scored key slot of the forward cache.
-        totals: (window,) fp32 running sum over layers, heads and question rows.
+        totals: (layers or 1, kv_heads or 1, w) fp32 running sums over scoring rows (and over
+            layers / heads where that dimension is 1); see ``scorers.exact.add_attention_mass``.
     """
 
     backend: str
-    n_question_rows: int
+    n_scoring_rows: int
     window_start: int
     totals: Tensor
 
@@ -48,11 +49,13 @@ def eager_attention_scored(
     attention_mask: Tensor | None,
     scaling: float,
     request: ScoreRequest,
+    layer_index: int,
 ) -> Tensor:
-    """Eager attention of one layer plus the question rows' attention mass.
+    """Eager attention of one layer plus the scoring rows' attention mass.
 
     Args:
         query: (b, h, q, d); key, value: (b, kv_h, k, d); attention_mask: 4-D or None (causal).
+        layer_index: index of this layer (where its mass goes in ``request.totals``).
 
     Returns:
         (b, q, h, d) attention output, as transformers' attention functions return it.
@@ -61,13 +64,13 @@ def eager_attention_scored(
     if allowed is not None:
         allowed = allowed[..., : key.shape[-2]]
     probabilities = attention_probabilities(query, key, scaling, allowed)  # (b, h, q, k) fp32
-    question_rows = probabilities[..., -request.n_question_rows :, :]
-    add_attention_mass(request.totals, question_rows, request.window_start)
+    scoring_rows = probabilities[..., -request.n_scoring_rows :, :]
+    add_attention_mass(request.totals, scoring_rows, request.window_start, layer_index)
     value_expanded = value.repeat_interleave(query.shape[1] // value.shape[1], dim=1)
     output = torch.matmul(probabilities.to(value.dtype), value_expanded)  # (b, h, q, d)
     return output.transpose(1, 2).contiguous()
 
 
-ScoredAttention = Callable[[Tensor, Tensor, Tensor, Tensor | None, float, ScoreRequest], Tensor]
+ScoredAttention = Callable[[Tensor, Tensor, Tensor, Tensor | None, float, ScoreRequest, int], Tensor]
 
 SCORED_ATTENTION: dict[str, ScoredAttention] = {"eager": eager_attention_scored}

@@ -6,6 +6,7 @@ takes the rest, ``global = B - 2 * floor(B / n)``, so it absorbs the rounding.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from laserkv.errors import ConfigError
@@ -36,3 +37,34 @@ def split_budget(budget_tokens: int, protection_divisor: int) -> BudgetSplit:
     global_part = budget_tokens - 2 * share
     assert global_part > 0, (budget_tokens, protection_divisor)
     return BudgetSplit(total=budget_tokens, anchors=share, local=share, global_=global_part)
+
+
+def budget_from_ratio(ratio: float, context_tokens: int, mode: str, block_size: int, divisor: int) -> int:
+    """The budget B that keeps about ``ratio`` of a ``context_tokens``-token context (S tokens).
+
+    ``recursive``: the cache is bounded by B, so ``B = floor(r * S)``.
+
+    ``accumulate``: the final cache holds the anchors (B/n), the last local tail (B/n) and the
+    global part ``G = B (n - 2) / n`` of each of the ``S / b`` blocks, so its size is about
+    ``B (2 / n + (n - 2) S / (n b))``. Setting that equal to ``r S`` gives
+
+        B = floor(r S n b / (2 b + (n - 2) S)),
+
+    which for n = 4 is the original's ``floor(2 r b S / (b + S))``, computed here in the same
+    floating-point order so that both agree bit for bit.
+
+    Raises:
+        ConfigError: the ratio gives B < 1 for this context.
+    """
+    if mode == "recursive":
+        budget = math.floor(ratio * context_tokens)
+    else:
+        denominator = 2 * (2 * block_size + (divisor - 2) * context_tokens)
+        budget = math.floor(2 * ratio * block_size * context_tokens * divisor / denominator)
+    if budget < 1:
+        raise ConfigError(
+            "compression_ratio",
+            ratio,
+            f"a ratio keeping at least 1 token of this {context_tokens}-token context (it gives B={budget})",
+        )
+    return budget

@@ -17,12 +17,12 @@ from transformers import PreTrainedModel
 
 from laserkv import hooks
 from laserkv.backends import ScoreRequest
+from laserkv.budget import BudgetSplit
 from laserkv.config import GenerationConfig, MethodConfig
 from laserkv.modes import BlockPlan, plan_block
 from laserkv.prompting import encode_context, encode_question
-from laserkv.scorers import CANDIDATE_SCORERS
-from laserkv.selectors import select_top
-from laserkv.state import CompressedKV
+from laserkv.selection import block_evidence, lsh_planes, select_candidates
+from laserkv.state import CompressedKV, join_positions
 from laserkv.stats import CallStats, PhaseTimer, track_peak_memory
 
 
@@ -34,7 +34,8 @@ class EngineResult:
         text: decoded answer (special tokens skipped, cut at stop strings, stripped).
         token_ids: generated ids, EOS excluded.
         first_token_logits: (vocab,) fp32 logits after the question prefill.
-        kept_positions: (n,) context positions in the final cache, ascending.
+        kept_positions: context positions in the final cache, ascending: (n,), or
+            (layers, kv_heads, n) with per-layer / per-head selection.
         stats: cache lengths, peak memory and seconds per phase.
     """
 
@@ -79,20 +80,31 @@ def forward_block(
         pieces.append(question_ids)
         positions.append(torch.arange(context_len, context_len + question_ids.numel()))
     input_ids = torch.cat(pieces)[None].to(device)
-    position_ids = torch.cat(positions)[None].to(device)
+    new_positions = torch.cat(positions)
     cache = forward_cache(model, prefix)
-    hooks.forward_body(model, input_ids, position_ids, cache, request)
+    hooks.forward_body(model, input_ids, new_positions[None].to(device), cache, request)
     keys, values = hooks.kv_from_cache(cache)
-    return CompressedKV(tuple(keys), tuple(values), torch.cat([prefix.positions, *positions]))
+    return CompressedKV(tuple(keys), tuple(values), join_positions(prefix.positions, new_positions))
 
 
 def _score_request(
-    method: MethodConfig, plan: BlockPlan, n_question_rows: int, device: torch.device
+    model: PreTrainedModel, method: MethodConfig, plan: BlockPlan, n_scoring_rows: int
 ) -> ScoreRequest:
-    """An fp32 buffer over the slots from the first to the last candidate."""
+    """An fp32 buffer over the slots from the first to the last candidate, one row per layer
+    and KV head where the granularity needs it."""
     window_start = int(plan.candidate_slots.min())
     window = int(plan.candidate_slots.max()) + 1 - window_start
-    return ScoreRequest(method.backend, n_question_rows, window_start, torch.zeros(window, device=device))
+    rows = hooks.n_layers(model) if method.granularity != "token" else 1
+    heads = hooks.n_kv_heads(model) if method.granularity == "head" else 1
+    totals = torch.zeros(rows, heads, window, device=hooks.model_device(model))
+    return ScoreRequest(method.backend, n_scoring_rows, window_start, totals)
+
+
+def _expand_fixed(fixed_slots: Tensor, chosen: Tensor) -> Tensor:
+    """The fixed slots in the shape of ``chosen``: (n,) or broadcast to (layers, kv_heads, n)."""
+    if chosen.dim() == 1:
+        return fixed_slots
+    return fixed_slots.expand(chosen.shape[0], chosen.shape[1], fixed_slots.numel())
 
 
 def prefill_compressed(
@@ -100,14 +112,17 @@ def prefill_compressed(
     context_ids: Tensor,
     question_ids: Tensor,
     method: MethodConfig,
+    split: BudgetSplit | None,
     timer: PhaseTimer,
 ) -> CompressedKV:
     """Prefill the context block by block, compressing after each block.
 
     Args:
         context_ids: (T,) context token ids (no BOS).
-        question_ids: (q,) chat-templated question ids, appended to a block when it is scored.
+        question_ids: (q,) chat-templated question ids, appended to a block when it is scored
+            with the question (``method.appends_question``).
         method: what to keep.
+        split: this sample's budget split (``None``: the full cache).
         timer: receives per-phase seconds; ``timer.stats.cache_length_per_block`` is filled.
 
     Returns:
@@ -115,29 +130,43 @@ def prefill_compressed(
     """
     context_len = int(context_ids.numel())
     device = hooks.model_device(model)
+    cache_shape = (hooks.n_layers(model), hooks.n_kv_heads(model))
+    planes = lsh_planes(method, hooks.head_dim(model), device)
     state, tail = CompressedKV.empty(), CompressedKV.empty()
     for block_start in range(0, context_len, method.block_size):
         block_ids = context_ids[block_start : block_start + method.block_size]
-        plan = plan_block(method, state.positions, tail.length, block_start, int(block_ids.numel()))
+        block_len = int(block_ids.numel())
+        state_anchors = state.count_below(split.anchors) if split is not None else 0
+        plan = plan_block(method, split, state.length, state_anchors, tail.length, block_start, block_len)
         prefix = state.concat(tail) if plan.prefix_has_tail else state
         must_choose = _must_choose(plan)
+        scored = must_choose and method.needs_scoring_rows
+        with_question = scored and method.appends_question
+        n_scoring_rows = (
+            int(question_ids.numel()) if with_question else min(method.observation_window, block_len)
+        )
         request = None
-        if must_choose and method.needs_question_rows:
-            request = _score_request(method, plan, int(question_ids.numel()), device)
+        if scored and method.uses_attention_scores:
+            request = _score_request(model, method, plan, n_scoring_rows)
         with timer.phase("forward"):  # 1. forward the block (+ question) over the compressed cache
-            question = (question_ids, context_len) if request is not None else None
+            question = (question_ids, context_len) if with_question else None
             step = forward_block(model, prefix, block_ids, block_start, question, request)
         chosen = plan.candidate_slots if plan.n_select > 0 else plan.candidate_slots[:0]
         if must_choose:
-            window_start = request.window_start if request is not None else 0
-            with timer.phase("score"):  # 2. score the candidates
-                scores = CANDIDATE_SCORERS[method.selector](
-                    None if request is None else request.totals, plan.candidate_slots - window_start
+            with timer.phase("score"):  # 2. collect the scores the selector needs
+                evidence = block_evidence(
+                    method,
+                    step,
+                    plan.candidate_slots,
+                    n_scoring_rows,
+                    None if request is None else request.totals,
+                    0 if request is None else request.window_start,
                 )
             with timer.phase("select"):  # 3. select the global part
-                chosen = plan.candidate_slots[select_top(scores, plan.n_select).cpu()]
+                kept = select_candidates(method, evidence, plan.n_select, planes, cache_shape)
+                chosen = plan.candidate_slots[kept]
         with timer.phase("gather"):  # 4. gather the kept slots of every layer; hold back the tail
-            keep = torch.sort(torch.cat([plan.fixed_slots, chosen])).values
+            keep = torch.sort(torch.cat([_expand_fixed(plan.fixed_slots, chosen), chosen], dim=-1)).values
             state, tail = step.gather(keep), step.gather(plan.tail_slots)
             del step
         timer.stats.cache_length_per_block.append(state.length + tail.length)  # 5. record
@@ -202,15 +231,23 @@ def answer_ids(
 
     Raises:
         UnsupportedModelError: the model cannot be run exactly (see ``hooks.check_supported``).
+        ConfigError: a compression ratio that leaves no token of this context.
     """
     hooks.check_supported(model)
     device = hooks.model_device(model)
     context = torch.tensor(context_ids, dtype=torch.long)
     question = torch.tensor(question_ids, dtype=torch.long)
-    stats = CallStats(context_tokens=len(context_ids), question_tokens=len(question_ids))
+    ratio_without_context = not context_ids and method.compression_ratio is not None
+    split = None if ratio_without_context else method.split_for(len(context_ids))
+    stats = CallStats(
+        context_tokens=len(context_ids),
+        question_tokens=len(question_ids),
+        budget=None if split is None else split.total,
+        compression_ratio=method.compression_ratio,
+    )
     timer = PhaseTimer(stats, device)
     with hooks.laserkv_attention(model), track_peak_memory(stats, device):
-        state = prefill_compressed(model, context, question, method, timer)
+        state = prefill_compressed(model, context, question, method, split, timer)
         stats.final_cache_length = state.length
         with timer.phase("decode"):
             eos_ids = hooks.eos_token_ids(model, tokenizer)

@@ -42,7 +42,8 @@ def _laserkv_attention(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    output = SCORED_ATTENTION[request.backend](query, key, value, attention_mask, scale, request)
+    layer_index: int = module.layer_idx  # type: ignore[assignment]  # every supported architecture has it
+    output = SCORED_ATTENTION[request.backend](query, key, value, attention_mask, scale, request, layer_index)
     return output, None
 
 
@@ -95,6 +96,18 @@ def laserkv_attention(model: PreTrainedModel) -> Iterator[None]:
 def n_layers(model: PreTrainedModel) -> int:
     """Number of decoder layers (= cache layers)."""
     return int(model.config.num_hidden_layers)
+
+
+def n_kv_heads(model: PreTrainedModel) -> int:
+    """Number of key/value heads per layer (fewer than query heads under GQA)."""
+    config = model.config
+    return int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+
+
+def head_dim(model: PreTrainedModel) -> int:
+    """Size of one attention head's keys."""
+    config = model.config
+    return int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
 
 
 def cache_from_kv(model: PreTrainedModel, keys: list[Tensor], values: list[Tensor]) -> DynamicCache:

@@ -55,7 +55,9 @@ def block_roles(block_start: int, block_len: int, split: BudgetSplit) -> tuple[i
 
 def plan_block(
     method: MethodConfig,
-    state_positions: Tensor,
+    split: BudgetSplit | None,
+    state_len: int,
+    state_anchors: int,
     tail_len: int,
     block_start: int,
     block_len: int,
@@ -63,14 +65,14 @@ def plan_block(
     """Plan one block step of ``method`` (see module docstring for the slot layout).
 
     Args:
-        method: the method config (mode, budget, flags).
-        state_positions: (state_len,) context positions of the persistent state, ascending.
+        method: the method config (mode and flags).
+        split: the budget split for this sample (``None``: the full cache).
+        state_len: tokens in the persistent state (per layer and head).
+        state_anchors: how many of them are anchors (context positions below ``split.anchors``).
         tail_len: length of the held-back tail of the previous block (accumulate mode).
         block_start: context position of the block's first token.
         block_len: number of tokens in the block.
     """
-    state_len = int(state_positions.numel())
-    split = method.split
     empty = _span(0, 0)
     if split is None:  # full cache: keep everything, hold nothing back
         prefix = state_len + tail_len
@@ -86,7 +88,6 @@ def plan_block(
         tail = block_base + _span(local_start, block_len)
     else:
         prefix_has_tail = False
-        state_anchors = int((state_positions < split.anchors).sum())
         block_candidates = state_len + _span(n_anchors, local_start)
         fixed = torch.cat(
             [

@@ -19,6 +19,9 @@ class CallStats:
     Attributes:
         context_tokens: T, the context length in tokens.
         question_tokens: q, the chat-templated question length.
+        budget: the budget B this sample ran with (derived from ``compression_ratio`` when the
+            method gives a ratio); None for the full cache.
+        compression_ratio: the method's ratio r, or None when it gives B directly.
         cache_length_per_block: kept tokens (state + held tail) after each block.
         final_cache_length: tokens the question and the answer were decoded over.
         generated_tokens: answer length in tokens (EOS excluded).
@@ -29,6 +32,8 @@ class CallStats:
 
     context_tokens: int = 0
     question_tokens: int = 0
+    budget: int | None = None
+    compression_ratio: float | None = None
     cache_length_per_block: list[int] = field(default_factory=list)
     final_cache_length: int = 0
     generated_tokens: int = 0

@@ -34,15 +34,32 @@ def test_engine_object_answers_and_resets(tiny_llama_dir: Path) -> None:
 
 
 def test_engine_object_refuses_selectors_that_do_not_exist(tiny_llama_dir: Path) -> None:
-    with pytest.raises(ValueError, match="selector='hybrid' is not allowed: one of exact, recency, none"):
-        RecursiveCompressionEngine(model_path=str(tiny_llama_dir), selector_type="hybrid")
+    with pytest.raises(ValueError, match="selector='lsh2' is not allowed: one of exact, lsh, hybrid"):
+        RecursiveCompressionEngine(model_path=str(tiny_llama_dir), selector_type="lsh2")
+
+
+def test_engine_object_takes_the_original_hybrid_arguments(tiny_llama_dir: Path) -> None:
+    engine = RecursiveCompressionEngine(
+        str(tiny_llama_dir),
+        "hybrid",
+        "magicpig_baseline",
+        budget=24,
+        block_size=32,
+        hybrid_ratio=0.75,
+        max_new_tokens=2,
+        num_bits=4,
+        device="cpu",
+    )
+    assert engine.method.parts == ("exact", "lsh") and engine.method.lsh_mode == "magicpig_baseline"
+    assert (engine.method.hybrid_ratio, engine.method.lsh_bits) == (0.75, 4)
+    assert engine(sentence(100, 3), sentence(5, 4))["stats"].cache_length_per_block == [24, 36, 48, 52]
 
 
 def test_cli_run_on_a_tiny_model(tiny_llama_dir: Path) -> None:
     args = ["run", "--model", str(tiny_llama_dir), "--device", "cpu", "--context-words", "60"]
     result = CliRunner().invoke(app, [*args, "--budget", "40", "--block-size", "64", "--max-new-tokens", "4"])
     assert result.exit_code == 0, result.output
-    assert "exact (exact, accumulate, budget 40)" in result.output
+    assert "laser (hybrid, accumulate, budget 40)" in result.output
     assert "cache length per block" in result.output
 
 

@@ -116,14 +116,14 @@ def test_exact_scores_equal_brute_force(tiny: Any, tiny_model_dir: Any, prefix_l
             model.model(input_ids=torch.tensor([prefix_ids]), past_key_values=cache, use_cache=True)
         keys, values = hooks.kv_from_cache(cache)
         prefix = CompressedKV(tuple(keys), tuple(values), torch.arange(prefix_len))
-    request = ScoreRequest("eager", len(question), 5, torch.zeros(prefix_len + 32 - 5))
+    request = ScoreRequest("eager", len(question), 5, torch.zeros(1, 1, prefix_len + 32 - 5))
     with torch.no_grad(), hooks.laserkv_attention(model):
         step = forward_block(
             model, prefix, torch.tensor(block), prefix_len, (torch.tensor(question), 96), request
         )
     assert step.length == prefix_len + 32 + len(question)
     expected = eager_question_mass(str(tiny_model_dir), prefix_ids, block, question, prefix_len, 96)
-    torch.testing.assert_close(request.totals, expected[5 : prefix_len + 32], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(request.totals[0, 0], expected[5 : prefix_len + 32], rtol=1e-4, atol=1e-5)
     assert model.config._attn_implementation == "sdpa", "the attention implementation is restored"
 
 
@@ -196,12 +196,12 @@ def test_exact_selection_keeps_the_highest_scoring_candidates(tiny: Any) -> None
     kept = answer_ids(
         model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=1)
     ).kept_positions
-    request = ScoreRequest("eager", len(question), 6, torch.zeros(20))
+    request = ScoreRequest("eager", len(question), 6, torch.zeros(1, 1, 20))
     with torch.no_grad(), hooks.laserkv_attention(model):
         forward_block(
             model, CompressedKV.empty(), torch.tensor(context), 0, (torch.tensor(question), 32), request
         )
-    top = sorted((6 + torch.sort(request.totals, descending=True, stable=True).indices[:12]).tolist())
+    top = sorted((6 + torch.sort(request.totals[0, 0], descending=True, stable=True).indices[:12]).tolist())
     assert kept.tolist() == list(range(6)) + top + list(range(26, 32))
     assert top != list(range(6, 18)) and top != list(range(14, 26)), "scores must pick neither end"
 

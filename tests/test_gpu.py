@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from laserkv import GenerationConfig, MethodConfig, answer_ids
+from laserkv import METHODS, GenerationConfig, MethodConfig, answer_ids, get_method
 from laserkv.modeling import load_model_and_tokenizer
 from laserkv.prompting import encode_context, encode_question
 from tests.tiny import sentence
@@ -45,3 +45,34 @@ def test_compressed_run_on_cuda_bf16(tiny_llama_dir: Path) -> None:
     )
     assert result.stats.cache_length_per_block[0] == 48
     assert result.kept_positions.tolist() == sorted(result.kept_positions.tolist())
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_on_cuda_bf16(tiny_llama_dir: Path, name: str) -> None:
+    model, tokenizer = load_model_and_tokenizer(str(tiny_llama_dir), device="cuda", dtype="bfloat16")
+    context = encode_context(tokenizer, sentence(300, 5))
+    question = encode_question(tokenizer, sentence(6, 6))
+    overrides: dict[str, object] = {"block_size": 64}
+    if name != "full":
+        overrides.update(budget=48, lsh_bits=3)
+    method = get_method(name, **overrides)
+    result = answer_ids(model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=4))
+    lengths = result.stats.cache_length_per_block
+    assert len(lengths) == 5 and result.stats.final_cache_length == lengths[-1]
+    if method.compression_mode == "recursive" and name != "full":
+        assert lengths == [48] * 5
+    kept = result.kept_positions.reshape(-1, lengths[-1])
+    assert all(row[:12] == list(range(12)) and row[-12:] == list(range(288, 300)) for row in kept.tolist())
+
+
+def test_laser_on_cuda_keeps_what_it_keeps_on_cpu(tiny_llama_dir: Path) -> None:
+    """fp32: the GPU run selects the same tokens as the CPU run (scores agree to float tolerance)."""
+    method = get_method("laser", budget=48, block_size=64, lsh_bits=3)
+    kept = []
+    for device in ("cpu", "cuda"):
+        model, tokenizer = load_model_and_tokenizer(str(tiny_llama_dir), device=device, dtype="float32")
+        context = encode_context(tokenizer, sentence(300, 5))
+        question = encode_question(tokenizer, sentence(6, 6))
+        result = answer_ids(model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=4))
+        kept.append(result.kept_positions)
+    assert torch.equal(kept[0], kept[1])

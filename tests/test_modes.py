@@ -6,15 +6,25 @@ import pytest
 import torch
 
 from laserkv import MethodConfig
-from laserkv.modes import block_roles, plan_block
+from laserkv.modes import BlockPlan, block_roles
+from laserkv.modes import plan_block as plan_with_split
 
 
 def positions(*ranges: tuple[int, int]) -> torch.Tensor:
     return torch.cat([torch.arange(a, b) for a, b in ranges])
 
 
+def plan_block(
+    method: MethodConfig, state: torch.Tensor, tail_len: int, block_start: int, block_len: int
+) -> BlockPlan:
+    """Plan with the method's fixed budget, counting the state's anchors from its positions."""
+    split = method.split_for(1000)
+    anchors = int((state < split.anchors).sum()) if split is not None else 0
+    return plan_with_split(method, split, int(state.numel()), anchors, tail_len, block_start, block_len)
+
+
 def test_block_roles() -> None:
-    split = MethodConfig(budget=32).split  # anchors 8, local 8, global 16
+    split = MethodConfig(budget=32).split_for(100)  # anchors 8, local 8, global 16
     assert split is not None
     assert block_roles(0, 32, split) == (8, 24)  # anchors 0-7, local 24-31
     assert block_roles(0, 12, split) == (8, 8)  # local never overlaps anchors

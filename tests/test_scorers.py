@@ -35,10 +35,10 @@ def test_mass_matches_brute_force(heads: int, kv_heads: int, q_len: int, k_len: 
     queries = torch.randn(1, heads, q_len, 8, generator=generator)
     keys = torch.randn(1, kv_heads, k_len, 8, generator=generator)
     probabilities = attention_probabilities(queries, keys, 8**-0.5, None)
-    totals = torch.zeros(k_len - 2)
-    add_attention_mass(totals, probabilities[..., -n_rows:, :], window_start=2)
+    totals = torch.zeros(1, 1, k_len - 2)
+    add_attention_mass(totals, probabilities[..., -n_rows:, :], window_start=2, layer_index=0)
     expected = brute_force_mass(queries, keys, 8**-0.5, n_rows)[2:]
-    torch.testing.assert_close(totals, torch.tensor(expected), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(totals[0, 0], torch.tensor(expected), rtol=1e-5, atol=1e-6)
     assert probabilities.dtype == torch.float32
 
 

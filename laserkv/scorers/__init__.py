@@ -1,23 +1,2 @@
-"""Token-importance scores for the global part, one function per selector.
-
-``CANDIDATE_SCORERS[selector](block_scores, candidate_slots)`` returns one fp32 score per
-candidate slot, higher = more worth keeping.
-"""
-
-from __future__ import annotations
-
-from collections.abc import Callable
-
-from torch import Tensor
-
-from laserkv.scorers.exact import candidate_attention_mass
-from laserkv.scorers.recency import candidate_recency
-
-CandidateScorer = Callable[[Tensor | None, Tensor], Tensor]
-
-CANDIDATE_SCORERS: dict[str, CandidateScorer] = {
-    "exact": candidate_attention_mass,
-    "recency": candidate_recency,
-}
-
-__all__ = ["CANDIDATE_SCORERS", "CandidateScorer"]
+"""Token-importance scores as pure tensor functions: exact attention mass (``exact``) and
+SimHash collisions of keys (``lsh``). ``laserkv.selection`` turns them into kept sets."""

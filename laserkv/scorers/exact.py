@@ -51,25 +51,47 @@ def attention_probabilities(queries: Tensor, keys: Tensor, scaling: float, allow
     return torch.softmax(logits, dim=-1)
 
 
-def add_attention_mass(totals: Tensor, probabilities: Tensor, window_start: int) -> None:
-    """Add the attention mass of ``probabilities`` to ``totals`` (in place).
+def add_attention_mass(totals: Tensor, probabilities: Tensor, window_start: int, layer_index: int) -> None:
+    """Add one layer's attention mass of ``probabilities`` to ``totals`` (in place).
 
     Args:
-        totals: (w,) fp32 running scores of keys ``[window_start, window_start + w)``.
-        probabilities: (b, h, rows, k) probabilities of the question rows only.
+        totals: (layers or 1, kv_heads or 1, w) fp32 running scores of keys
+            ``[window_start, window_start + w)``. A first dimension of 1 sums over layers, a
+            second of 1 over heads; otherwise query heads are summed within their KV head group.
+        probabilities: (b, h, rows, k) probabilities of the scoring rows only.
         window_start: first key index that ``totals`` covers.
+        layer_index: the layer these probabilities come from.
     """
-    window_end = window_start + totals.shape[0]
-    mass = probabilities[..., window_start:window_end].sum(dim=(0, 1, 2), dtype=torch.float32)
-    totals.add_(mass.to(totals.device))
+    window_end = window_start + totals.shape[-1]
+    mass = probabilities[..., window_start:window_end].sum(dim=(0, 2), dtype=torch.float32)  # (h, w)
+    n_groups = totals.shape[1]
+    mass = mass.reshape(n_groups, mass.shape[0] // n_groups, -1).sum(1)  # (kv_heads or 1, w)
+    row = layer_index if totals.shape[0] > 1 else 0
+    totals[row].add_(mass.to(totals.device))
 
 
-def candidate_attention_mass(block_scores: Tensor | None, candidate_slots: Tensor) -> Tensor:
-    """The accumulated attention mass of each candidate slot.
+def pool_scores(scores: Tensor, kernel: int) -> Tensor:
+    """Average each score with its neighbours along the last dimension (SnapKV's smoothing).
+
+    A window of ``kernel`` (odd) slots centred on each slot, zero-padded at both ends and always
+    divided by ``kernel`` (``avg_pool1d`` with ``count_include_pad``, as kvpress does).
+    """
+    if kernel == 1:
+        return scores
+    flat = scores.reshape(-1, 1, scores.shape[-1])
+    pooled = torch.nn.functional.avg_pool1d(flat, kernel, stride=1, padding=kernel // 2)
+    return pooled.reshape(scores.shape)
+
+
+def candidate_attention_mass(totals: Tensor, window_slots: Tensor, pooling: int) -> Tensor:
+    """The accumulated (optionally pooled) attention mass of each candidate.
 
     Args:
-        block_scores: (n_slots,) fp32 attention mass per forward-cache slot.
-        candidate_slots: (n_candidates,) int64 slot indices.
+        totals: (layers or 1, kv_heads or 1, w) fp32 attention mass per window slot.
+        window_slots: (n,) int64 candidate slots, relative to the window start.
+        pooling: odd pooling kernel (1 = none).
+
+    Returns:
+        (layers or 1, kv_heads or 1, n) fp32 scores.
     """
-    assert block_scores is not None, "exact scores need the question rows of the forward"
-    return block_scores[candidate_slots.to(block_scores.device)]
+    return pool_scores(totals, pooling)[..., window_slots.to(totals.device)]

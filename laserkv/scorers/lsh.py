@@ -124,8 +124,12 @@ def select_magicpig(
     survivors = torch.nonzero(counts >= 2).flatten()
     if survivors.numel() == 0:
         return torch.arange(n - n_keep, n, device=device)
-    agreement = (candidate_bits[survivors, None, :] == query_bits[None, :, :]).float().mean(-1)  # (s, q)
-    n_tables = planes.shape[-1] // n_bits
+    total_bits = planes.shape[-1]
+    # the share of equal sign bits, via a +-1 dot product: (dot + LK) / 2 = count, so no (s, q, LK) tensor
+    signs_survivors = candidate_bits[survivors].float() * 2 - 1
+    signs_queries = query_bits.float() * 2 - 1
+    agreement = (signs_survivors @ signs_queries.T + total_bits) / (2 * total_bits)  # (s, q)
+    n_tables = total_bits // n_bits
     scores = magicpig_probability(agreement, n_bits, n_tables).max(-1).values
     if survivors.numel() > n_keep:
         return survivors[select_top(scores, n_keep)]  # survivors ascend, so the result does too

@@ -1,0 +1,206 @@
+"""LSH, hybrid, per-layer / per-head and query-agnostic selection inside the engine, against
+brute force on the tiny models: the model's own eager attention probabilities and last-layer
+keys from a plain forward, ranked by hand or by the pure selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, DynamicCache
+
+from laserkv import GenerationConfig, MethodConfig, answer_ids, hooks
+from laserkv.budget import budget_from_ratio
+from laserkv.engine import prefill_compressed
+from laserkv.prompting import encode_context, encode_question
+from laserkv.scorers.exact import pool_scores
+from laserkv.scorers.lsh import hyperplanes, select_frequency_rank, select_magicpig
+from laserkv.stats import CallStats, PhaseTimer
+from tests.tiny import sentence
+
+ONE_TOKEN = GenerationConfig(max_new_tokens=1)
+
+
+def sample(tokenizer: Any, n_tokens: int = 32, seed: int = 21) -> tuple[list[int], list[int]]:
+    return encode_context(tokenizer, sentence(n_tokens, seed)), encode_question(
+        tokenizer, sentence(6, seed + 1)
+    )
+
+
+def plain_forward(model_dir: Any, block: list[int], question: list[int] | None, context_len: int) -> Any:
+    """The model's own eager forward of ``[block | question]`` at true positions (no cache)."""
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    ids = block + (question or [])
+    positions = list(range(len(block))) + list(range(context_len, context_len + len(question or [])))
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        out = model(
+            input_ids=torch.tensor([ids]),
+            position_ids=torch.tensor([positions]),
+            past_key_values=cache,
+            use_cache=True,
+            output_attentions=True,
+        )
+    return out, cache
+
+
+def per_kv_head_mass(attentions: tuple[torch.Tensor, ...], n_rows: int) -> torch.Tensor:
+    """(layers, kv_heads=2, keys) mass of the last ``n_rows`` rows; query heads 2h, 2h+1 -> h."""
+    per_layer = []
+    for layer in attentions:  # (1, 4 heads, rows, keys)
+        mass = layer[0, :, -n_rows:, :].double().sum(1)  # (4, keys)
+        per_layer.append(torch.stack([mass[0] + mass[1], mass[2] + mass[3]]))
+    return torch.stack(per_layer)
+
+
+def top_positions(scores: list[float], first: int, k: int) -> list[int]:
+    """Positions ``first + i`` of the k highest scores, earlier on ties, ascending."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    return sorted(first + i for i in order[:k])
+
+
+# one block of 32 tokens, budget 24: anchors 0-5, local 26-31, 12 of the 20 candidates 6-25
+FIXED = (list(range(6)), list(range(26, 32)))
+
+
+@pytest.mark.parametrize("granularity", ["layer", "head"])
+def test_per_layer_and_per_head_selection_equals_brute_force(
+    tiny: Any, tiny_model_dir: Any, granularity: str
+) -> None:
+    model, tokenizer = tiny
+    context, question = sample(tokenizer)
+    method = MethodConfig(budget=24, block_size=32, granularity=granularity)
+    result = answer_ids(model, tokenizer, context, question, method, ONE_TOKEN)
+    out, _ = plain_forward(tiny_model_dir, context, question, 32)
+    mass = per_kv_head_mass(out.attentions, len(question))[..., 6:26]  # (2 layers, 2 kv heads, 20)
+    if granularity == "layer":
+        mass = mass.sum(1, keepdim=True).expand(2, 2, 20)
+    assert result.kept_positions.shape == (2, 2, 24)
+    for layer in range(2):
+        for head in range(2):
+            top = top_positions(mass[layer, head].tolist(), 6, 12)
+            assert result.kept_positions[layer, head].tolist() == FIXED[0] + top + FIXED[1]
+    rows = {tuple(row) for row in result.kept_positions.reshape(4, 24).tolist()}
+    assert len(rows) == (2 if granularity == "layer" else 4), "each layer / head must choose its own set"
+
+
+@pytest.mark.parametrize("mode", ["accumulate", "recursive"])
+def test_per_head_caches_are_rectangular_and_hold_the_right_keys(
+    tiny: Any, tiny_model_dir: Any, mode: str
+) -> None:
+    """Over 5 blocks: every layer's cache is (1, kv_heads, n, d) and each head's keys are the
+    model's own keys of the positions it says it kept."""
+    model, tokenizer = tiny
+    context, question = sample(tokenizer, 150)
+    method = MethodConfig(budget=32, block_size=32, granularity="head", compression_mode=mode)
+    stats = CallStats()
+    with torch.no_grad(), hooks.laserkv_attention(model):
+        state = prefill_compressed(
+            model,
+            torch.tensor(context),
+            torch.tensor(question),
+            method,
+            method.split_for(150),
+            PhaseTimer(stats, torch.device("cpu")),
+        )
+    expected = 96 if mode == "accumulate" else 32
+    assert state.positions.shape == (2, 2, expected)
+    _, full_cache = plain_forward(tiny_model_dir, context, None, 150)
+    full_keys, full_values = hooks.kv_from_cache(full_cache)
+    for layer in range(2):
+        assert state.keys[layer].shape == (1, 2, expected, 8)
+        for head in range(2):
+            positions = state.positions[layer, head]
+            # compressed blocks see less history, so only the first block's keys are exact
+            first_block = positions < 32
+            kept = state.keys[layer][0, head][first_block]
+            torch.testing.assert_close(kept, full_keys[layer][0, head, positions[first_block]])
+            torch.testing.assert_close(
+                state.values[layer][0, head][first_block], full_values[layer][0, head, positions[first_block]]
+            )
+
+
+@pytest.mark.parametrize("pooling", [1, 3])
+def test_query_agnostic_window_scores_equal_brute_force(tiny: Any, tiny_model_dir: Any, pooling: int) -> None:
+    """Scores from the block's own last 8 tokens (no question in the forward), optionally pooled."""
+    model, tokenizer = tiny
+    context, question = sample(tokenizer)
+    method = MethodConfig(
+        budget=24, block_size=32, query_source="window", observation_window=8, score_pooling=pooling
+    )
+    result = answer_ids(model, tokenizer, context, question, method, ONE_TOKEN)
+    out, _ = plain_forward(tiny_model_dir, context, None, 32)
+    scores = pool_scores(per_kv_head_mass(out.attentions, 8).sum((0, 1))[6:26].float(), pooling)
+    assert result.kept_positions.tolist() == FIXED[0] + top_positions(scores.tolist(), 6, 12) + FIXED[1]
+
+
+@pytest.mark.parametrize("lsh_mode", ["frequency_rank", "magicpig_baseline"])
+def test_lsh_selection_hashes_the_last_layer_head_mean_keys(
+    tiny: Any, tiny_model_dir: Any, lsh_mode: str
+) -> None:
+    """Question vs candidate keys of the last layer (post-RoPE, question at T..), KV-head mean."""
+    model, tokenizer = tiny
+    context, question = sample(tokenizer)
+    method = MethodConfig(selector="lsh", lsh_mode=lsh_mode, lsh_bits=3, lsh_seed=4, budget=24, block_size=32)
+    result = answer_ids(model, tokenizer, context, question, method, ONE_TOKEN)
+    _, cache = plain_forward(tiny_model_dir, context, question, 32)
+    last = hooks.kv_from_cache(cache)[0][-1][0].mean(0)  # (32 + q, 8)
+    planes = hyperplanes(8, 3, 8, seed=4)
+    queries, candidates = last[32:], last[6:26]
+    if lsh_mode == "magicpig_baseline":
+        chosen = select_magicpig(queries, candidates, 12, planes, 3)
+    else:
+        chosen = select_frequency_rank(queries, candidates, 12, planes, 3, "l2")
+    assert result.kept_positions.tolist() == FIXED[0] + (6 + chosen).tolist() + FIXED[1]
+
+
+def run(tiny: Any, method: MethodConfig, seed: int = 31) -> Any:
+    model, tokenizer = tiny
+    context, question = sample(tokenizer, 150, seed)
+    return answer_ids(model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=4))
+
+
+@pytest.mark.parametrize("mode", ["accumulate", "recursive"])
+def test_hybrid_at_rho_1_and_0_equals_its_parents_end_to_end(tiny: Any, mode: str) -> None:
+    base = dict(budget=32, block_size=32, compression_mode=mode, lsh_bits=3, lsh_mode="magicpig_baseline")
+    exact = run(tiny, MethodConfig(selector="exact", **base))  # type: ignore[arg-type]
+    lsh = run(tiny, MethodConfig(selector="lsh", **base))  # type: ignore[arg-type]
+    at_one = run(tiny, MethodConfig(selector="hybrid", hybrid_ratio=1.0, **base))  # type: ignore[arg-type]
+    at_zero = run(tiny, MethodConfig(selector="hybrid", hybrid_ratio=0.0, **base))  # type: ignore[arg-type]
+    half = run(tiny, MethodConfig(selector="hybrid", hybrid_ratio=0.5, **base))  # type: ignore[arg-type]
+    assert torch.equal(at_one.kept_positions, exact.kept_positions)
+    assert torch.equal(at_zero.kept_positions, lsh.kept_positions)
+    assert not torch.equal(exact.kept_positions, lsh.kept_positions), "parents must differ to mean anything"
+    assert not torch.equal(half.kept_positions, exact.kept_positions)
+    assert not torch.equal(half.kept_positions, lsh.kept_positions)
+    # exact and LSH always fill their share here, so faithful (no reallocation) changes nothing
+    faithful = run(tiny, MethodConfig(selector="hybrid", hybrid_ratio=0.5, faithful_hybrid=True, **base))  # type: ignore[arg-type]
+    assert torch.equal(faithful.kept_positions, half.kept_positions)
+
+
+@pytest.mark.parametrize("name", ["lsh_magicpig", "hybrid_frequency_rank_0.5_recursive"])
+def test_runs_are_bit_identical_under_one_seed_and_differ_under_another(tiny: Any, name: str) -> None:
+    from laserkv import get_method
+
+    method = get_method(name, budget=32, block_size=32, lsh_bits=3)
+    first, again = run(tiny, method), run(tiny, method)
+    other = run(tiny, method.replace(lsh_seed=1))
+    assert torch.equal(first.kept_positions, again.kept_positions)
+    assert (
+        torch.equal(first.first_token_logits, again.first_token_logits) and first.token_ids == again.token_ids
+    )
+    assert not torch.equal(first.kept_positions, other.kept_positions)
+
+
+@pytest.mark.parametrize(("mode", "ratio"), [("accumulate", 0.5), ("recursive", 0.5), ("accumulate", 0.25)])
+def test_compression_ratio_sets_the_budget_from_the_sample(tiny: Any, mode: str, ratio: float) -> None:
+    method = MethodConfig(budget=None, compression_ratio=ratio, compression_mode=mode, block_size=32)
+    result = run(tiny, method)
+    budget = budget_from_ratio(ratio, 150, mode, 32, 4)
+    assert (result.stats.budget, result.stats.compression_ratio) == (budget, ratio)
+    if mode == "recursive":
+        assert budget == 75 and result.stats.final_cache_length == 75
+    else:
+        global_part = budget - 2 * (budget // 4)
+        assert abs(result.stats.final_cache_length - ratio * 150) <= global_part

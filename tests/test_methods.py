@@ -1,0 +1,146 @@
+"""The method registry (grid, LASER-KV's settings, overrides, hashes, the README table) and the
+method matrix: every registered method end to end on the tiny models with the generic invariants."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from laserkv import GenerationConfig, answer_ids, get_method
+from laserkv.errors import ConfigError
+from laserkv.methods import METHODS, methods_markdown
+from laserkv.prompting import encode_context, encode_question
+from tests.tiny import sentence
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+GRID = [
+    f"{selector}{suffix}"
+    for selector in (
+        "exact",
+        "lsh_frequency_rank",
+        "lsh_magicpig",
+        "hybrid_magicpig_0.5",
+        "hybrid_magicpig_0.75",
+        "hybrid_frequency_rank_0.5",
+        "hybrid_frequency_rank_0.75",
+    )
+    for suffix in ("", "_recursive")
+]
+
+
+def test_registry_holds_laser_the_grid_and_the_baselines() -> None:
+    assert set(METHODS) == {"laser", "laser_recursive", "full", "streaming", "snapkv", *GRID}
+    laser = get_method("laser")
+    assert (laser.selector, laser.hybrid_primary, laser.hybrid_secondary, laser.lsh_mode) == (
+        "hybrid",
+        "exact",
+        "lsh",
+        "magicpig_baseline",
+    )
+    assert (laser.hybrid_ratio, laser.compression_mode, laser.protection_divisor, laser.block_size) == (
+        0.75,
+        "accumulate",
+        4,
+        4096,
+    )
+    assert (laser.lsh_bits, laser.lsh_tables, laser.granularity, laser.query_source) == (
+        10,
+        8,
+        "token",
+        "question",
+    )
+    assert laser.config_hash == get_method("hybrid_magicpig_0.75").config_hash  # same config, other name
+    hybrid = get_method("hybrid_frequency_rank_0.5_recursive")
+    assert (hybrid.lsh_mode, hybrid.hybrid_ratio, hybrid.compression_mode) == (
+        "frequency_rank",
+        0.5,
+        "recursive",
+    )
+    snapkv = get_method("snapkv")
+    assert (snapkv.query_source, snapkv.granularity, snapkv.score_pooling) == ("window", "head", 5)
+
+
+def test_hashes_are_pinned() -> None:
+    """A changed hash silently invalidates every stored result row; change these deliberately."""
+    assert get_method("laser").config_hash == "9767c42d3cbf3e5f"
+    assert get_method("full").config_hash == "1ff2cc5c9b634275"
+    aliases = {"laser", "laser_recursive"}  # = hybrid_magicpig_0.75 and its recursive twin
+    assert (
+        get_method("laser_recursive").config_hash == get_method("hybrid_magicpig_0.75_recursive").config_hash
+    )
+    hashes = [METHODS[name]().config_hash for name in METHODS if name not in aliases]
+    assert len(set(hashes)) == len(hashes)
+
+
+def test_overrides_field_by_field_and_budget_or_ratio() -> None:
+    laser = get_method("laser", budget=2048)
+    assert (laser.name, laser.budget, laser.compression_ratio, laser.hybrid_ratio) == (
+        "laser",
+        2048,
+        None,
+        0.75,
+    )
+    by_ratio = get_method("laser", compression_ratio=0.75)
+    assert (by_ratio.budget, by_ratio.compression_ratio) == (None, 0.75)
+    assert get_method("laser", compression_ratio=0.75).config_hash != get_method("laser").config_hash
+    with pytest.raises(ConfigError, match="override='budgte'"):
+        get_method("laser", budgte=10)
+    with pytest.raises(ConfigError, match="hybrid_ratio=2"):
+        get_method("laser", hybrid_ratio=2)
+
+
+def test_unknown_method_names_the_closest() -> None:
+    with pytest.raises(ConfigError, match=r"did you mean exact_recursive.*registered methods: laser"):
+        get_method("exact_recursiv")
+    with pytest.raises(ConfigError, match=r"did you mean lsh_magicpig"):
+        get_method("lsh_magicpg")
+
+
+def test_readme_lists_the_registry() -> None:
+    text = README.read_text()
+    block = re.search(r"<!-- methods:start -->\n(.*?)<!-- methods:end -->", text, re.S)
+    assert block is not None, "README lacks the generated methods table"
+    assert block.group(1) == methods_markdown(), (
+        "README is stale: run python scripts/update_readme_methods.py"
+    )
+
+
+def expected_lengths(
+    name: str, seen: list[int], anchors: int, local: int, global_: int, budget: int
+) -> list[int]:
+    """Cache length after each block, from method.md section 2 (every block here has at least
+    ``global_`` candidates, so each selection fills its share)."""
+    if name == "full":
+        return seen
+    if get_method(name).compression_mode == "recursive":
+        return [min(budget, tokens) for tokens in seen]
+    return [min(tokens, anchors + (index + 1) * global_ + local) for index, tokens in enumerate(seen)]
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_end_to_end(tiny: Any, name: str) -> None:
+    model, tokenizer = tiny
+    context = encode_context(tokenizer, sentence(150, 11))
+    question = encode_question(tokenizer, sentence(6, 12))
+    overrides: dict[str, object] = {"block_size": 32}
+    if name != "full":
+        overrides.update(budget=32, lsh_bits=3)  # anchors 8, local 8, global 16; 3 bits: collisions happen
+    method = get_method(name, **overrides)
+    result = answer_ids(model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=4))
+    seen = [32, 64, 96, 128, 150]
+    assert result.stats.cache_length_per_block == expected_lengths(name, seen, 8, 8, 16, 32)
+    final = result.stats.cache_length_per_block[-1]
+    assert result.stats.final_cache_length == final and result.stats.budget == (
+        None if name == "full" else 32
+    )
+    kept = result.kept_positions.reshape(-1, final)  # one row per kept set (per layer / head)
+    assert kept.shape[0] == (2 * 2 if method.granularity == "head" else 1)
+    for row in kept.tolist():
+        assert row == sorted(set(row)) and row[-8:] == list(range(142, 150))  # local window kept
+        assert row[:8] == list(range(8))  # anchors kept
+    assert result.token_ids and torch.isfinite(result.first_token_logits).all()
