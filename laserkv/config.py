@@ -33,6 +33,10 @@ def _check_choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
         raise ConfigError(field, value, "one of " + ", ".join(allowed))
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _check_int(field: str, value: object, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ConfigError(field, value, f"an integer >= {minimum}")
@@ -116,15 +120,18 @@ class MethodConfig:
         _check_choice("hybrid_primary", self.hybrid_primary, HYBRID_PARTS)
         _check_choice("hybrid_secondary", self.hybrid_secondary, HYBRID_PARTS)
         _check_int("block_size", self.block_size, 1)
+        _check_int("protection_divisor", self.protection_divisor, 3)
         _check_int("observation_window", self.observation_window, 1)
         _check_int("lsh_bits", self.lsh_bits, 1)
         _check_int("lsh_tables", self.lsh_tables, 1)
         _check_int("lsh_seed", self.lsh_seed, 0)
+        if self.lsh_seed >= 2**63:
+            raise ConfigError("lsh_seed", self.lsh_seed, "below 2**63")
         if self.lsh_bits > 30:
             raise ConfigError("lsh_bits", self.lsh_bits, "at most 30 (bucket ids are 2**K per table)")
         if not isinstance(self.score_pooling, int) or self.score_pooling < 1 or self.score_pooling % 2 == 0:
             raise ConfigError("score_pooling", self.score_pooling, "an odd integer >= 1 (1 = no pooling)")
-        if not 0.0 <= self.hybrid_ratio <= 1.0:
+        if not _is_number(self.hybrid_ratio) or not 0.0 <= self.hybrid_ratio <= 1.0:
             raise ConfigError("hybrid_ratio", self.hybrid_ratio, "a number in [0, 1]")
         if self.selector == "hybrid" and self.hybrid_primary == self.hybrid_secondary:
             raise ConfigError("hybrid_secondary", self.hybrid_secondary, "a selector other than the primary")
@@ -137,6 +144,10 @@ class MethodConfig:
             )
         if self.score_pooling > 1 and "exact" not in self.parts:
             raise ConfigError("score_pooling", self.score_pooling, "1 unless exact scores are used")
+        if self.uses_lsh and self.lsh_mode == "magicpig_baseline" and self.lsh_tables < 2:
+            raise ConfigError(
+                "lsh_tables", self.lsh_tables, ">= 2 for magicpig_baseline (it keeps >= 2 collisions)"
+            )
 
     def _check_budget(self) -> None:
         if self.selector == "none":
@@ -154,10 +165,11 @@ class MethodConfig:
                 f"(compression_ratio={self.compression_ratio})",
             )
         if self.budget is not None:
+            _check_int("budget", self.budget, 1)
             split_budget(self.budget, self.protection_divisor)
         else:
             ratio = self.compression_ratio
-            if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0.0 < ratio <= 1.0:
+            if not _is_number(ratio) or not 0.0 < ratio <= 1.0:  # type: ignore[operator]
                 raise ConfigError("compression_ratio", ratio, "a fraction of context tokens kept, in (0, 1]")
             split_budget(1, self.protection_divisor)  # the divisor is checked before any sample is seen
 
@@ -227,16 +239,23 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """How the answer is decoded after the compressed prefill (greedy).
+    """How the answer is decoded after the compressed prefill.
 
     Attributes:
         max_new_tokens: upper bound on generated tokens.
         stop_strings: the decoded answer is cut at the first occurrence of each.
+        temperature: 0 = greedy (argmax); > 0 = sampling from softmax(logits / temperature)
+            (LongBench v2's official runs use 0.1).
+        seed: seed of the sampling generator (same seed, same answer).
     """
 
     max_new_tokens: int = 100
     stop_strings: tuple[str, ...] = ()
+    temperature: float = 0.0
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise ConfigError("max_new_tokens", self.max_new_tokens, "an integer >= 1")
+        _check_int("max_new_tokens", self.max_new_tokens, 1)
+        _check_int("seed", self.seed, 0)
+        if not _is_number(self.temperature) or self.temperature < 0:
+            raise ConfigError("temperature", self.temperature, "a number >= 0 (0 = greedy)")

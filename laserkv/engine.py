@@ -100,6 +100,12 @@ def _score_request(
     return ScoreRequest(method.backend, n_scoring_rows, window_start, totals)
 
 
+def observation_rows(method: MethodConfig, plan: BlockPlan, block_len: int) -> int:
+    """Query-agnostic scoring rows: the block's last ``observation_window`` tokens, at most its
+    local window (so no candidate scores itself); one row if the block has no local window."""
+    return max(1, min(method.observation_window, block_len, plan.local_len))
+
+
 def _expand_fixed(fixed_slots: Tensor, chosen: Tensor) -> Tensor:
     """The fixed slots in the shape of ``chosen``: (n,) or broadcast to (layers, kv_heads, n)."""
     if chosen.dim() == 1:
@@ -143,7 +149,7 @@ def prefill_compressed(
         scored = must_choose and method.needs_scoring_rows
         with_question = scored and method.appends_question
         n_scoring_rows = (
-            int(question_ids.numel()) if with_question else min(method.observation_window, block_len)
+            int(question_ids.numel()) if with_question else observation_rows(method, plan, block_len)
         )
         request = None
         if scored and method.uses_attention_scores:
@@ -173,6 +179,14 @@ def prefill_compressed(
     return state.concat(tail)
 
 
+def next_token(logits: Tensor, temperature: float, sampler: torch.Generator | None) -> int:
+    """Greedy argmax, or a draw from softmax(logits / temperature) with ``sampler``."""
+    if sampler is None:
+        return int(logits.argmax())
+    probabilities = torch.softmax(logits.float() / temperature, dim=-1)
+    return int(torch.multinomial(probabilities, 1, generator=sampler))
+
+
 def generate_answer(
     model: PreTrainedModel,
     state: CompressedKV,
@@ -181,7 +195,8 @@ def generate_answer(
     generation: GenerationConfig,
     eos_ids: frozenset[int],
 ) -> tuple[list[int], Tensor]:
-    """Prefill the question at ``T..`` over ``state`` and decode greedily at true positions.
+    """Prefill the question at ``T..`` over ``state`` and decode at true positions (greedy, or
+    sampled when ``generation.temperature > 0``).
 
     Returns:
         ``(token_ids, first_token_logits)``: ids without the EOS, and the (vocab,) fp32 logits
@@ -195,8 +210,11 @@ def generate_answer(
     first_token_logits = logits[0]
     token_ids: list[int] = []
     next_position = context_len + int(question_ids.numel())
+    sampler = None
+    if generation.temperature > 0:
+        sampler = torch.Generator(device=device).manual_seed(generation.seed)
     while len(token_ids) < generation.max_new_tokens:
-        token = int(logits.argmax(dim=-1))
+        token = next_token(logits[0], generation.temperature, sampler)
         if token in eos_ids:
             break
         token_ids.append(token)
@@ -256,7 +274,10 @@ def answer_ids(
             )
     stats.generated_tokens = len(token_ids)
     text = cut_at_stop_strings(tokenizer.decode(token_ids, skip_special_tokens=True), generation.stop_strings)
-    return EngineResult(text, token_ids, first_logits.cpu(), state.positions, stats)
+    positions = state.positions
+    if method.granularity != "token" and positions.dim() == 1:  # nothing was dropped: one shape always
+        positions = positions.expand(hooks.n_layers(model), hooks.n_kv_heads(model), positions.numel())
+    return EngineResult(text, token_ids, first_logits.cpu(), positions, stats)
 
 
 def answer(

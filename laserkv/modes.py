@@ -27,6 +27,7 @@ class BlockPlan:
         candidate_slots: compete for ``n_select`` places in the new state.
         tail_slots: held back for the next block (accumulate mode), not part of the state.
         n_select: how many candidates the selector keeps (all of them if fewer).
+        local_len: tokens of this block's local window (its last tokens).
     """
 
     prefix_has_tail: bool
@@ -34,6 +35,7 @@ class BlockPlan:
     candidate_slots: Tensor
     tail_slots: Tensor
     n_select: int
+    local_len: int
 
 
 def _span(start: int, stop: int) -> Tensor:
@@ -76,7 +78,7 @@ def plan_block(
     empty = _span(0, 0)
     if split is None:  # full cache: keep everything, hold nothing back
         prefix = state_len + tail_len
-        return BlockPlan(tail_len > 0, _span(0, prefix + block_len), empty, empty, 0)
+        return BlockPlan(tail_len > 0, _span(0, prefix + block_len), empty, empty, 0, block_len)
     n_anchors, local_start = block_roles(block_start, block_len, split)
     if method.compression_mode == "accumulate":
         prefix_has_tail = method.boundary_smoothing and tail_len > 0
@@ -103,4 +105,4 @@ def plan_block(
         n_select = split.total - int(fixed.numel())  # unused anchor/local slots go to the global part
     if method.faithful_empty_block and block_candidates.numel() == 0:
         n_select = 0  # the original skipped selection entirely, dropping tail / history
-    return BlockPlan(prefix_has_tail, fixed, candidates, tail, n_select)
+    return BlockPlan(prefix_has_tail, fixed, candidates, tail, n_select, block_len - local_start)

@@ -2,6 +2,8 @@
 
 The context is tokenised without special tokens (no BOS); the question is the chat-templated
 single user turn with the generation prompt, so it carries the template's BOS and headers.
+Benchmarks that prompt the whole sample as one chat message give both parts already rendered
+(``evals.chat.engine_texts``); ``encode_text`` tokenises them as they are.
 """
 
 from __future__ import annotations
@@ -9,9 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 
+def encode_text(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text`` as it is: no special tokens added; special-token strings written in
+    the text (a chat template's BOS and headers) become their ids."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def encode_context(tokenizer: Any, context: str) -> list[int]:
     """Context token ids, no special tokens added."""
-    return list(tokenizer(context, add_special_tokens=False)["input_ids"])
+    return encode_text(tokenizer, context)
 
 
 def encode_question(tokenizer: Any, question: str) -> list[int]:

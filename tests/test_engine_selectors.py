@@ -11,11 +11,11 @@ import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from laserkv import GenerationConfig, MethodConfig, answer_ids, hooks
-from laserkv.budget import budget_from_ratio
 from laserkv.engine import prefill_compressed
 from laserkv.prompting import encode_context, encode_question
 from laserkv.scorers.exact import pool_scores
 from laserkv.scorers.lsh import hyperplanes, select_frequency_rank, select_magicpig
+from laserkv.state import CompressedKV
 from laserkv.stats import CallStats, PhaseTimer
 from tests.tiny import sentence
 
@@ -123,16 +123,35 @@ def test_per_head_caches_are_rectangular_and_hold_the_right_keys(
 
 @pytest.mark.parametrize("pooling", [1, 3])
 def test_query_agnostic_window_scores_equal_brute_force(tiny: Any, tiny_model_dir: Any, pooling: int) -> None:
-    """Scores from the block's own last 8 tokens (no question in the forward), optionally pooled."""
+    """Scores from the block's own last 4 tokens (no question in the forward), optionally pooled."""
     model, tokenizer = tiny
     context, question = sample(tokenizer)
     method = MethodConfig(
-        budget=24, block_size=32, query_source="window", observation_window=8, score_pooling=pooling
+        budget=24, block_size=32, query_source="window", observation_window=4, score_pooling=pooling
     )
     result = answer_ids(model, tokenizer, context, question, method, ONE_TOKEN)
     out, _ = plain_forward(tiny_model_dir, context, None, 32)
-    scores = pool_scores(per_kv_head_mass(out.attentions, 8).sum((0, 1))[6:26].float(), pooling)
+    scores = pool_scores(per_kv_head_mass(out.attentions, 4).sum((0, 1))[6:26].float(), pooling)
     assert result.kept_positions.tolist() == FIXED[0] + top_positions(scores.tolist(), 6, 12) + FIXED[1]
+
+
+def test_observation_window_never_reaches_into_the_candidates(tiny: Any) -> None:
+    """A window longer than the local window (6 tokens here) is cut to it, as SnapKV always keeps
+    its window: scoring rows never score themselves among the candidates."""
+    model, tokenizer = tiny
+    context, question = sample(tokenizer)
+    kept = [
+        answer_ids(
+            model,
+            tokenizer,
+            context,
+            question,
+            MethodConfig(budget=24, block_size=32, query_source="window", observation_window=window),
+            ONE_TOKEN,
+        ).kept_positions
+        for window in (6, 16)
+    ]
+    assert torch.equal(kept[0], kept[1])
 
 
 @pytest.mark.parametrize("lsh_mode", ["frequency_rank", "magicpig_baseline"])
@@ -174,9 +193,6 @@ def test_hybrid_at_rho_1_and_0_equals_its_parents_end_to_end(tiny: Any, mode: st
     assert not torch.equal(exact.kept_positions, lsh.kept_positions), "parents must differ to mean anything"
     assert not torch.equal(half.kept_positions, exact.kept_positions)
     assert not torch.equal(half.kept_positions, lsh.kept_positions)
-    # exact and LSH always fill their share here, so faithful (no reallocation) changes nothing
-    faithful = run(tiny, MethodConfig(selector="hybrid", hybrid_ratio=0.5, faithful_hybrid=True, **base))  # type: ignore[arg-type]
-    assert torch.equal(faithful.kept_positions, half.kept_positions)
 
 
 @pytest.mark.parametrize("name", ["lsh_magicpig", "hybrid_frequency_rank_0.5_recursive"])
@@ -197,10 +213,95 @@ def test_runs_are_bit_identical_under_one_seed_and_differ_under_another(tiny: An
 def test_compression_ratio_sets_the_budget_from_the_sample(tiny: Any, mode: str, ratio: float) -> None:
     method = MethodConfig(budget=None, compression_ratio=ratio, compression_mode=mode, block_size=32)
     result = run(tiny, method)
-    budget = budget_from_ratio(ratio, 150, mode, 32, 4)
+    budget = {("accumulate", 0.5): 26, ("recursive", 0.5): 75, ("accumulate", 0.25): 13}[(mode, ratio)]
+    # floor(2 r b S / (b + S)) with b = 32, S = 150: 2 * 0.5 * 32 * 150 / 182 = 26.37; r = 0.25: 13.19
     assert (result.stats.budget, result.stats.compression_ratio) == (budget, ratio)
     if mode == "recursive":
         assert budget == 75 and result.stats.final_cache_length == 75
     else:
         global_part = budget - 2 * (budget // 4)
         assert abs(result.stats.final_cache_length - ratio * 150) <= global_part
+
+
+def forward_over(
+    model_dir: Any, prefix: Any, block: list[int], start: int, question: list[int], context_len: int
+) -> Any:
+    """The model's own eager forward of ``[block | question]`` over a cache holding ``prefix``."""
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    cache = DynamicCache(config=model.config)
+    for layer, (keys, values) in enumerate(zip(prefix.keys, prefix.values, strict=True)):
+        cache.update(keys, values, layer)
+    positions = list(range(start, start + len(block))) + list(range(context_len, context_len + len(question)))
+    with torch.no_grad():
+        out = model(
+            input_ids=torch.tensor([block + question]),
+            position_ids=torch.tensor([positions]),
+            past_key_values=cache,
+            use_cache=True,
+            output_attentions=True,
+        )
+    return out, cache
+
+
+def brute_force_prefix(cache: Any, kept_slots: torch.Tensor) -> CompressedKV:
+    """Block one's kept slots (positions = slots: the block starts at 0) gathered from the
+    plain forward's cache: (n,) for every head or (layers, kv_heads, n) per head."""
+    keys, values = hooks.kv_from_cache(cache)
+    return CompressedKV(tuple(keys), tuple(values), torch.arange(keys[0].shape[2])).gather(kept_slots)
+
+
+def lsh_choice(lsh_mode: str, queries: torch.Tensor, candidates: torch.Tensor, n_keep: int) -> torch.Tensor:
+    planes = hyperplanes(8, 3, 8, seed=0)
+    if lsh_mode == "magicpig_baseline":
+        return select_magicpig(queries, candidates, n_keep, planes, 3)
+    return select_frequency_rank(queries, candidates, n_keep, planes, 3, "l2")
+
+
+def test_second_block_per_head_recursive_equals_brute_force(tiny: Any, tiny_model_dir: Any) -> None:
+    """Block 2 of a recursive per-head run rescoring each head's own history: 6 anchors + 18
+    history slots + 26 block candidates compete for 12 places per layer and KV head."""
+    model, tokenizer = tiny
+    context, question = sample(tokenizer, 64, seed=41)
+    method = MethodConfig(budget=24, block_size=32, compression_mode="recursive", granularity="head")
+    result = answer_ids(model, tokenizer, context, question, method, ONE_TOKEN)
+    out1, cache1 = plain_forward(tiny_model_dir, context[:32], question, 64)  # block one, question at T=64
+    mass1 = per_kv_head_mass(out1.attentions, len(question))[..., 6:26]
+    kept1 = [
+        [FIXED[0] + top_positions(mass1[layer, head].tolist(), 6, 12) + FIXED[1] for head in range(2)]
+        for layer in range(2)
+    ]
+    prefix = brute_force_prefix(cache1, torch.tensor(kept1))
+    assert prefix.positions.shape == (2, 2, 24)
+    out, _ = forward_over(tiny_model_dir, prefix, context[32:], 32, question, 64)
+    mass = per_kv_head_mass(out.attentions, len(question))  # (2, 2, 24 + 32 + q)
+    candidates = list(range(6, 24)) + list(range(24, 24 + 26))
+    for layer in range(2):
+        for head in range(2):
+            slot_positions = prefix.positions[layer, head].tolist() + list(range(32, 64))
+            scores = [float(mass[layer, head, slot]) for slot in candidates]
+            chosen = [candidates[i] for i in sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:12]]
+            kept = sorted(slot_positions[slot] for slot in [*range(6), *chosen, *range(24 + 26, 24 + 32)])
+            assert result.kept_positions[layer, head].tolist() == kept
+
+
+@pytest.mark.parametrize("lsh_mode", ["frequency_rank", "magicpig_baseline"])
+def test_second_block_lsh_accumulate_ranks_tail_and_block_equals_brute_force(
+    tiny: Any, tiny_model_dir: Any, lsh_mode: str
+) -> None:
+    """Block 2 of an accumulate LSH run: the held tail (6 slots) and 26 block candidates compete for
+    12 places by hashing the last layer's head-mean keys of the forward over state + tail."""
+    model, tokenizer = tiny
+    context, question = sample(tokenizer, 64, seed=43)
+    method = MethodConfig(selector="lsh", lsh_mode=lsh_mode, lsh_bits=3, budget=24, block_size=32)
+    result = answer_ids(model, tokenizer, context, question, method, ONE_TOKEN)
+    _, cache1 = plain_forward(tiny_model_dir, context[:32], question, 64)  # block one, question at T=64
+    last1 = hooks.kv_from_cache(cache1)[0][-1][0].mean(0)
+    chosen1 = 6 + lsh_choice(lsh_mode, last1[32:], last1[6:26], 12)
+    prefix = brute_force_prefix(cache1, torch.cat([torch.arange(6), chosen1, torch.arange(26, 32)]))
+    _, cache = forward_over(tiny_model_dir, prefix, context[32:], 32, question, 64)
+    last = hooks.kv_from_cache(cache)[0][-1][0].mean(0)  # (24 + 32 + q, 8)
+    candidates = torch.tensor(list(range(18, 24)) + list(range(24, 24 + 26)))
+    chosen = lsh_choice(lsh_mode, last[24 + 32 :], last[candidates], 12)
+    slot_positions = torch.cat([prefix.positions, torch.arange(32, 64)])
+    expected = sorted(prefix.positions[:18].tolist() + slot_positions[candidates[chosen]].tolist())
+    assert result.kept_positions.tolist() == expected + list(range(58, 64))
