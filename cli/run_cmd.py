@@ -1,4 +1,4 @@
-"""``laserkv run``: compress and answer one generated sample (like the original run_single_sample.py)."""
+"""``laserkv run``: compress and answer one demo-set sample (like the original run_single_sample.py)."""
 
 from __future__ import annotations
 
@@ -40,45 +40,59 @@ def run(
     protection_divisor: Annotated[
         int, typer.Option(help="n: anchors = local = B/n.", rich_help_panel="Budget")
     ] = 4,
-    context_words: Annotated[
-        int, typer.Option(help="Haystack size in words.", rich_help_panel="Sample")
-    ] = 2000,
-    seed: Annotated[int, typer.Option(help="Sample generator seed.", rich_help_panel="Sample")] = 0,
-    max_new_tokens: Annotated[int, typer.Option(help="Answer length limit.", rich_help_panel="Sample")] = 32,
+    task: Annotated[str, typer.Option(help="qa1 or qa2.", rich_help_panel="Sample")] = "qa1",
+    length: Annotated[
+        str, typer.Option(help="Context length: 1k, 2k, 4k, 8k, 16k or 32k.", rich_help_panel="Sample")
+    ] = "2k",
+    sample: Annotated[
+        int, typer.Option(help="Index of the sample in its cell.", rich_help_panel="Sample")
+    ] = 0,
+    max_new_tokens: Annotated[
+        int, typer.Option(help="Answer length limit (BABILong: 20).", rich_help_panel="Sample")
+    ] = 20,
 ) -> None:
-    """Compress and answer one generated BABILong-qa1-style sample, offline."""
+    """Compress and answer one sample of the offline BABILong-format demo set, prompted and
+    scored as BABILong."""
     with laserkv_errors():
-        from evals.demo import generate_qa1, is_correct
-        from laserkv import GenerationConfig, answer, get_method, load_model_and_tokenizer
+        from evals import demo_set
+        from evals.babilong import compare_answers
+        from evals.chat import engine_texts
+        from laserkv import GenerationConfig, answer_texts, get_method, load_model_and_tokenizer
 
         overrides: dict[str, object] = {"block_size": block_size}
         if method != "full":
             overrides.update(budget=budget, protection_divisor=protection_divisor)
         config = get_method(method, **overrides)
-        sample = generate_qa1(seed, context_words)
+        if sample < 0:
+            raise ValueError(f"sample={sample} is not allowed: an index >= 0")
+        spec = demo_set.DemoSpec(samples_per_cell=max(sample + 1, demo_set.DemoSpec().samples_per_cell))
+        with stdout.status(f"demo set: {length}/{task}"):
+            chosen = list(demo_set.load_samples([length], [task], spec))[sample]
         with stdout.status(f"loading {model}"):
             loaded_model, tokenizer = load_model_and_tokenizer(model, device=device, dtype=dtype)
+        texts = engine_texts(tokenizer, chosen.parts)
         with stdout.status(f"{config.name}: compressing and answering"):
-            result = answer(
+            result = answer_texts(
                 loaded_model,
                 tokenizer,
-                sample.context,
-                sample.instruction,
+                texts.context_text,
+                texts.question_text,
                 config,
                 GenerationConfig(max_new_tokens=max_new_tokens),
             )
     stats = result.stats
-    table = Table(title=f"laserkv run: {sample.sample_id}", show_header=False)
+    correct = compare_answers(chosen.target, result.text, chosen.fields["question"], chosen.task)
+    table = Table(title=f"laserkv run: {chosen.dataset} {chosen.sample_id}", show_header=False)
     rows = [
         ("model", model),
         ("method", f"{config.name} ({config.selector}, {config.compression_mode}, budget {stats.budget})"),
         ("context tokens", str(stats.context_tokens)),
         ("kept tokens (final)", str(stats.final_cache_length)),
         ("cache length per block", ", ".join(map(str, stats.cache_length_per_block))),
-        ("question", sample.question),
-        ("expected", sample.answer),
+        ("question", chosen.fields["question"]),
+        ("expected", chosen.target),
         ("answer", result.text),
-        ("correct", "[green]yes[/]" if is_correct(sample, result.text) else "[red]no[/]"),
+        ("correct", "[green]yes[/]" if correct else "[red]no[/]"),
         ("seconds", ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in stats.seconds.items())),
     ]
     for key, value in rows:

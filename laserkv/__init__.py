@@ -16,7 +16,7 @@ Object API (as in the original README)::
 from laserkv.api import RecursiveCompressionEngine
 from laserkv.budget import BudgetSplit, budget_from_ratio, split_budget
 from laserkv.config import GenerationConfig, MethodConfig
-from laserkv.engine import EngineResult, answer, answer_ids
+from laserkv.engine import EngineResult, answer, answer_ids, answer_texts
 from laserkv.errors import ConfigError, LaserKVError, ModelNotAvailableError, UnsupportedModelError
 from laserkv.methods import METHODS, get_method
 from laserkv.modeling import load_model_and_tokenizer
@@ -41,6 +41,7 @@ __all__ = [
     "__version__",
     "answer",
     "answer_ids",
+    "answer_texts",
     "budget_from_ratio",
     "get_method",
     "load_model_and_tokenizer",

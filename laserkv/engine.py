@@ -20,7 +20,7 @@ from laserkv.backends import ScoreRequest
 from laserkv.budget import BudgetSplit
 from laserkv.config import GenerationConfig, MethodConfig
 from laserkv.modes import BlockPlan, plan_block
-from laserkv.prompting import encode_context, encode_question
+from laserkv.prompting import encode_context, encode_question, encode_text
 from laserkv.selection import block_evidence, lsh_planes, select_candidates
 from laserkv.state import CompressedKV, join_positions
 from laserkv.stats import CallStats, PhaseTimer, track_peak_memory
@@ -294,6 +294,27 @@ def answer(
         tokenizer,
         encode_context(tokenizer, context),
         encode_question(tokenizer, question),
+        method,
+        generation or GenerationConfig(),
+    )
+
+
+def answer_texts(
+    model: PreTrainedModel,
+    tokenizer: Any,
+    context_text: str,
+    question_text: str,
+    method: MethodConfig,
+    generation: GenerationConfig | None = None,
+) -> EngineResult:
+    """Compress and answer a prompt already rendered and cut in two (a benchmark's chat-templated
+    prompt cut at the end of its document, e.g. ``evals.chat.engine_texts``): both parts are
+    tokenised as they are, the question part is not templated again."""
+    return answer_ids(
+        model,
+        tokenizer,
+        encode_text(tokenizer, context_text),
+        encode_text(tokenizer, question_text),
         method,
         generation or GenerationConfig(),
     )

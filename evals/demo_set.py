@@ -1,0 +1,179 @@
+"""The offline demo set: seeded BABILong-format samples (qa1- and qa2-style bAbI facts hidden in
+haystack text, 1k-32k tokens), written through ``datasets`` as Parquet in the exact BABILong
+schema (``input``, ``question``, ``target``) and then loaded, prompted and scored exactly like a
+local copy of BABILong (dataset name ``babilong_demo``).
+
+Generated on first use into ``$LASERKV_CACHE/datasets`` (default ``~/.cache/laserkv``), never
+committed. The facts are generated here; no text of the real benchmarks is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import datasets
+
+from evals import babilong
+from evals.errors import EvalError
+from evals.haystack import haystack_sentences
+from evals.sample import EvalSample
+
+DATASET = "babilong_demo"
+GENERATOR_VERSION = 1  # bump when the generated text changes, so caches are rebuilt
+ACTORS = ("Mary", "John", "Daniel", "Sandra")
+LOCATIONS = ("bathroom", "bedroom", "garden", "hallway", "kitchen", "office")  # the qa1/qa2 label set
+OBJECTS = ("apple", "football", "milk")
+MOVES = ("moved to", "went to", "journeyed to", "travelled to", "went back to")
+PICKS = ("picked up", "got", "grabbed", "took")
+
+TokenCounter = Callable[[str], int]
+
+
+def approximate_tokens(text: str) -> int:
+    """About 4/3 tokens per English word (without a tokenizer at hand)."""
+    return round(len(text.split()) * 4 / 3)
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """What to generate.
+
+    Attributes:
+        samples_per_cell: samples per (task, length) file.
+        seed: base seed; each cell and sample derives its own.
+        haystack: ``paul_graham`` or ``austen`` (see ``evals.haystack``).
+        qa1_moves: move facts per qa1 sample (two actors; the question asks about one of them).
+        counter: name of the token counter (part of the cache key).
+    """
+
+    samples_per_cell: int = 100
+    seed: int = 0
+    haystack: str = "paul_graham"
+    qa1_moves: int = 4
+    counter: str = "words"
+
+    def cache_key(self) -> str:
+        blob = json.dumps({**asdict(self), "version": GENERATOR_VERSION}, sort_keys=True)
+        return f"v{GENERATOR_VERSION}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def qa1_facts(rng: random.Random, n_moves: int) -> tuple[list[str], str, str]:
+    """qa1 (single supporting fact): moves of two actors; where is one of them (latest place)?"""
+    actors = rng.sample(ACTORS, 2)
+    moves = [(rng.choice(actors), rng.choice(LOCATIONS)) for _ in range(n_moves)]
+    asked = rng.choice(sorted({actor for actor, _ in moves}))
+    target = next(place for actor, place in reversed(moves) if actor == asked)
+    facts = [f"{actor} {rng.choice(MOVES)} the {place}." for actor, place in moves]
+    return facts, f"Where is {asked}?", target
+
+
+def qa2_facts(rng: random.Random) -> tuple[list[str], str, str]:
+    """qa2 (two supporting facts): an actor takes an object and moves; where is the object?"""
+    holder, other = rng.sample(ACTORS, 2)
+    item = rng.choice(OBJECTS)
+    first, last, elsewhere = rng.sample(LOCATIONS, 3)
+    facts = [
+        f"{holder} {rng.choice(MOVES)} the {first}.",
+        f"{other} {rng.choice(MOVES)} the {elsewhere}.",
+        f"{holder} {rng.choice(PICKS)} the {item} there.",
+        f"{holder} {rng.choice(MOVES)} the {last}.",
+    ]
+    return facts, f"Where is the {item}?", last
+
+
+def hide_facts(
+    rng: random.Random,
+    facts: list[str],
+    sentences: tuple[str, ...],
+    n_tokens: int,
+    count_tokens: TokenCounter,
+) -> str:
+    """Haystack sentences from a random start with the facts inserted in order at random sentence
+    boundaries: just enough sentences for the whole text to count at least ``n_tokens`` tokens."""
+    budget = n_tokens - sum(count_tokens(fact) for fact in facts)
+    start = rng.randrange(len(sentences))
+    chosen: list[str] = []
+    used = 0
+    while used < budget:  # a per-sentence estimate first ...
+        sentence = sentences[(start + len(chosen)) % len(sentences)]
+        used += count_tokens(sentence)
+        chosen.append(sentence)
+    slots = sorted(rng.randrange(len(chosen) + 1) for _ in facts)
+    pieces = list(chosen)
+    for offset, (slot, fact) in enumerate(zip(slots, facts, strict=True)):
+        pieces.insert(slot + offset, fact)
+    text = " ".join(pieces)
+    next_sentence = start + len(chosen)
+    while count_tokens(text) < n_tokens:  # ... then the whole text's count decides
+        text += " " + sentences[next_sentence % len(sentences)]
+        next_sentence += 1
+    return text
+
+
+def generate_rows(spec: DemoSpec, length: str, task: str, count_tokens: TokenCounter) -> list[dict[str, str]]:
+    """The rows of one (task, length) cell, in BABILong's schema."""
+    n_tokens = babilong.length_tokens(length)
+    sentences = haystack_sentences(spec.haystack)
+    rows = []
+    for index in range(spec.samples_per_cell):
+        rng = random.Random(f"{spec.seed}/{task}/{length}/{index}")
+        facts, question, target = qa1_facts(rng, spec.qa1_moves) if task == "qa1" else qa2_facts(rng)
+        rows.append(
+            {
+                "input": hide_facts(rng, facts, sentences, n_tokens, count_tokens),
+                "question": question,
+                "target": target,
+            }
+        )
+    return rows
+
+
+def cache_dir() -> Path:
+    """``$LASERKV_CACHE/datasets`` (default ``~/.cache/laserkv/datasets``)."""
+    root = os.environ.get("LASERKV_CACHE", str(Path.home() / ".cache" / "laserkv"))
+    return Path(root).expanduser() / "datasets"
+
+
+def ensure_demo_set(
+    lengths: Iterable[str],
+    tasks: Iterable[str],
+    spec: DemoSpec = DemoSpec(),
+    count_tokens: TokenCounter = approximate_tokens,
+    root: Path | None = None,
+) -> Path:
+    """Generate the missing (task, length) cells and return the set's directory, laid out as a
+    local BABILong copy (``<dir>/<length>/<task>.parquet``). Each file is published by rename."""
+    directory = (root or cache_dir()) / DATASET / spec.cache_key()
+    for length in lengths:
+        for task in tasks:
+            babilong.check_config(DATASET, length, task)
+            path = directory / length / f"{task}.parquet"
+            if path.exists():
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.partial")
+            rows = generate_rows(spec, length, task, count_tokens)
+            datasets.Dataset.from_list(rows).to_parquet(str(partial))
+            partial.replace(path)
+    return directory
+
+
+def load_samples(
+    lengths: Iterable[str],
+    tasks: Iterable[str],
+    spec: DemoSpec = DemoSpec(),
+    count_tokens: TokenCounter = approximate_tokens,
+    root: Path | None = None,
+) -> Iterator[EvalSample]:
+    """The demo set's samples (generated on first use), prompted as BABILong."""
+    lengths, tasks = list(lengths), list(tasks)
+    if spec.samples_per_cell < 1:
+        raise EvalError(f"samples_per_cell={spec.samples_per_cell} is not allowed: at least 1")
+    directory = ensure_demo_set(lengths, tasks, spec, count_tokens, root)
+    yield from babilong.load_samples(DATASET, lengths, tasks, source=str(directory))

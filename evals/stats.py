@@ -1,0 +1,116 @@
+"""Uncertainty of accuracies (pure functions): percentile bootstrap CIs of an accuracy, a paired
+bootstrap of the difference between two methods on the same samples, and McNemar's exact test.
+
+Scores are per-sample values in [0, 1] (1 = correct). Resampling is seeded, so reports are
+reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+N_RESAMPLES = 10_000
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate in percent with its bootstrap confidence interval."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Method minus baseline on the same samples, in percentage points.
+
+    Attributes:
+        difference: mean(method) - mean(baseline) with its paired bootstrap CI.
+        bootstrap_p: two-sided p-value of the paired bootstrap (share of resampled
+            differences on the other side of 0, doubled, at most 1).
+        method_only / baseline_only: samples only the method / only the baseline got right.
+        mcnemar_p: McNemar's exact two-sided p-value on those discordant pairs.
+    """
+
+    difference: Interval
+    bootstrap_p: float
+    method_only: int
+    baseline_only: int
+    mcnemar_p: float
+
+
+def _as_array(scores: Sequence[float]) -> np.ndarray:
+    values = np.asarray(scores, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError("scores must be a non-empty 1-D sequence")
+    return values
+
+
+def _resampled_means(values: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, values.size, size=(n_resamples, values.size))
+    means: np.ndarray = values[indices].mean(axis=1)
+    return means
+
+
+def bootstrap_ci(
+    scores: Sequence[float], confidence: float = 0.95, n_resamples: int = N_RESAMPLES, seed: int = 0
+) -> Interval:
+    """Accuracy in percent with a percentile bootstrap CI (resampling samples with replacement)."""
+    values = _as_array(scores)
+    means = _resampled_means(values, n_resamples, seed)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return Interval(100 * float(values.mean()), 100 * float(low), 100 * float(high), int(values.size))
+
+
+def mcnemar_exact(method_only: int, baseline_only: int) -> float:
+    """Two-sided exact McNemar p-value: a binomial(n, 1/2) test on the discordant pairs."""
+    n = method_only + baseline_only
+    if n == 0:
+        return 1.0
+    k = min(method_only, baseline_only)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_comparison(
+    method: Sequence[float],
+    baseline: Sequence[float],
+    confidence: float = 0.95,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+) -> PairedComparison:
+    """Compare a method with a baseline scored on the same samples, in the same order.
+
+    Raises:
+        ValueError: the two score lists differ in length or are empty.
+    """
+    ours, theirs = _as_array(method), _as_array(baseline)
+    if ours.size != theirs.size:
+        raise ValueError(f"paired scores differ in length: {ours.size} vs {theirs.size}")
+    differences = ours - theirs
+    means = _resampled_means(differences, n_resamples, seed)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    observed = float(differences.mean())
+    if observed == 0:
+        p_value = 1.0
+    else:
+        other_side = float(np.mean(means <= 0)) if observed > 0 else float(np.mean(means >= 0))
+        p_value = min(1.0, 2 * other_side)
+    method_only = int(np.sum((ours > 0.5) & (theirs <= 0.5)))
+    baseline_only = int(np.sum((ours <= 0.5) & (theirs > 0.5)))
+    return PairedComparison(
+        difference=Interval(100 * observed, 100 * float(low), 100 * float(high), int(ours.size)),
+        bootstrap_p=p_value,
+        method_only=method_only,
+        baseline_only=baseline_only,
+        mcnemar_p=mcnemar_exact(method_only, baseline_only),
+    )

@@ -1,0 +1,98 @@
+"""The offline demo set: seeded BABILong-format samples in the real haystack, the targets
+recomputed from the hidden facts, the schema, the cache and the scorer."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import datasets
+import pytest
+
+from evals import demo_set
+from evals.babilong import compare_answers
+from evals.demo_set import DemoSpec, approximate_tokens
+from evals.errors import DatasetNotAvailableError, EvalError
+from evals.haystack import haystack_text
+
+ACTOR = r"(Mary|John|Daniel|Sandra)"
+MOVE = re.compile(ACTOR + r" (?:moved to|went to|journeyed to|travelled to|went back to) the (\w+)\.")
+PICK = re.compile(ACTOR + r" (?:picked up|got|grabbed|took) the (\w+) there\.")
+
+
+def target_from_facts(text: str, question: str) -> str:
+    """Brute force: replay the facts hidden in the text in order."""
+    events = sorted(
+        [(match.start(), "move", match.group(1), match.group(2)) for match in MOVE.finditer(text)]
+        + [(match.start(), "pick", match.group(1), match.group(2)) for match in PICK.finditer(text)]
+    )
+    place: dict[str, str] = {}
+    holder: dict[str, str] = {}
+    for _, kind, actor, what in events:
+        if kind == "move":
+            place[actor] = what
+        else:
+            holder[what] = actor
+    asked = question.removeprefix("Where is ").removesuffix("?")
+    if asked.startswith("the "):
+        return place[holder[asked.removeprefix("the ")]]
+    return place[asked]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:  # type: ignore[type-arg]
+    root = tmp_path_factory.mktemp("demo")
+    spec = DemoSpec(samples_per_cell=12, seed=5)
+    samples = list(demo_set.load_samples(["1k", "4k"], ["qa1", "qa2"], spec, root=root))
+    return root, samples
+
+
+def test_samples_hide_facts_in_the_real_haystack(generated: tuple[Path, list]) -> None:  # type: ignore[type-arg]
+    _, samples = generated
+    assert len(samples) == 2 * 2 * 12
+    assert {sample.dataset for sample in samples} == {"babilong_demo"}
+    corpus = haystack_text("paul_graham")
+    for sample in samples:
+        document = sample.parts.context.split("<context>\n", 1)[1]
+        assert sample.target == target_from_facts(document, sample.fields["question"])
+        nominal = 1000 if sample.length == "1k" else 4000
+        assert nominal <= approximate_tokens(document) <= nominal * 1.1
+        first_haystack = next(part for part in re.split(r"(?<=[.!?]) ", document) if not MOVE.fullmatch(part))
+        assert first_haystack in corpus
+        answer = f"The most recent location of someone is {sample.target}."
+        assert compare_answers(sample.target, answer, sample.fields["question"], sample.task)
+    assert len({sample.target for sample in samples}) > 3, "targets must vary"
+
+
+def test_written_in_the_babilong_schema_and_cached(generated: tuple[Path, list]) -> None:  # type: ignore[type-arg]
+    root, _ = generated
+    spec = DemoSpec(samples_per_cell=12, seed=5)
+    directory = root / "babilong_demo" / spec.cache_key()
+    files = sorted(path.relative_to(directory).as_posix() for path in directory.rglob("*.parquet"))
+    assert files == ["1k/qa1.parquet", "1k/qa2.parquet", "4k/qa1.parquet", "4k/qa2.parquet"]
+    rows = datasets.load_dataset("parquet", data_files=str(directory / "1k" / "qa2.parquet"), split="train")
+    assert rows.column_names == ["input", "question", "target"] and len(rows) == 12
+    before = (directory / "1k" / "qa1.parquet").stat().st_mtime_ns
+    assert demo_set.ensure_demo_set(["1k"], ["qa1"], spec, root=root) == directory
+    assert (directory / "1k" / "qa1.parquet").stat().st_mtime_ns == before  # not regenerated
+
+
+def test_generation_is_seeded(tmp_path: Path) -> None:
+    spec = DemoSpec(samples_per_cell=3, seed=5)
+    first = demo_set.generate_rows(spec, "1k", "qa1", approximate_tokens)
+    assert first == demo_set.generate_rows(spec, "1k", "qa1", approximate_tokens)
+    assert first != demo_set.generate_rows(
+        DemoSpec(samples_per_cell=3, seed=6), "1k", "qa1", approximate_tokens
+    )
+    assert spec.cache_key() != DemoSpec(samples_per_cell=3, seed=6).cache_key()
+
+
+def test_bad_requests_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(
+        EvalError, match=r"length='64k' is not in babilong_demo: one of 1k, 2k, 4k, 8k, 16k, 32k"
+    ):
+        list(demo_set.load_samples(["64k"], ["qa1"], root=tmp_path))
+    with pytest.raises(EvalError, match=r"task='qa3' is not in babilong_demo at 1k: one of qa1, qa2"):
+        list(demo_set.load_samples(["1k"], ["qa3"], root=tmp_path))
+    with pytest.raises(DatasetNotAvailableError, match="haystack='tolstoy' is unknown"):
+        list(demo_set.load_samples(["1k"], ["qa1"], DemoSpec(haystack="tolstoy"), root=tmp_path))
