@@ -7,7 +7,8 @@
   last ``max_len//2`` ids are decoded with ``skip_special_tokens=True``;
 - generation: temperature 0.1, 128 new tokens (``greedy=True`` records the deviation);
 - scoring: ``*`` removed, first regex match of "The correct answer is (X)" then "... is X";
-  judge = pred == answer; an empty output is skipped (not in any denominator) and counted.
+  judge = pred == answer; an empty raw output is skipped (not in any denominator) and counted;
+  a whitespace-only one is scored (wrong), as pred.py tests for '' before stripping.
 """
 
 from __future__ import annotations
@@ -192,7 +193,8 @@ def aggregate(records: Iterable[dict[str, Any]], compensated: bool = False) -> L
     """result.py: overall, easy/hard and short/medium/long accuracies.
 
     Args:
-        records: dicts with ``response``, ``answer``, ``difficulty``, ``length``.
+        records: dicts with ``response`` (the raw model output, unstripped), ``answer``,
+            ``difficulty``, ``length``.
         compensated: result.py's off-by-default option scoring None predictions as 0.25.
 
     Any difficulty other than ``easy`` counts as hard, any length other than short/medium as
@@ -202,10 +204,11 @@ def aggregate(records: Iterable[dict[str, Any]], compensated: bool = False) -> L
     counts = dict.fromkeys(sums, 0)
     skipped = scored = 0
     for record in records:
-        response = (record["response"] or "").strip()
-        if response == "":
+        raw = record["response"] or ""
+        if raw == "":  # pred.py: `if output == '': continue`, before stripping
             skipped += 1
             continue
+        response = raw.strip()
         scored += 1
         pred = extract_answer(response)
         acc = float(pred == record["answer"])

@@ -1,8 +1,11 @@
-"""Backends: how a layer's attention output and the question rows' attention mass are computed
+"""Backends: how a layer's attention output and the scoring rows' attention mass are computed
 during a block forward. Called from the attention function registered in ``hooks.py``.
 
-``eager`` materialises the full probability matrix of the layer (the reference; memory
-O(h * rows * keys)); its output equals standard eager attention.
+- ``eager`` materialises the full probability matrix of the layer (the reference; memory
+  O(h * rows * keys)); its output equals standard eager attention.
+- ``flash``: the output comes from the fast kernel (PyTorch SDPA, run by ``hooks.py``); the
+  scoring rows' mass is computed on the side from their queries and the keys, normalised by a
+  streamed log-sum-exp over all keys (memory O(h * q * window)), so it equals eager's.
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from laserkv.scorers.exact import add_attention_mass, attention_probabilities
+from laserkv.scorers.exact import (
+    add_attention_mass,
+    add_head_mass,
+    attention_probabilities,
+    streamed_row_mass,
+)
 
 
 @dataclass
@@ -27,12 +35,15 @@ class ScoreRequest:
         window_start: first scored key slot of the forward cache.
         totals: (layers or 1, kv_heads or 1, w) fp32 running sums over scoring rows (and over
             layers / heads where that dimension is 1); see ``scorers.exact.add_attention_mass``.
+        normalise_over: ``all`` keys of each row (eager semantics) or the scored ``window`` only
+            (flash backend; the original flash scorer's normalisation).
     """
 
     backend: str
     n_scoring_rows: int
     window_start: int
     totals: Tensor
+    normalise_over: str = "all"
 
 
 def _bool_allowed(attention_mask: Tensor | None) -> Tensor | None:
@@ -71,6 +82,40 @@ def eager_attention_scored(
     return output.transpose(1, 2).contiguous()
 
 
+def flash_row_scores(
+    query: Tensor,
+    key: Tensor,
+    attention_mask: Tensor | None,
+    scaling: float,
+    request: ScoreRequest,
+    layer_index: int,
+) -> None:
+    """Add the scoring rows' attention mass of one layer to ``request.totals`` without the
+    layer's probability matrix (the attention output itself comes from SDPA).
+
+    Args:
+        query: (1, h, q, d); key: (1, kv_h, k, d); attention_mask: 4-D with one head (bool or
+            additive) or None (causal).
+    """
+    rows = request.n_scoring_rows
+    allowed = _bool_allowed(attention_mask)
+    allowed_rows = None if allowed is None else allowed[0, 0, -rows:, : key.shape[-2]]
+    mass = streamed_row_mass(
+        query[..., -rows:, :],
+        key,
+        scaling,
+        allowed_rows,
+        request.window_start,
+        request.totals.shape[-1],
+        request.normalise_over,
+    )
+    add_head_mass(request.totals, mass, layer_index)
+
+
 ScoredAttention = Callable[[Tensor, Tensor, Tensor, Tensor | None, float, ScoreRequest, int], Tensor]
+RowScores = Callable[[Tensor, Tensor, Tensor | None, float, ScoreRequest, int], None]
 
 SCORED_ATTENTION: dict[str, ScoredAttention] = {"eager": eager_attention_scored}
+"""Backends that compute the attention output and the scores together."""
+ROW_SCORES: dict[str, RowScores] = {"flash": flash_row_scores}
+"""Backends that score on the side of a fast attention kernel."""

@@ -19,7 +19,8 @@ tokens (StreamingLLM); none: no eviction at all (the full cache)."""
 HYBRID_PARTS = ("exact", "lsh", "recency")
 LSH_MODES = ("frequency_rank", "magicpig_baseline")
 COMPRESSION_MODES = ("accumulate", "recursive")
-BACKENDS = ("eager",)
+BACKENDS = ("eager", "flash")
+SCORE_NORMS = ("all", "window")
 GRANULARITIES = ("token", "layer", "head")
 """token: one kept set for every layer and KV head (the original); layer: one per layer; head:
 one per layer and KV head. Every set has the same size, so caches stay rectangular."""
@@ -51,7 +52,11 @@ class MethodConfig:
         selector: how the global part is chosen (see ``SELECTORS``).
         compression_mode: ``accumulate`` (each block adds up to ``global`` tokens) or
             ``recursive`` (all non-anchor history is rescored each block; cache <= budget).
-        backend: how exact scores are computed; ``eager`` materialises the probabilities.
+        backend: how exact scores are computed: ``eager`` materialises each layer's attention
+            probabilities (the reference); ``flash`` runs SDPA and scores the question rows on the
+            side with a streamed log-sum-exp (same scores, memory O(h * q * window)).
+        score_norm: ``all`` (each row normalised over all keys it sees, eager semantics) or
+            ``window`` (over the scored window only: the original flash scorer; flash backend).
         budget: total token budget B. Give either ``budget`` or ``compression_ratio``; neither
             with selector ``none`` (no compression).
         compression_ratio: r, the fraction of the context's tokens to keep; B is derived per
@@ -88,6 +93,7 @@ class MethodConfig:
     selector: str = "exact"
     compression_mode: str = "accumulate"
     backend: str = "eager"
+    score_norm: str = "all"
     budget: int | None = 1024
     compression_ratio: float | None = None
     protection_divisor: int = 4
@@ -113,6 +119,9 @@ class MethodConfig:
         _check_choice("selector", self.selector, SELECTORS)
         _check_choice("compression_mode", self.compression_mode, COMPRESSION_MODES)
         _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("score_norm", self.score_norm, SCORE_NORMS)
+        if self.score_norm == "window" and self.backend != "flash":
+            raise ConfigError("score_norm", self.score_norm, "'all' unless backend='flash'")
         _check_choice("granularity", self.granularity, GRANULARITIES)
         _check_choice("query_source", self.query_source, QUERY_SOURCES)
         _check_choice("lsh_mode", self.lsh_mode, LSH_MODES)

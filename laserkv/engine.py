@@ -32,6 +32,8 @@ class EngineResult:
 
     Attributes:
         text: decoded answer (special tokens skipped, cut at stop strings, stripped).
+        raw_text: the decoded answer before the stop-string cut and the strip (benchmarks whose
+            official code tests the raw output, e.g. LongBench v2's skip of '' outputs).
         token_ids: generated ids, EOS excluded.
         first_token_logits: (vocab,) fp32 logits after the question prefill.
         kept_positions: context positions in the final cache, ascending: (n,), or
@@ -40,6 +42,7 @@ class EngineResult:
     """
 
     text: str
+    raw_text: str
     token_ids: list[int]
     first_token_logits: Tensor
     kept_positions: Tensor
@@ -97,7 +100,7 @@ def _score_request(
     rows = hooks.n_layers(model) if method.granularity != "token" else 1
     heads = hooks.n_kv_heads(model) if method.granularity == "head" else 1
     totals = torch.zeros(rows, heads, window, device=hooks.model_device(model))
-    return ScoreRequest(method.backend, n_scoring_rows, window_start, totals)
+    return ScoreRequest(method.backend, n_scoring_rows, window_start, totals, method.score_norm)
 
 
 def observation_rows(method: MethodConfig, plan: BlockPlan, block_len: int) -> int:
@@ -236,16 +239,26 @@ def cut_at_stop_strings(text: str, stop_strings: tuple[str, ...]) -> str:
     return text.strip()
 
 
+@dataclass(frozen=True)
+class GeneratedIds:
+    """What ``compress_and_generate`` returns (token level, no tokenizer involved)."""
+
+    token_ids: list[int]
+    first_token_logits: Tensor
+    kept_positions: Tensor
+    stats: CallStats
+
+
 @torch.inference_mode()
-def answer_ids(
+def compress_and_generate(
     model: PreTrainedModel,
-    tokenizer: Any,
     context_ids: list[int],
     question_ids: list[int],
     method: MethodConfig,
     generation: GenerationConfig,
-) -> EngineResult:
-    """Compress the context and answer the question (token-id level).
+    eos_ids: frozenset[int],
+) -> GeneratedIds:
+    """Compress the context and generate the answer's ids, stopping at ``eos_ids``.
 
     Raises:
         UnsupportedModelError: the model cannot be run exactly (see ``hooks.check_supported``).
@@ -268,16 +281,42 @@ def answer_ids(
         state = prefill_compressed(model, context, question, method, split, timer)
         stats.final_cache_length = state.length
         with timer.phase("decode"):
-            eos_ids = hooks.eos_token_ids(model, tokenizer)
             token_ids, first_logits = generate_answer(
                 model, state, question, len(context_ids), generation, eos_ids
             )
     stats.generated_tokens = len(token_ids)
-    text = cut_at_stop_strings(tokenizer.decode(token_ids, skip_special_tokens=True), generation.stop_strings)
     positions = state.positions
     if method.granularity != "token" and positions.dim() == 1:  # nothing was dropped: one shape always
         positions = positions.expand(hooks.n_layers(model), hooks.n_kv_heads(model), positions.numel())
-    return EngineResult(text, token_ids, first_logits.cpu(), positions, stats)
+    return GeneratedIds(token_ids, first_logits.cpu(), positions, stats)
+
+
+def answer_ids(
+    model: PreTrainedModel,
+    tokenizer: Any,
+    context_ids: list[int],
+    question_ids: list[int],
+    method: MethodConfig,
+    generation: GenerationConfig,
+) -> EngineResult:
+    """Compress the context and answer the question (token-id level), decoded to text.
+
+    Raises:
+        UnsupportedModelError: the model cannot be run exactly (see ``hooks.check_supported``).
+        ConfigError: a compression ratio that leaves no token of this context.
+    """
+    eos_ids = hooks.eos_token_ids(model, tokenizer)
+    generated = compress_and_generate(model, context_ids, question_ids, method, generation, eos_ids)
+    raw_text = str(tokenizer.decode(generated.token_ids, skip_special_tokens=True))
+    text = cut_at_stop_strings(raw_text, generation.stop_strings)
+    return EngineResult(
+        text,
+        raw_text,
+        generated.token_ids,
+        generated.first_token_logits,
+        generated.kept_positions,
+        generated.stats,
+    )
 
 
 def answer(

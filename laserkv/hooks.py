@@ -14,10 +14,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from transformers import AttentionInterface, DynamicCache, PreTrainedModel
+from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from laserkv.backends import SCORED_ATTENTION, ScoreRequest
+from laserkv.backends import ROW_SCORES, SCORED_ATTENTION, ScoreRequest
 from laserkv.errors import UnsupportedModelError
 
 ATTENTION_NAME = "laserkv"
@@ -35,16 +36,22 @@ def _laserkv_attention(
     scaling: float | None = None,
     **kwargs: Any,
 ) -> tuple[Tensor, Tensor | None]:
-    """SDPA, unless the forward carries a score request; then the request's backend."""
+    """SDPA; with a score request, also the scoring rows' mass (``flash``: beside SDPA's output;
+    ``eager``: output and mass from the materialised probabilities)."""
     request: ScoreRequest | None = kwargs.pop(SCORE_REQUEST_KWARG, None)
-    if request is None:
-        return sdpa_attention_forward(
+    if request is None or request.backend in ROW_SCORES:
+        output = sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
+        if request is None:
+            return output
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     layer_index: int = module.layer_idx  # type: ignore[assignment]  # every supported architecture has it
-    output = SCORED_ATTENTION[request.backend](query, key, value, attention_mask, scale, request, layer_index)
-    return output, None
+    if request.backend in ROW_SCORES:
+        ROW_SCORES[request.backend](query, key, attention_mask, scale, request, layer_index)
+        return output
+    scored = SCORED_ATTENTION[request.backend](query, key, value, attention_mask, scale, request, layer_index)
+    return scored, None
 
 
 AttentionInterface.register(ATTENTION_NAME, _laserkv_attention)
@@ -111,10 +118,22 @@ def head_dim(model: PreTrainedModel) -> int:
 
 
 def cache_from_kv(model: PreTrainedModel, keys: list[Tensor], values: list[Tensor]) -> DynamicCache:
-    """A ``DynamicCache`` holding the given per-layer (1, kv_heads, n, head_dim) keys and values."""
+    """A ``DynamicCache`` holding the given per-layer (1, kv_heads, n, head_dim) keys and values.
+
+    The tensors are placed in the cache layers as they are (``DynamicCache.update`` would copy
+    them once more); the forward then appends new tokens by concatenation, leaving them intact.
+    """
     cache = DynamicCache(config=model.config)
-    for layer_index, (layer_keys, layer_values) in enumerate(zip(keys, values, strict=True)):
-        cache.update(layer_keys, layer_values, layer_index)
+    layers = list(cache.layers)
+    if len(layers) != len(keys) or not all(type(layer) is DynamicLayer for layer in layers):
+        for layer_index, (layer_keys, layer_values) in enumerate(zip(keys, values, strict=True)):
+            cache.update(layer_keys, layer_values, layer_index)  # the copying path
+        return cache
+    for layer, layer_keys, layer_values in zip(layers, keys, values, strict=True):
+        assert isinstance(layer, DynamicLayer)
+        layer.dtype, layer.device = layer_keys.dtype, layer_keys.device
+        layer.keys, layer.values = layer_keys, layer_values
+        layer.is_initialized = True
     return cache
 
 

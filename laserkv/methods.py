@@ -28,7 +28,7 @@ LASER_FIELDS: dict[str, object] = {
     "compression_mode": "accumulate",
     "protection_divisor": 4,
     "block_size": 4096,
-    "backend": "eager",  # the flash backend becomes LASER-KV's default once it lands (issue 5)
+    "backend": "flash",
 }
 SNAPKV_FIELDS: dict[str, object] = {
     "selector": "exact",
@@ -44,7 +44,8 @@ DESCRIPTIONS: dict[str, str] = {}
 
 
 def register(name: str, description: str, **fields: object) -> None:
-    """Add a method: ``name`` -> ``MethodConfig(name=name, **fields)``."""
+    """Add a method: ``name`` -> ``MethodConfig(name=name, **fields)``; backend ``flash`` unless given."""
+    fields.setdefault("backend", "flash")
     METHODS[name] = functools.partial(MethodConfig, name=name, **fields)  # type: ignore[arg-type]
     DESCRIPTIONS[name] = description
 
@@ -65,7 +66,11 @@ def _register_all() -> None:
         **{**LASER_FIELDS, "compression_mode": "recursive"},
     )
     for mode in ("accumulate", "recursive"):
-        register(f"exact{_suffix(mode)}", f"exact question-attention scores, {mode}", compression_mode=mode)
+        register(
+            f"exact{_suffix(mode)}",
+            f"exact question-attention scores, {mode}",
+            compression_mode=mode,
+        )
     for short, lsh_mode in LSH_MODES_BY_NAME.items():
         for mode in ("accumulate", "recursive"):
             register(

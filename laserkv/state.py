@@ -73,6 +73,8 @@ class CompressedKV:
         if slots.shape[-1] == 0:
             return CompressedKV.empty()
         if slots.dim() == 1:
+            if slots.numel() == self.length and torch.equal(slots, torch.arange(self.length)):
+                return self  # everything, in order: no copy
             device_slots = slots.to(self.keys[0].device)
             keys = tuple(layer.index_select(2, device_slots) for layer in self.keys)
             values = tuple(layer.index_select(2, device_slots) for layer in self.values)

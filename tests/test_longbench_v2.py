@@ -165,16 +165,18 @@ def test_aggregation_by_hand() -> None:
         {"difficulty": "hard", "length": "short", "answer": "D", "response": "I do not know"},
         {"difficulty": "medium?", "length": "huge", "answer": "A", "response": "The correct answer is A"},
         {"difficulty": "easy", "length": "short", "answer": "A", "response": ""},  # skipped, not counted
-        {"difficulty": "hard", "length": "medium", "answer": "B", "response": "  "},  # skipped
+        {"difficulty": "hard", "length": "medium", "answer": "B", "response": None},  # skipped
+        {"difficulty": "hard", "length": "medium", "answer": "B", "response": "  "},  # not '': scored, wrong
     ]
     scores = aggregate(records)
-    # 5 scored: correct = 1, 0, 1, 0, 1. easy {1, 0}; hard {1, 0, 1} (any non-easy is hard);
-    # short {1, 0}; medium {0}; long {1, 1} (any other length is long)
-    assert (scores.overall, scores.easy, scores.hard) == (60.0, 50.0, 66.7)
+    # 6 scored: correct = 1, 0, 1, 0, 1, 0. easy {1, 0}; hard {1, 0, 1, 0} (any non-easy is hard);
+    # short {1, 0}; medium {0, 0}; long {1, 1} (any other length is long)
+    assert (scores.overall, scores.easy, scores.hard) == (50.0, 50.0, 50.0)
     assert (scores.short, scores.medium, scores.long) == (50.0, 0.0, 100.0)
-    assert (scores.n_scored, scores.skipped_empty) == (5, 2)
-    compensated = aggregate(records, compensated=True)  # the None prediction scores 0.25
-    assert (compensated.overall, compensated.hard, compensated.short) == (65.0, 75.0, 62.5)
+    assert (scores.n_scored, scores.skipped_empty) == (6, 2)
+    compensated = aggregate(records, compensated=True)  # the two None predictions score 0.25
+    assert (compensated.overall, compensated.hard, compensated.short) == (58.3, 62.5, 62.5)
+    assert compensated.medium == 12.5
     assert aggregate([records[0]]).medium is None  # result.py would divide by zero
 
 

@@ -64,10 +64,85 @@ def add_attention_mass(totals: Tensor, probabilities: Tensor, window_start: int,
     """
     window_end = window_start + totals.shape[-1]
     mass = probabilities[..., window_start:window_end].sum(dim=(0, 2), dtype=torch.float32)  # (h, w)
+    add_head_mass(totals, mass, layer_index)
+
+
+def add_head_mass(totals: Tensor, mass: Tensor, layer_index: int) -> None:
+    """Add (heads, w) mass, query heads grouped by KV head (contiguous groups), into ``totals``."""
     n_groups = totals.shape[1]
-    mass = mass.reshape(n_groups, mass.shape[0] // n_groups, -1).sum(1)  # (kv_heads or 1, w)
+    grouped = mass.reshape(n_groups, mass.shape[0] // n_groups, -1).sum(1)  # (kv_heads or 1, w)
     row = layer_index if totals.shape[0] > 1 else 0
-    totals[row].add_(mass.to(totals.device))
+    totals[row].add_(grouped.to(totals.device))
+
+
+def fp32_logits(queries: Tensor, keys: Tensor, scaling: float) -> Tensor:
+    """(g, r, d) x (g, c, d) -> (g, r, c) scaled dot products in fp32.
+
+    Half-precision CUDA inputs multiply on tensor cores with fp32 outputs; others are upcast.
+    """
+    if queries.is_cuda and queries.dtype in (torch.bfloat16, torch.float16):
+        try:
+            return torch.bmm(queries, keys.transpose(1, 2), out_dtype=torch.float32) * scaling
+        except (TypeError, RuntimeError):  # a torch without bmm's out_dtype
+            pass
+    return torch.bmm(queries.float(), keys.float().transpose(1, 2)) * scaling
+
+
+def _visible(row_limits: Tensor | None, allowed_rows: Tensor | None, start: int, stop: int) -> Tensor:
+    """(r, c) bool: which keys ``[start, stop)`` each scoring row may attend to."""
+    if allowed_rows is not None:
+        return allowed_rows[:, start:stop]
+    assert row_limits is not None
+    keys = torch.arange(start, stop, device=row_limits.device)
+    return keys[None, :] <= row_limits[:, None]
+
+
+def streamed_row_mass(
+    query_rows: Tensor,
+    keys: Tensor,
+    scaling: float,
+    allowed_rows: Tensor | None,
+    window_start: int,
+    window: int,
+    normalise_over: str = "all",
+    chunk: int = 8192,
+) -> Tensor:
+    """Attention mass of the scoring rows on keys ``[window_start, window_start + window)``,
+    without the rows' full probability matrix: exp(q.k * scaling - lse) with lse the rows'
+    log-sum-exp over all the keys they attend to (``normalise_over="all"``, eager semantics) or
+    over the window keys only (``"window"``, the original flash scorer's normalisation).
+
+    Args:
+        query_rows: (1, h, r, d) post-RoPE queries of the scoring rows (the forward's last rows).
+        keys: (1, kv_h, k, d) post-RoPE keys of every slot.
+        allowed_rows: (r, k) bool visibility of those rows, or None for the bottom-right causal
+            pattern (row i sees keys <= k - r + i).
+        chunk: keys per step of the log-sum-exp pass (memory O(h * r * chunk)).
+
+    Returns:
+        (h, window) fp32 mass per query head. Memory O(h * r * window), transient.
+    """
+    _, heads, rows, dim = query_rows.shape
+    kv_heads, n_keys = keys.shape[1], keys.shape[2]
+    group = heads // kv_heads
+    grouped = query_rows[0].reshape(kv_heads, group * rows, dim)  # query heads h = kv * group + j
+    row_limits = None
+    if allowed_rows is None:
+        row_limits = torch.arange(rows, device=keys.device) + (n_keys - rows)
+    window_end = window_start + window
+    lse_start, lse_stop = (0, n_keys) if normalise_over == "all" else (window_start, window_end)
+    lse = torch.full((kv_heads, group * rows), float("-inf"), device=keys.device)
+    for start in range(lse_start, lse_stop, chunk):
+        stop = min(start + chunk, lse_stop)
+        logits = fp32_logits(grouped, keys[0, :, start:stop], scaling).view(kv_heads, group, rows, -1)
+        logits = logits.masked_fill(~_visible(row_limits, allowed_rows, start, stop), float("-inf"))
+        lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=-1).view(kv_heads, group * rows))
+    logits = fp32_logits(grouped, keys[0, :, window_start:window_end], scaling).view(
+        kv_heads, group, rows, -1
+    )
+    logits = logits.masked_fill(~_visible(row_limits, allowed_rows, window_start, window_end), float("-inf"))
+    probabilities = torch.exp(logits - lse.view(kv_heads, group, rows, 1))
+    return probabilities.sum(dim=2).reshape(heads, window)
 
 
 def pool_scores(scores: Tensor, kernel: int) -> Tensor:
