@@ -35,15 +35,15 @@ class ScoreRequest:
         window_start: first scored key slot of the forward cache.
         totals: (layers or 1, kv_heads or 1, w) fp32 running sums over scoring rows (and over
             layers / heads where that dimension is 1); see ``scorers.exact.add_attention_mass``.
-        normalise_over: ``all`` keys of each row (eager semantics) or the scored ``window`` only
-            (flash backend; the original flash scorer's normalisation).
+        normalise_span: None = each row normalised over all its keys (eager semantics); else the
+            key slots ``[start, stop)`` the original flash scorer normalised over (flash backend).
     """
 
     backend: str
     n_scoring_rows: int
     window_start: int
     totals: Tensor
-    normalise_over: str = "all"
+    normalise_span: tuple[int, int] | None = None
 
 
 def _bool_allowed(attention_mask: Tensor | None) -> Tensor | None:
@@ -98,7 +98,10 @@ def flash_row_scores(
             additive) or None (causal).
     """
     rows = request.n_scoring_rows
+    assert query.shape[0] == 1, "the engine runs one sequence at a time"
     allowed = _bool_allowed(attention_mask)
+    if allowed is not None:
+        assert allowed.shape[0] == 1 and allowed.shape[1] == 1, "one mask for all heads of one sequence"
     allowed_rows = None if allowed is None else allowed[0, 0, -rows:, : key.shape[-2]]
     mass = streamed_row_mass(
         query[..., -rows:, :],
@@ -107,7 +110,7 @@ def flash_row_scores(
         allowed_rows,
         request.window_start,
         request.totals.shape[-1],
-        request.normalise_over,
+        request.normalise_span,
     )
     add_head_mass(request.totals, mass, layer_index)
 

@@ -56,7 +56,8 @@ class MethodConfig:
             probabilities (the reference); ``flash`` runs SDPA and scores the question rows on the
             side with a streamed log-sum-exp (same scores, memory O(h * q * window)).
         score_norm: ``all`` (each row normalised over all keys it sees, eager semantics) or
-            ``window`` (over the scored window only: the original flash scorer; flash backend).
+            ``window`` (the original flash scorer: over its scored window only, i.e. held tail +
+            block in accumulate mode, history + block in recursive mode; flash backend).
         budget: total token budget B. Give either ``budget`` or ``compression_ratio``; neither
             with selector ``none`` (no compression).
         compression_ratio: r, the fraction of the context's tokens to keep; B is derived per
@@ -92,7 +93,7 @@ class MethodConfig:
     name: str = "custom"
     selector: str = "exact"
     compression_mode: str = "accumulate"
-    backend: str = "eager"
+    backend: str = "flash"
     score_norm: str = "all"
     budget: int | None = 1024
     compression_ratio: float | None = None

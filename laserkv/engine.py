@@ -50,7 +50,8 @@ class EngineResult:
 
 
 def forward_cache(model: PreTrainedModel, prefix: CompressedKV) -> Any:
-    """A fresh transformers cache holding a copy of ``prefix`` (empty for an empty prefix)."""
+    """A fresh transformers cache holding ``prefix``'s tensors (not copied: the forward appends
+    by concatenation, so ``prefix`` itself is never modified)."""
     return hooks.cache_from_kv(model, list(prefix.keys), list(prefix.values))
 
 
@@ -90,8 +91,24 @@ def forward_block(
     return CompressedKV(tuple(keys), tuple(values), join_positions(prefix.positions, new_positions))
 
 
+def original_flash_span(
+    method: MethodConfig, state_len: int, tail_len: int, plan: BlockPlan, block_end: int
+) -> tuple[int, int]:
+    """The key slots the original flash scorer normalised over (reference sections 3 and 4.2):
+    accumulate: the held tail and the whole block (without smoothing still shifted back by the
+    tail's length, into the state); recursive: all history and the whole block."""
+    if method.compression_mode == "recursive":
+        return 0, block_end
+    start = state_len if plan.prefix_has_tail else max(0, state_len - tail_len)
+    return start, block_end
+
+
 def _score_request(
-    model: PreTrainedModel, method: MethodConfig, plan: BlockPlan, n_scoring_rows: int
+    model: PreTrainedModel,
+    method: MethodConfig,
+    plan: BlockPlan,
+    n_scoring_rows: int,
+    normalise_span: tuple[int, int] | None,
 ) -> ScoreRequest:
     """An fp32 buffer over the slots from the first to the last candidate, one row per layer
     and KV head where the granularity needs it."""
@@ -100,7 +117,7 @@ def _score_request(
     rows = hooks.n_layers(model) if method.granularity != "token" else 1
     heads = hooks.n_kv_heads(model) if method.granularity == "head" else 1
     totals = torch.zeros(rows, heads, window, device=hooks.model_device(model))
-    return ScoreRequest(method.backend, n_scoring_rows, window_start, totals, method.score_norm)
+    return ScoreRequest(method.backend, n_scoring_rows, window_start, totals, normalise_span)
 
 
 def observation_rows(method: MethodConfig, plan: BlockPlan, block_len: int) -> int:
@@ -156,7 +173,11 @@ def prefill_compressed(
         )
         request = None
         if scored and method.uses_attention_scores:
-            request = _score_request(model, method, plan, n_scoring_rows)
+            span = None
+            if method.score_norm == "window":
+                block_end = prefix.length + block_len
+                span = original_flash_span(method, state.length, tail.length, plan, block_end)
+            request = _score_request(model, method, plan, n_scoring_rows, span)
         with timer.phase("forward"):  # 1. forward the block (+ question) over the compressed cache
             question = (question_ids, context_len) if with_question else None
             step = forward_block(model, prefix, block_ids, block_start, question, request)

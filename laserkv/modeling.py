@@ -25,6 +25,19 @@ def default_dtype(device: str) -> str:
     return "bfloat16" if device.startswith("cuda") else "float32"
 
 
+def load_tokenizer(model_id: str, *, trust_remote_code: bool = False) -> Any:
+    """Only the tokenizer of ``model_id`` (for prompt truncation before any model is loaded).
+
+    Raises:
+        ModelNotAvailableError: the tokenizer cannot be found offline.
+    """
+    path = resolve_model_path(model_id)
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise ModelNotAvailableError(f"cannot load the tokenizer of {model_id!r} offline: {error}") from error
+
+
 def load_model_and_tokenizer(
     model_id: str,
     *,

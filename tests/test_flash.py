@@ -37,21 +37,111 @@ def test_streamed_mass_equals_the_materialised_probabilities(
     torch.testing.assert_close(mass, probabilities[0, :, :, 4:16].sum(1), rtol=1e-5, atol=1e-6)
 
 
-def test_window_normalisation_is_a_softmax_over_the_window_only() -> None:
+def test_span_normalisation_is_a_softmax_over_the_span_only() -> None:
+    """Mass on keys 2..6, each row normalised over keys 1..7 only (the original flash scorer)."""
     generator = torch.Generator().manual_seed(0)
     queries, keys = (
         torch.randn(1, 2, 3, 4, generator=generator),
         torch.randn(1, 2, 10, 4, generator=generator),
     )
-    mass = streamed_row_mass(queries, keys, 0.5, None, 2, 5, normalise_over="window", chunk=2)
+    mass = streamed_row_mass(queries, keys, 0.5, None, 2, 5, normalise_span=(1, 8), chunk=2)
     for head in range(2):
         expected = [0.0] * 5
         for row in range(3):
-            logits = [0.5 * float(queries[0, head, row] @ keys[0, head, key]) for key in range(2, 7)]
-            total = sum(math.exp(value) for value in logits)
-            for index, value in enumerate(logits):
-                expected[index] += math.exp(value) / total
+            logits = {key: 0.5 * float(queries[0, head, row] @ keys[0, head, key]) for key in range(1, 8)}
+            total = sum(math.exp(value) for value in logits.values())
+            for index in range(5):
+                expected[index] += math.exp(logits[2 + index]) / total
         torch.testing.assert_close(mass[head], torch.tensor(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_rows_that_see_nothing_add_nothing() -> None:
+    queries, keys = torch.randn(1, 2, 2, 4), torch.randn(1, 2, 6, 4)
+    allowed = torch.ones(2, 6, dtype=torch.bool)
+    allowed[0] = False  # row 0 sees no key at all
+    mass = streamed_row_mass(queries, keys, 0.5, allowed, 0, 6)
+    assert torch.isfinite(mass).all()
+    probabilities = attention_probabilities(queries[..., 1:, :], keys, 0.5, allowed[1:])
+    torch.testing.assert_close(mass, probabilities[0].sum(1))
+
+
+def test_additive_float_masks_work_like_boolean_ones() -> None:
+    from laserkv.backends import flash_row_scores
+
+    generator = torch.Generator().manual_seed(2)
+    query, key = torch.randn(1, 4, 5, 8, generator=generator), torch.randn(1, 2, 9, 8, generator=generator)
+    allowed = causal_allowed(5, 9, torch.device("cpu"))[None, None]
+    additive = torch.zeros(1, 1, 5, 9).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    totals = [torch.zeros(1, 2, 9) for _ in range(3)]
+    for mask, total in zip((allowed, additive, None), totals, strict=True):
+        flash_row_scores(query, key, mask, 8**-0.5, ScoreRequest("flash", 3, 0, total), layer_index=0)
+    torch.testing.assert_close(totals[1], totals[0])
+    torch.testing.assert_close(totals[2], totals[0])
+
+
+@pytest.mark.parametrize(
+    ("mode", "smoothing", "prefix_has_tail", "expected"),
+    [
+        ("accumulate", True, True, (40, 90)),  # held tail (slots 40-47) and the whole block
+        ("accumulate", False, False, (32, 82)),  # no smoothing: still shifted back by the tail's 8
+        ("recursive", True, False, (0, 82)),  # all history and the whole block
+    ],
+)
+def test_original_flash_span(
+    mode: str, smoothing: bool, prefix_has_tail: bool, expected: tuple[int, int]
+) -> None:
+    from laserkv.engine import original_flash_span
+    from laserkv.modes import BlockPlan
+
+    method = MethodConfig(compression_mode=mode, boundary_smoothing=smoothing)
+    empty = torch.empty(0, dtype=torch.long)
+    plan = BlockPlan(prefix_has_tail, empty, empty, empty, 0, 8)
+    block_end = 40 + (8 if prefix_has_tail else 0) + 42
+    assert original_flash_span(method, state_len=40, tail_len=8, plan=plan, block_end=block_end) == expected
+
+
+def test_span_normalised_scores_equal_eager_probabilities_renormalised(
+    tiny: Any, tiny_model_dir: Any
+) -> None:
+    """In a real forward over a cache: flash with a span equals the model's own eager
+    probabilities of the question rows divided by their total over the span."""
+    from transformers import AutoModelForCausalLM, DynamicCache
+
+    model, tokenizer = tiny
+    context = encode_context(tokenizer, sentence(72, 3))
+    question = encode_question(tokenizer, sentence(6, 4))
+    with torch.no_grad(), hooks.laserkv_attention(model):
+        prefix = forward_block(model, CompressedKV.empty(), torch.tensor(context[:40]), 0, None, None)
+        request = ScoreRequest("flash", len(question), 30, torch.zeros(1, 1, 42), normalise_span=(24, 72))
+        forward_block(model, prefix, torch.tensor(context[40:72]), 40, (torch.tensor(question), 72), request)
+    eager = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), attn_implementation="eager").eval()
+    cache = DynamicCache(config=eager.config)
+    with torch.no_grad():
+        eager.model(input_ids=torch.tensor([context[:40]]), past_key_values=cache, use_cache=True)
+        positions = list(range(40, 72)) + list(range(72, 72 + len(question)))
+        out = eager(
+            input_ids=torch.tensor([context[40:72] + question]),
+            position_ids=torch.tensor([positions]),
+            past_key_values=cache,
+            output_attentions=True,
+        )
+    expected = torch.zeros(42)
+    for layer in out.attentions:
+        rows = layer[0, :, -len(question) :, :].double()  # (heads, q, keys)
+        expected += (rows[..., 30:72] / rows[..., 24:72].sum(-1, keepdim=True)).sum((0, 1)).float()
+    torch.testing.assert_close(request.totals[0, 0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_forward_leaves_its_prefix_untouched(tiny: Any) -> None:
+    """The cache hand-off does not copy the prefix: a forward (and a decode) must not change it."""
+    model, tokenizer = tiny
+    context = encode_context(tokenizer, sentence(64, 8))
+    with torch.no_grad(), hooks.laserkv_attention(model):
+        prefix = forward_block(model, CompressedKV.empty(), torch.tensor(context[:32]), 0, None, None)
+        before = [layer.clone() for layer in prefix.keys + prefix.values]
+        step = forward_block(model, prefix, torch.tensor(context[32:]), 32, None, None)
+    assert all(torch.equal(old, new) for old, new in zip(before, prefix.keys + prefix.values, strict=True))
+    assert step.length == 64 and prefix.length == 32
 
 
 @pytest.mark.parametrize("prefix_len", [0, 40], ids=["first-block", "over-a-cache"])
@@ -112,7 +202,7 @@ def test_flash_keeps_what_eager_keeps(tiny: Any, method: MethodConfig) -> None:
     torch.testing.assert_close(runs[0].first_token_logits, runs[1].first_token_logits, rtol=1e-4, atol=1e-4)
 
 
-def test_window_normalisation_changes_the_scores_and_is_recorded(tiny: Any) -> None:
+def test_window_normalisation_changes_the_selection_and_the_hash(tiny: Any) -> None:
     model, tokenizer = tiny
     context = encode_context(tokenizer, sentence(150, 5))
     question = encode_question(tokenizer, sentence(6, 6))
@@ -129,5 +219,6 @@ def test_window_normalisation_changes_the_scores_and_is_recorded(tiny: Any) -> N
         for norm in ("all", "window")
     ]
     assert not torch.equal(kept[0], kept[1])
+    assert method.config_hash != method.replace(score_norm="window").config_hash  # recorded with results
     with pytest.raises(ValueError, match="score_norm='window' is not allowed: 'all' unless backend='flash'"):
-        MethodConfig(score_norm="window")
+        MethodConfig(score_norm="window", backend="eager")

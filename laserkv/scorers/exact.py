@@ -104,13 +104,14 @@ def streamed_row_mass(
     allowed_rows: Tensor | None,
     window_start: int,
     window: int,
-    normalise_over: str = "all",
+    normalise_span: tuple[int, int] | None = None,
     chunk: int = 8192,
 ) -> Tensor:
     """Attention mass of the scoring rows on keys ``[window_start, window_start + window)``,
     without the rows' full probability matrix: exp(q.k * scaling - lse) with lse the rows'
-    log-sum-exp over all the keys they attend to (``normalise_over="all"``, eager semantics) or
-    over the window keys only (``"window"``, the original flash scorer's normalisation).
+    log-sum-exp over all the keys they attend to (``normalise_span=None``, eager semantics) or
+    over the keys ``[start, stop)`` of ``normalise_span`` only (the original flash scorer's
+    normalisation over its scored window).
 
     Args:
         query_rows: (1, h, r, d) post-RoPE queries of the scoring rows (the forward's last rows).
@@ -130,7 +131,7 @@ def streamed_row_mass(
     if allowed_rows is None:
         row_limits = torch.arange(rows, device=keys.device) + (n_keys - rows)
     window_end = window_start + window
-    lse_start, lse_stop = (0, n_keys) if normalise_over == "all" else (window_start, window_end)
+    lse_start, lse_stop = (0, n_keys) if normalise_span is None else normalise_span
     lse = torch.full((kv_heads, group * rows), float("-inf"), device=keys.device)
     for start in range(lse_start, lse_stop, chunk):
         stop = min(start + chunk, lse_stop)
@@ -141,7 +142,10 @@ def streamed_row_mass(
         kv_heads, group, rows, -1
     )
     logits = logits.masked_fill(~_visible(row_limits, allowed_rows, window_start, window_end), float("-inf"))
-    probabilities = torch.exp(logits - lse.view(kv_heads, group, rows, 1))
+    lse = lse.view(kv_heads, group, rows, 1)
+    probabilities = torch.exp(logits - lse).masked_fill(
+        torch.isneginf(lse), 0.0
+    )  # a row seeing nothing adds 0
     return probabilities.sum(dim=2).reshape(heads, window)
 
 

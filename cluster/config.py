@@ -1,0 +1,96 @@
+"""``RunConfig``: one evaluation run (model, dataset, methods, resources, output), frozen and
+passed down whole. Validation happens once, in ``__post_init__``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from evals import babilong, demo_set
+from laserkv.config import MethodConfig
+from laserkv.errors import ConfigError
+
+DATASETS = ("babilong_demo", "babilong", "babilong_1k", "longbench_v2")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; the manifest records it.
+
+    Attributes:
+        model: local directory, HF id or packaged model name (loaded once per worker).
+        dataset: one of ``DATASETS``.
+        methods: method configs to run on every sample.
+        output_dir: where result shards, the manifest and the summary go.
+        dataset_source: a local copy of the dataset (None: the hub, or the generated demo set).
+        lengths / tasks: BABILong-style cells (ignored for LongBench v2).
+        limit: at most this many samples per cell (LongBench: in all); None = every sample.
+        demo_samples_per_cell: samples generated per demo-set cell.
+        greedy: LongBench v2: greedy decoding instead of the official temperature 0.1.
+        gpus: GPU workers (one GPU each); 0 = CPU workers.
+        workers: CPU workers when ``gpus == 0``.
+        address: an existing Ray cluster (``auto`` or ``host:port``); None starts Ray locally.
+        device / dtype: where and how workers load the model (None: the model's defaults).
+        max_in_flight: units queued per worker at once.
+        unit_timeout_s: a unit running longer is recorded as a timeout error (its worker replaced).
+        max_retries: re-queues of a unit whose worker died.
+        overwrite: rerun units whose rows already exist (default: resume, skipping them).
+        seed: sampling seed for temperature > 0.
+    """
+
+    model: str
+    dataset: str
+    methods: tuple[MethodConfig, ...]
+    output_dir: str
+    dataset_source: str | None = None
+    lengths: tuple[str, ...] = ("1k",)
+    tasks: tuple[str, ...] = ("qa1",)
+    limit: int | None = None
+    demo_samples_per_cell: int = demo_set.DemoSpec().samples_per_cell
+    greedy: bool = False
+    gpus: int = 0
+    workers: int = 1
+    address: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    max_in_flight: int = 1
+    unit_timeout_s: float = 3600.0
+    max_retries: int = 2
+    overwrite: bool = False
+    seed: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ConfigError("dataset", self.dataset, "one of " + ", ".join(DATASETS))
+        if not self.methods:
+            raise ConfigError("methods", self.methods, "at least one method")
+        names = [method.name for method in self.methods]
+        if len(set(names)) != len(names):
+            raise ConfigError("methods", names, "distinct method names")
+        hashes = [method.config_hash for method in self.methods]
+        if len(set(hashes)) != len(hashes):
+            raise ConfigError("methods", names, "distinct configs (two names share one config, e.g. laser)")
+        if self.dataset != "longbench_v2":
+            for length in self.lengths:
+                for task in self.tasks:
+                    babilong.check_config(self.dataset, length, task)
+        for name, minimum in (("gpus", 0), ("workers", 1), ("max_in_flight", 1), ("max_retries", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < minimum:
+                raise ConfigError(name, value, f"an integer >= {minimum}")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            raise ConfigError("limit", self.limit, "None or an integer >= 1")
+        if self.unit_timeout_s <= 0:
+            raise ConfigError("unit_timeout_s", self.unit_timeout_s, "a positive number of seconds")
+
+    @property
+    def n_workers(self) -> int:
+        """How many worker actors the run starts."""
+        return self.gpus if self.gpus > 0 else self.workers
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data for the manifest (methods as dicts)."""
+        data = dataclasses.asdict(self)
+        data["methods"] = [method.to_dict() for method in self.methods]
+        return data

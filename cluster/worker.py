@@ -1,0 +1,98 @@
+"""``EvalWorker``: loads the model and tokenizer once, then runs many work units and returns
+plain row dicts. The driver wraps it in a Ray actor (one GPU each, or CPU only)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from typing import Any
+
+import torch
+
+from cluster.plan import WorkUnit
+from cluster.rows import PHASES, base_row, error_row
+from evals.chat import engine_texts
+from evals.scoring import score_output
+from laserkv import GenerationConfig, answer_texts, load_model_and_tokenizer
+from laserkv.config import MethodConfig
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA (or other accelerator) out-of-memory, however torch raised it."""
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+class EvalWorker:
+    """Runs work units on one loaded model.
+
+    Args:
+        model: local directory, HF id or packaged model name.
+        device / dtype: passed to ``laserkv.load_model_and_tokenizer``.
+        run_id: recorded in every row.
+    """
+
+    def __init__(self, model: str, device: str | None, dtype: str | None, run_id: str) -> None:
+        self.model_id = model
+        self.run_id = run_id
+        self.model, self.tokenizer = load_model_and_tokenizer(model, device=device, dtype=dtype)
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def pid(self) -> int:
+        """This worker's process id (fault-injection tests kill it)."""
+        return os.getpid()
+
+    def run(self, unit: WorkUnit, attempt: int = 1) -> dict[str, Any]:
+        """One unit -> one row. Out of memory is retried once with half the block size, then
+        recorded as an ``oom`` row; any other exception becomes an ``error`` row."""
+        method = unit.method
+        for try_index in range(2):
+            try:
+                return self.answer(unit, method, attempt)
+            except Exception as error:  # every failure becomes a row; the run goes on
+                if is_out_of_memory(error) and try_index == 0 and method.block_size > 1:
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    method = method.replace(block_size=max(1, method.block_size // 2))
+                    continue
+                status = "oom" if is_out_of_memory(error) else "error"
+                row = error_row(
+                    unit, self.run_id, attempt, self.name, status, f"{type(error).__name__}: {error}"
+                )
+                row["block_size_used"] = method.block_size
+                return row
+        raise AssertionError("unreachable: the loop returns on its second try")
+
+    def answer(self, unit: WorkUnit, method: MethodConfig, attempt: int) -> dict[str, Any]:
+        """Run the engine on the unit's sample and build its row."""
+        start = time.perf_counter()
+        texts = engine_texts(self.tokenizer, unit.sample.parts)
+        settings = unit.generation
+        generation = GenerationConfig(
+            max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=unit.seed
+        )
+        result = answer_texts(
+            self.model, self.tokenizer, texts.context_text, texts.question_text, method, generation
+        )
+        prediction, correct = score_output(unit.sample, result.raw_text)
+        stats = result.stats
+        row = base_row(unit, self.run_id, attempt, self.name)
+        row.update(
+            status="ok",
+            block_size_used=method.block_size,
+            prompt_hash=hashlib.sha256(texts.full_prompt.encode()).hexdigest()[:16],
+            context_tokens=stats.context_tokens,
+            question_tokens=stats.question_tokens,
+            budget=stats.budget,
+            kept_tokens_final=stats.final_cache_length,
+            kept_tokens_max=stats.max_cache_length,
+            cache_length_per_block=list(stats.cache_length_per_block),
+            raw_output=result.raw_text,
+            prediction=prediction,
+            correct=correct,
+            peak_memory_bytes=stats.peak_memory_bytes,
+            seconds_total=time.perf_counter() - start,
+        )
+        row.update({f"seconds_{phase}": stats.seconds[phase] for phase in PHASES})
+        return row

@@ -1,0 +1,220 @@
+"""The cluster path on a real local Ray cluster (CPU, loopback only): rows and fields, a worker
+killed with SIGKILL mid-run, a driver stopped mid-run and resumed, failing units, foreign
+shards, the summary, and the cluster-launcher config."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # listen on 127.0.0.1 only
+
+import ray
+
+import tests.cluster_faults
+from cluster.config import RunConfig
+from cluster.driver import run_eval
+from cluster.reduce import reduce_results
+from cluster.rows import RESULT_SCHEMA
+from cluster.writer import ResultsError, done_unit_ids, read_results
+from evals.babilong import compare_answers
+from laserkv import MethodConfig, get_method
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Any:
+    """A local Ray cluster for this module, bound to loopback, stopped in teardown."""
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    ray.cloudpickle.register_pickle_by_value(tests.cluster_faults)
+    yield
+    ray.shutdown()
+
+
+def config(model_dir: Path, output: Path, methods: tuple[MethodConfig, ...], **changes: Any) -> RunConfig:
+    base: dict[str, Any] = dict(
+        model=str(model_dir),
+        dataset="babilong_demo",
+        methods=methods,
+        output_dir=str(output),
+        lengths=("1k",),
+        tasks=("qa1",),
+        demo_samples_per_cell=3,
+        workers=2,
+        device="cpu",
+        dtype="float32",
+    )
+    return RunConfig(**{**base, **changes})
+
+
+TWO_METHODS = (get_method("full"), get_method("laser", budget=256, block_size=512, lsh_bits=4))
+
+
+def rows_by_unit(output: Path) -> list[dict[str, Any]]:
+    return read_results(output).to_pylist()
+
+
+def test_two_workers_two_methods_write_every_row_once(
+    ray_local: Any, tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    output = run_eval(config(tiny_llama_dir, tmp_path, TWO_METHODS))
+    rows = rows_by_unit(output)
+    assert len(rows) == 6 and len({row["unit_id"] for row in rows}) == 6
+    assert Counter(row["method"] for row in rows) == {"full": 3, "laser": 3}
+    assert {row["status"] for row in rows} == {"ok"} and {row["sample_id"] for row in rows} == {
+        "1k/qa1/0",
+        "1k/qa1/1",
+        "1k/qa1/2",
+    }
+    assert len({row["worker"] for row in rows}) == 2, "both workers took units"
+    for row in rows:
+        assert row["dataset"] == "babilong_demo" and row["task"] == "qa1" and row["length"] == "1k"
+        assert row["question"].startswith("Where is") and row["prediction"] == row["raw_output"].strip()
+        assert row["correct"] == compare_answers(row["target"], row["raw_output"], row["question"], "qa1")
+        assert row["context_tokens"] > 1000 and row["question_tokens"] > 5 and row["prompt_hash"]
+        assert row["seconds_forward"] > 0 and row["seconds_total"] >= row["seconds_forward"]
+        assert row["model"] == str(tiny_llama_dir) and row["m_name"] == row["method"]
+        assert (
+            row["method_hash"]
+            == get_method(
+                row["method"],
+                **({} if row["method"] == "full" else dict(budget=256, block_size=512, lsh_bits=4)),
+            ).config_hash
+        )
+        if row["method"] == "laser":
+            assert row["budget"] == 256 and row["m_hybrid_ratio"] == 0.75 and row["m_backend"] == "flash"
+            assert (
+                row["kept_tokens_final"] < row["context_tokens"] and row["cache_length_per_block"][0] == 256
+            )
+        else:
+            assert row["budget"] is None and row["kept_tokens_final"] == row["context_tokens"]
+    manifest = next((output / "manifests").glob("*.json")).read_text()
+    assert '"units_planned": 6' in manifest and '"transformers"' in manifest and '"ray"' in manifest
+    summary = reduce_results(output)
+    cells = {(cell["method"], cell["task"], cell["length"]): cell for cell in summary["cells"]}
+    assert cells[("laser", "qa1", "1k")]["n_paired"] == 3 and cells[("full", "qa1", "1k")]["n"] == 3
+    assert (output / "summary.parquet").exists() and (output / "summary.json").exists()
+    assert set(summary["official"]["babilong_demo"]) == {"full", "laser"}
+
+
+def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
+    ray_local: Any, tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    killed: list[int] = []
+    pools: list[Any] = []
+
+    def kill_one(row: dict[str, Any], pool: Any) -> None:
+        if not killed:
+            pid = ray.get(pool.actors[0].pid.remote())
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            pools.append(pool)
+
+    run = config(tiny_llama_dir, tmp_path, TWO_METHODS, demo_samples_per_cell=4)
+    output = run_eval(run, on_row=kill_one)
+    rows = rows_by_unit(output)
+    assert killed and pools[0].replaced >= 1, "the dead worker was noticed and replaced"
+    assert len(rows) == 8 and len({row["unit_id"] for row in rows}) == 8
+    assert {row["status"] for row in rows} == {"ok"}
+    assert max(row["attempt"] for row in rows) >= 2, "the killed worker's unit ran again"
+
+
+def test_a_stopped_driver_resumes_with_only_the_missing_units(
+    ray_local: Any, tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    class Stop(Exception):
+        pass
+
+    def stop_after_three(progress: Any) -> None:
+        if progress.done == 3:
+            raise Stop
+
+    run = config(tiny_llama_dir, tmp_path / "resumed", TWO_METHODS)
+    with pytest.raises(Stop):
+        run_eval(run, progress=stop_after_three)
+    first = done_unit_ids(tmp_path / "resumed")
+    assert len(first) == 3  # flushed on the way out: nothing finished was lost
+    seen: list[int] = []
+    run_eval(run, progress=lambda progress: seen.append(progress.total))
+    assert seen and seen[-1] == 3  # only the 3 missing units ran
+    resumed = rows_by_unit(tmp_path / "resumed")
+    assert len(resumed) == 6 and len({row["unit_id"] for row in resumed}) == 6
+    clean = run_eval(config(tiny_llama_dir, tmp_path / "clean", TWO_METHODS))
+    strip = lambda summary: [  # noqa: E731
+        {key: value for key, value in cell.items() if not key.startswith("mean_")}
+        for cell in summary["cells"]
+    ]
+    assert strip(reduce_results(tmp_path / "resumed")) == strip(reduce_results(clean))
+    assert run_eval(run) and len(rows_by_unit(tmp_path / "resumed")) == 6  # nothing left to do
+
+
+def test_failing_units_become_error_rows_and_the_run_goes_on(
+    ray_local: Any, tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    methods = (
+        get_method("full"),
+        MethodConfig(name="oom_probe", budget=256, block_size=512),
+        MethodConfig(name="error_probe", budget=128, block_size=512),
+    )
+    output = run_eval(config(tiny_llama_dir, tmp_path, methods), worker_cls=tests.cluster_faults.FaultyWorker)
+    rows = {(row["method"], row["sample_id"]): row for row in rows_by_unit(output)}
+    assert len(rows) == 9
+    for sample in ("1k/qa1/0", "1k/qa1/1", "1k/qa1/2"):
+        assert rows[("full", sample)]["status"] == "ok"
+        oom = rows[("oom_probe", sample)]
+        assert oom["status"] == "oom" and "out of memory" in oom["error"]
+        assert oom["block_size_used"] == 256  # retried once with half the block, then recorded
+        assert rows[("error_probe", sample)]["status"] == "error"
+        assert rows[("error_probe", sample)]["error"] == "RuntimeError: a bug in the unit"
+    summary = reduce_results(output)
+    errors = {cell["method"]: cell["errors"] for cell in summary["cells"]}
+    assert errors == {"full": 0, "oom_probe": 3, "error_probe": 3}
+
+
+def test_foreign_or_corrupt_shards_are_named(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "part-x-00000.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(ResultsError, match=r"part-x-00000.parquet is not a readable Parquet file"):
+        done_unit_ids(tmp_path)
+    (results / "part-x-00000.parquet").unlink()
+    pq.write_table(pa.table({"id": [1, 2], "score": [0.5, 0.7]}), results / "other.parquet")
+    with pytest.raises(ResultsError, match=r"other.parquet is not a laserkv result shard \(it lacks unit_id"):
+        read_results(tmp_path)
+    (results / "other.parquet").unlink()
+    with pytest.raises(ResultsError, match="holds no result shards"):
+        reduce_results(tmp_path)
+    pq.write_table(RESULT_SCHEMA.empty_table(), results / "part-empty-00000.parquet")
+    assert done_unit_ids(tmp_path) == set()
+
+
+def test_bad_run_configs_are_refused(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="dataset='squad' is not allowed"):
+        config(tiny_llama_dir, tmp_path, TWO_METHODS, dataset="squad")
+    with pytest.raises(ValueError, match="distinct configs"):
+        config(tiny_llama_dir, tmp_path, (get_method("laser"), get_method("hybrid_magicpig_0.75")))
+    with pytest.raises(ValueError, match="length='64k' is not in babilong_demo"):
+        config(tiny_llama_dir, tmp_path, TWO_METHODS, lengths=("64k",))
+
+
+def test_cluster_launcher_config_passes_rays_validator() -> None:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load((REPO / "ray_cluster.yaml").read_text())
+    prepared = prepare_config(raw)
+    validate_config(prepared)
+    node_types = prepared["available_node_types"]
+    assert (
+        node_types["head_cpu"]["resources"]["GPU"] == 0 and node_types["gpu_worker"]["resources"]["GPU"] == 8
+    )
+    assert prepared["head_node_type"] == "head_cpu"
+    assert any("pip install -e ." in command for command in prepared["setup_commands"])
