@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.models import LLAMA31_8B_PARAMETERS, random_llama31_8b
+from benchmarks.models import LLAMA31_8B_MATMUL_PARAMETERS, LLAMA31_8B_PARAMETERS, random_llama31_8b
 from laserkv import GenerationConfig, MethodConfig, get_method
 from laserkv.engine import compress_and_generate
 
@@ -75,6 +75,7 @@ def run_one(
         "prefill_tokens_per_s": n_context / prefill,
         "overhead_share_of_forward": overhead / stats.seconds["forward"],
         "roofline_share": 2 * LLAMA31_8B_PARAMETERS * n_context / prefill / gpu_peak_flops(),
+        "matmul_roofline_share": 2 * LLAMA31_8B_MATMUL_PARAMETERS * n_context / prefill / gpu_peak_flops(),
         "decode_tokens": stats.generated_tokens,
     }
 

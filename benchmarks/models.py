@@ -30,6 +30,8 @@ LLAMA31_8B = dict(
 """meta-llama/Llama-3.1-8B-Instruct's config.json, architecture fields."""
 
 LLAMA31_8B_PARAMETERS = 8_030_261_248
+LLAMA31_8B_MATMUL_PARAMETERS = LLAMA31_8B_PARAMETERS - 2 * 128256 * 4096
+"""Weights a prefill multiplies: all but the embedding table and the LM head (6.98e9)."""
 
 
 def random_llama31_8b(
