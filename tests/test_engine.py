@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, DynamicCache
+from transformers import DynamicCache
 
 from laserkv import GenerationConfig, MethodConfig, answer_ids, get_method, hooks
 from laserkv.backends import ScoreRequest
 from laserkv.engine import forward_block
 from laserkv.prompting import encode_context, encode_question
 from laserkv.state import CompressedKV
+from tests.reference import eager_forward
 from tests.tiny import sentence
 
 LOGIT_TOLERANCE = dict(rtol=1e-4, atol=1e-4)  # fp32, different block split of the same sums
@@ -81,21 +82,7 @@ def eager_question_mass(
     model_dir: str, prefix_ids: list[int], block: list[int], question: list[int], start: int, context_len: int
 ) -> torch.Tensor:
     """Brute force: the model's own eager attention probabilities of the question rows, summed."""
-    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
-    cache = DynamicCache(config=model.config)
-    with torch.no_grad():
-        if prefix_ids:
-            model.model(input_ids=torch.tensor([prefix_ids]), past_key_values=cache, use_cache=True)
-        positions = list(range(start, start + len(block))) + list(
-            range(context_len, context_len + len(question))
-        )
-        out = model(
-            input_ids=torch.tensor([block + question]),
-            position_ids=torch.tensor([positions]),
-            past_key_values=cache,
-            use_cache=True,
-            output_attentions=True,
-        )
+    out, _ = eager_forward(model_dir, block, start, question, context_len, prefix_ids=prefix_ids)
     mass = torch.zeros(out.attentions[0].shape[-1])
     for layer in out.attentions:  # (1, heads, rows, keys)
         for head in range(layer.shape[1]):

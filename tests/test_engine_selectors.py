@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, DynamicCache
 
 from laserkv import GenerationConfig, MethodConfig, answer_ids, hooks
 from laserkv.engine import prefill_compressed
@@ -17,6 +16,7 @@ from laserkv.scorers.exact import pool_scores
 from laserkv.scorers.lsh import hyperplanes, select_frequency_rank, select_magicpig
 from laserkv.state import CompressedKV
 from laserkv.stats import CallStats, PhaseTimer
+from tests.reference import eager_forward
 from tests.tiny import sentence
 
 ONE_TOKEN = GenerationConfig(max_new_tokens=1)
@@ -29,20 +29,8 @@ def sample(tokenizer: Any, n_tokens: int = 32, seed: int = 21) -> tuple[list[int
 
 
 def plain_forward(model_dir: Any, block: list[int], question: list[int] | None, context_len: int) -> Any:
-    """The model's own eager forward of ``[block | question]`` at true positions (no cache)."""
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), attn_implementation="eager").eval()
-    ids = block + (question or [])
-    positions = list(range(len(block))) + list(range(context_len, context_len + len(question or [])))
-    cache = DynamicCache(config=model.config)
-    with torch.no_grad():
-        out = model(
-            input_ids=torch.tensor([ids]),
-            position_ids=torch.tensor([positions]),
-            past_key_values=cache,
-            use_cache=True,
-            output_attentions=True,
-        )
-    return out, cache
+    """The model's own eager forward of ``[block | question]`` from position 0 (no cache)."""
+    return eager_forward(model_dir, block, 0, question, context_len)
 
 
 def per_kv_head_mass(attentions: tuple[torch.Tensor, ...], n_rows: int) -> torch.Tensor:
@@ -227,20 +215,7 @@ def forward_over(
     model_dir: Any, prefix: Any, block: list[int], start: int, question: list[int], context_len: int
 ) -> Any:
     """The model's own eager forward of ``[block | question]`` over a cache holding ``prefix``."""
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), attn_implementation="eager").eval()
-    cache = DynamicCache(config=model.config)
-    for layer, (keys, values) in enumerate(zip(prefix.keys, prefix.values, strict=True)):
-        cache.update(keys, values, layer)
-    positions = list(range(start, start + len(block))) + list(range(context_len, context_len + len(question)))
-    with torch.no_grad():
-        out = model(
-            input_ids=torch.tensor([block + question]),
-            position_ids=torch.tensor([positions]),
-            past_key_values=cache,
-            use_cache=True,
-            output_attentions=True,
-        )
-    return out, cache
+    return eager_forward(model_dir, block, start, question, context_len, prefix_kv=prefix)
 
 
 def brute_force_prefix(cache: Any, kept_slots: torch.Tensor) -> CompressedKV:

@@ -15,6 +15,7 @@ from laserkv.engine import forward_block
 from laserkv.prompting import encode_context, encode_question
 from laserkv.scorers.exact import attention_probabilities, causal_allowed, streamed_row_mass
 from laserkv.state import CompressedKV
+from tests.reference import eager_forward
 from tests.tiny import sentence
 
 
@@ -105,8 +106,6 @@ def test_span_normalised_scores_equal_eager_probabilities_renormalised(
 ) -> None:
     """In a real forward over a cache: flash with a span equals the model's own eager
     probabilities of the question rows divided by their total over the span."""
-    from transformers import AutoModelForCausalLM, DynamicCache
-
     model, tokenizer = tiny
     context = encode_context(tokenizer, sentence(72, 3))
     question = encode_question(tokenizer, sentence(6, 4))
@@ -114,17 +113,7 @@ def test_span_normalised_scores_equal_eager_probabilities_renormalised(
         prefix = forward_block(model, CompressedKV.empty(), torch.tensor(context[:40]), 0, None, None)
         request = ScoreRequest("flash", len(question), 30, torch.zeros(1, 1, 42), normalise_span=(24, 72))
         forward_block(model, prefix, torch.tensor(context[40:72]), 40, (torch.tensor(question), 72), request)
-    eager = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), attn_implementation="eager").eval()
-    cache = DynamicCache(config=eager.config)
-    with torch.no_grad():
-        eager.model(input_ids=torch.tensor([context[:40]]), past_key_values=cache, use_cache=True)
-        positions = list(range(40, 72)) + list(range(72, 72 + len(question)))
-        out = eager(
-            input_ids=torch.tensor([context[40:72] + question]),
-            position_ids=torch.tensor([positions]),
-            past_key_values=cache,
-            output_attentions=True,
-        )
+    out, _ = eager_forward(tiny_model_dir, context[40:72], 40, question, 72, prefix_ids=context[:40])
     expected = torch.zeros(42)
     for layer in out.attentions:
         rows = layer[0, :, -len(question) :, :].double()  # (heads, q, keys)
