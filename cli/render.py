@@ -20,5 +20,5 @@ def laserkv_errors() -> Iterator[None]:
     try:
         yield
     except (LaserKVError, ValueError) as error:
-        stderr.print(f"[bold red]error:[/] {error}", highlight=False)
+        stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)  # one line
         raise typer.Exit(code=2) from error

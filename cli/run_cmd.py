@@ -51,8 +51,11 @@ def run(
         int, typer.Option(help="Answer length limit (BABILong: 20).", rich_help_panel="Sample")
     ] = 20,
 ) -> None:
-    """Compress and answer one sample of the offline BABILong-format demo set, prompted and
-    scored as BABILong."""
+    """Compress and answer one demo-set sample (like the original run_single_sample.py).
+
+    The sample comes from the offline BABILong-format demo set and is prompted and scored as
+    BABILong.
+    """
     with laserkv_errors():
         from evals import demo_set
         from evals.babilong import compare_answers

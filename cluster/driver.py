@@ -9,6 +9,7 @@ as errors. Every unit id is written at most once; rerunning resumes where the ro
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 import uuid
@@ -27,9 +28,16 @@ from cluster.rows import error_row
 from cluster.samples import dataset_revision, load_samples
 from cluster.worker import EvalWorker
 from cluster.writer import RESULTS, ShardWriter, done_unit_ids, write_manifest
+from laserkv.errors import LaserKVError
 from laserkv.modeling import load_tokenizer
 
 RETRY_BACKOFF_S = 1.0
+
+
+class WorkerStartError(LaserKVError):
+    """Worker actors failed in their constructor (model or tokenizer not loadable)."""
+
+
 POLL_S = 1.0
 
 
@@ -74,6 +82,21 @@ class WorkerPool:
         self.actor_cls: Any = ray.remote(worker_cls)
         self.actors: list[Any] = [self._start() for _ in range(config.n_workers)]
         self.replaced = 0
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Block until every worker has loaded its model.
+
+        Raises:
+            WorkerStartError: a worker could not start (e.g. the model is not available).
+        """
+        try:
+            ray.get([actor.pid.remote() for actor in self.actors])
+        except RayActorError as error:
+            self.shutdown()
+            causes = re.findall(r"(\w+(?:Error|Exception)): (.+)", str(error))
+            cause = ": ".join(causes[-1]) if causes else str(error).splitlines()[0]
+            raise WorkerStartError(f"the workers could not start: {cause}") from error
 
     def _start(self) -> Any:
         gpus = 1 if self.config.gpus > 0 else 0
@@ -104,7 +127,9 @@ def connect(config: RunConfig) -> bool:
     submit``) or a local one started here. Returns whether this call started the connection."""
     if ray.is_initialized():
         return False
-    ray.init(address=config.address, include_dashboard=False if config.address is None else None)
+    local = config.address is None
+    # worker output stays in Ray's logs: every outcome, errors included, is a result row
+    ray.init(address=config.address, include_dashboard=False if local else None, log_to_driver=False)
     return True
 
 

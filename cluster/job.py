@@ -10,8 +10,8 @@ import sys
 
 from cluster.config import DATASETS, RunConfig
 from cluster.driver import Progress, run_eval
+from cluster.presets import methods_with_overrides
 from cluster.reduce import reduce_results
-from laserkv.methods import get_method
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -42,21 +42,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    methods = []
-    for name in args.method:
-        overrides: dict[str, object] = {}
-        if name != "full":
-            if args.budget is not None:
-                overrides["budget"] = args.budget
-            if args.ratio is not None:
-                overrides["compression_ratio"] = args.ratio
-        if args.block_size is not None:
-            overrides["block_size"] = args.block_size
-        methods.append(get_method(name, **overrides))
+    overrides = {"budget": args.budget, "compression_ratio": args.ratio, "block_size": args.block_size}
+    methods = methods_with_overrides(tuple(args.method), overrides)
     return RunConfig(
         model=args.model,
         dataset=args.dataset,
-        methods=tuple(methods),
+        methods=methods,
         output_dir=args.output,
         dataset_source=args.source,
         lengths=tuple(args.lengths.split(",")),

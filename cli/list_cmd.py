@@ -1,0 +1,47 @@
+"""``laserkv methods`` and ``laserkv datasets``: the registries, with descriptions."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from cli.render import stdout
+
+app = typer.Typer()
+
+
+@app.command("methods")
+def methods_command() -> None:
+    """The registered methods (LASER-KV, the ablation grid, the baselines)."""
+    from laserkv.methods import DESCRIPTIONS, METHODS
+
+    table = Table(title="laserkv methods")
+    table.add_column("method", no_wrap=True)
+    for column in ("selector", "mode", "backend", "default budget", "what it is"):
+        table.add_column(column)
+    for name, factory in METHODS.items():
+        config = factory()
+        budget = "-" if config.budget is None else str(config.budget)
+        mode = "-" if config.selector == "none" else config.compression_mode
+        table.add_row(name, config.selector, mode, config.backend, budget, DESCRIPTIONS[name])
+    stdout.print(table)
+
+
+@app.command("datasets")
+def datasets_command() -> None:
+    """The datasets and their lengths and tasks."""
+    from evals import babilong
+    from evals.longbench_v2 import HUB_ID
+
+    table = Table(title="laserkv datasets")
+    for column in ("dataset", "source", "lengths", "tasks"):
+        table.add_column(column, no_wrap=column == "dataset")
+    for name, lengths in babilong.LENGTHS.items():
+        source = babilong.HUB_IDS.get(name, "generated offline (RULER essays haystack)")
+        tasks = sorted(
+            {task for length in lengths for task in babilong.tasks_for(name, length)},
+            key=lambda t: int(t[2:]),
+        )
+        table.add_row(name, source, ", ".join(lengths), f"{tasks[0]}-{tasks[-1]}")
+    table.add_row("longbench_v2", HUB_ID, "short, medium, long", "6 domains, 503 items")
+    stdout.print(table)

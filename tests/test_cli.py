@@ -1,0 +1,175 @@
+"""Every ``laserkv`` command through Typer's CliRunner: exit codes, output, error lines; and an
+end-to-end CPU run: ``laserkv eval`` (demo set, tiny model, 2 methods, 2 CPU workers), then
+``laserkv report`` as Markdown and HTML with PNG plots."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from cli.render import stdout
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+runner = CliRunner()
+
+
+def test_help_is_instant_and_imports_no_heavy_package() -> None:
+    heavy = "('torch', 'ray', 'transformers', 'datasets')"
+    code = f"import cli.main, sys; print(sorted(m for m in {heavy} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    help_text = runner.invoke(app, ["--help"]).output
+    for command in ("eval", "sweep", "report", "run", "methods", "datasets"):
+        assert command in help_text
+
+
+def test_methods_and_datasets_list_the_registries() -> None:
+    stdout.width = 200  # a wide terminal: table cells stay on one line
+    methods = runner.invoke(app, ["methods"])
+    assert methods.exit_code == 0
+    for name in (
+        "laser",
+        "laser_recursive",
+        "hybrid_magicpig_0.75",
+        "lsh_frequency_rank",
+        "snapkv",
+        "streaming",
+    ):
+        assert name in methods.output
+    datasets = runner.invoke(app, ["datasets"])
+    assert datasets.exit_code == 0
+    for text in ("babilong_demo", "RMT-team/babilong", "longbench_v2", "THUDM/LongBench-v2", "qa1-qa20"):
+        assert text in datasets.output
+
+
+def eval_args(model: Path, output: Path) -> list[str]:
+    return [
+        "--model", str(model), "--dataset", "babilong_demo", "--lengths", "1k", "--tasks", "qa1",
+        "--limit", "2", "--demo-samples", "2", "--workers", "2", "--device", "cpu", "--dtype", "float32",
+        "--block-size", "512", "--output", str(output), "--quiet",
+    ]  # fmt: skip
+
+
+def test_eval_then_report_end_to_end(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--method",
+            "full",
+            "--method",
+            "laser",
+            "--budget",
+            "256",
+            *eval_args(tiny_llama_dir, output),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "laserkv eval" in result.output and "laser" in result.output
+    shards = list((output / "results").glob("*.parquet"))
+    rows = pa.concat_tables([pq.read_table(path) for path in shards]).to_pylist()
+    assert sorted((row["method"], row["sample_id"]) for row in rows) == [
+        ("full", "1k/qa1/0"), ("full", "1k/qa1/1"), ("laser", "1k/qa1/0"), ("laser", "1k/qa1/1"),
+    ]  # fmt: skip
+    assert (output / "summary.parquet").exists() and (output / "summary.json").exists()
+    markdown = runner.invoke(app, ["report", str(output)])
+    assert markdown.exit_code == 0, markdown.output
+    text = (output / "report.md").read_text()
+    assert "| babilong_demo | 1k | laser | 2 | 0 |" in text and "plots/accuracy_vs_length.png" in text
+    for plot in ("accuracy_vs_length", "accuracy_vs_budget", "peak_memory_vs_length"):
+        assert (output / "plots" / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = runner.invoke(app, ["report", str(output), "--format", "html"])
+    assert page.exit_code == 0 and "data:image/png;base64," in (output / "report.html").read_text()
+    again = runner.invoke(
+        app,
+        [
+            "eval",
+            "--method",
+            "full",
+            "--method",
+            "laser",
+            "--budget",
+            "256",
+            *eval_args(tiny_llama_dir, output),
+        ],
+    )
+    assert again.exit_code == 0 and len(list((output / "results").glob("*.parquet"))) == len(
+        shards
+    )  # resumed: nothing to do
+
+
+def test_sweep_runs_a_yaml_grid_as_one_job(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("methods:\n  - method: streaming\n    budget: [128, 256]\n  - method: full\n")
+    output = tmp_path / "sweep"
+    result = runner.invoke(app, ["sweep", "--grid", str(grid), *eval_args(tiny_llama_dir, output)])
+    assert result.exit_code == 0, result.output
+    rows = pa.concat_tables(
+        [pq.read_table(path) for path in (output / "results").glob("*.parquet")]
+    ).to_pylist()
+    assert sorted({row["method"] for row in rows}) == [
+        "full",
+        "streaming[budget=128]",
+        "streaming[budget=256]",
+    ]
+    assert {row["budget"] for row in rows if row["method"].startswith("streaming")} == {128, 256}
+    assert len({row["run_id"] for row in rows}) == 1, "one job"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["eval", "--dataset", "squad", "--model", "x"], "dataset='squad' is not allowed"),
+        (["eval", "--method", "lazer", "--model", "x"], "method='lazer' is not allowed: did you mean laser"),
+        (["eval", "--lengths", "3k"], "length='3k' is not in babilong_demo"),
+        (["eval", "--budget", "100", "--ratio", "0.5"], "exactly one of budget and compression_ratio"),
+        (["sweep", "--grid", "no-such-grid"], "a preset (ablation, laser-budgets) or a YAML file"),
+        (["report", "/no/such/dir"], "is not a directory"),
+        (["methods", "--bogus"], "No such option"),
+    ],
+)
+def test_bad_input_is_one_red_line_and_exit_2(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_missing_model_and_bad_results_dirs(tmp_path: Path) -> None:
+    output = tmp_path / "missing-model"
+    missing = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            "/no/such/model",
+            "--workers",
+            "1",
+            "--limit",
+            "1",
+            "--demo-samples",
+            "1",
+            "--output",
+            str(output),
+            "--quiet",
+        ],
+    )
+    assert missing.exit_code == 2 and "offline" in missing.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["report", str(empty)])
+    assert result.exit_code == 2 and "holds no result shards" in result.output
+    (empty / "results").mkdir()
+    pq.write_table(pa.table({"x": [1]}), empty / "results" / "foreign.parquet")
+    result = runner.invoke(app, ["report", str(empty)])
+    assert result.exit_code == 2 and "foreign.parquet is not a laserkv result shard" in result.output
+    bad_format = runner.invoke(app, ["report", str(empty), "--format", "pdf"])
+    assert bad_format.exit_code == 2 and "format='pdf' is not allowed: one of md, html" in bad_format.output
