@@ -38,10 +38,9 @@ def datasets_command() -> None:
         table.add_column(column, no_wrap=column == "dataset")
     for name, lengths in babilong.LENGTHS.items():
         source = babilong.HUB_IDS.get(name, "generated offline (RULER essays haystack)")
-        tasks = sorted(
-            {task for length in lengths for task in babilong.tasks_for(name, length)},
-            key=lambda t: int(t[2:]),
-        )
-        table.add_row(name, source, ", ".join(lengths), f"{tasks[0]}-{tasks[-1]}")
+        tasks = {task for length in lengths for task in babilong.tasks_for(name, length)}
+        qa = sorted((task for task in tasks if task.startswith("qa")), key=lambda task: int(task[2:]))
+        others = sorted(task for task in tasks if not task.startswith("qa"))
+        table.add_row(name, source, ", ".join(lengths), ", ".join([f"{qa[0]}-{qa[-1]}", *others]))
     table.add_row("longbench_v2", HUB_ID, "short, medium, long", "6 domains, 503 items")
     stdout.print(table)

@@ -215,7 +215,8 @@ def published_tables(models: list[str]) -> list[Table]:
 
 def budget_series(per_length: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """For accuracy vs budget: one series per base method (``streaming[budget=128]`` and
-    ``streaming[budget=256]`` are one line), one point per budget, lengths pooled by size."""
+    ``streaming[budget=256]`` are one line), one point per budget, lengths pooled by size (the
+    band is the n-weighted mean of the per-length CIs: indicative, not a pooled bootstrap)."""
     pooled: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
     for entry in per_length:
         if entry["budget"] is not None:

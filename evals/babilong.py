@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from evals import needle
 from evals.errors import EvalError
 from evals.loading import check_fields, load_hub, load_local
 from evals.resources import data_json
@@ -47,7 +48,7 @@ def tasks_for(dataset: str, length: str) -> tuple[str, ...]:
     if dataset == "babilong":
         return HEADLINE_TASKS if length == "10M" else ALL_TASKS[:10]
     if dataset == "babilong_demo":
-        return ("qa1", "qa2")
+        return ("qa1", "qa2", *needle.TASKS)
     return ALL_TASKS if length == "0k" else HEADLINE_TASKS
 
 
@@ -108,15 +109,22 @@ def prompt_parts(context: str, question: str, task: str) -> PromptParts:
 
 
 def to_sample(row: dict[str, Any], dataset: str, length: str, task: str, index: int) -> EvalSample:
-    """One dataset row as an ``EvalSample`` (id ``<length>/<task>/<index>``)."""
+    """One dataset row as an ``EvalSample`` (id ``<length>/<task>/<index>``); the demo set's
+    needle tasks are prompted RULER-style (``evals.needle``)."""
+    is_needle = task in needle.TASKS
+    parts = (
+        needle.prompt_parts(row["input"], row["question"])
+        if is_needle
+        else prompt_parts(row["input"], row["question"], task)
+    )
     return EvalSample(
         dataset=dataset,
         sample_id=f"{length}/{task}/{index}",
         task=task,
         length=length,
-        parts=prompt_parts(row["input"], row["question"], task),
+        parts=parts,
         target=str(row["target"]),
-        generation=GENERATION,
+        generation=needle.GENERATION if is_needle else GENERATION,
         fields={"question": str(row["question"])},
     )
 

@@ -1,7 +1,8 @@
-"""The offline demo set: seeded BABILong-format samples (qa1- and qa2-style bAbI facts hidden in
-haystack text, 1k-32k tokens), written through ``datasets`` as Parquet in the exact BABILong
-schema (``input``, ``question``, ``target``) and then loaded, prompted and scored exactly like a
-local copy of BABILong (dataset name ``babilong_demo``).
+"""The offline demo set: seeded BABILong-format samples (qa1- and qa2-style bAbI facts, or
+RULER-style needles ``niah_single`` / ``niah_multikey``, hidden in haystack text, 1k-32k
+tokens), written through ``datasets`` as Parquet in the exact BABILong schema (``input``,
+``question``, ``target``) and then loaded like a local copy of BABILong (dataset name
+``babilong_demo``): qa tasks prompted and scored as BABILong, needles as RULER (``evals.needle``).
 
 Generated on first use into ``$LASERKV_CACHE/datasets`` (default ``~/.cache/laserkv``), never
 committed. The facts are generated here; no text of the real benchmarks is reused.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import datasets
 
-from evals import babilong
+from evals import babilong, needle
 from evals.errors import EvalError
 from evals.haystack import haystack_sentences
 from evals.sample import EvalSample
@@ -123,7 +124,10 @@ def generate_rows(spec: DemoSpec, length: str, task: str, count_tokens: TokenCou
     rows = []
     for index in range(spec.samples_per_cell):
         rng = random.Random(f"{spec.seed}/{task}/{length}/{index}")
-        facts, question, target = qa1_facts(rng, spec.qa1_moves) if task == "qa1" else qa2_facts(rng)
+        if task in needle.TASKS:
+            facts, question, target = needle.needle_facts(rng, task)
+        else:
+            facts, question, target = qa1_facts(rng, spec.qa1_moves) if task == "qa1" else qa2_facts(rng)
         rows.append(
             {
                 "input": hide_facts(rng, facts, sentences, n_tokens, count_tokens),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evals import babilong, longbench_v2
+from evals import babilong, longbench_v2, needle
 from evals.sample import EvalSample
 
 
@@ -20,6 +20,8 @@ def score_fields(
 ) -> tuple[str | None, bool]:
     """``score_output`` from plain fields (as a result row stores them)."""
     output = raw_output.strip()
+    if task in needle.TASKS:
+        return output, needle.string_match_all(target, output)
     if dataset == longbench_v2.DATASET:
         prediction = longbench_v2.extract_answer(output)
         return prediction, prediction == target

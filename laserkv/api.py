@@ -18,6 +18,8 @@ class RecursiveCompressionEngine:
     ``lsh_mode`` and ``hybrid_*`` apply to the ``lsh`` / ``hybrid`` selectors. Keyword-only
     extras: ``compression_ratio`` instead of ``budget``, the LSH ``num_bits`` (K),
     ``num_tables`` (L), tie-break ``mode`` and ``lsh_seed``, and the model loading options.
+    The backend defaults to ``flash`` (the original defaulted to ``eager``; both give the same
+    scores here, flash without the attention matrix).
     """
 
     def __init__(
@@ -26,7 +28,7 @@ class RecursiveCompressionEngine:
         selector_type: str = "exact",
         lsh_mode: str = "frequency_rank",
         compression_mode: str = "accumulate",
-        backend: str = "eager",
+        backend: str = "flash",
         budget: int | None = 4096,
         protection_divisor: int = 4,
         block_size: int = 4096,

