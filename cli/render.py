@@ -14,11 +14,12 @@ stderr = Console(stderr=True)
 
 @contextmanager
 def laserkv_errors() -> Iterator[None]:
-    """Turn a ``LaserKVError`` or ``ValueError`` into one red line on stderr and exit code 2."""
+    """Turn a ``LaserKVError``, ``ValueError`` or ``OSError`` (a bad path) into one red line on
+    stderr and exit code 2."""
     from laserkv.errors import LaserKVError
 
     try:
         yield
-    except (LaserKVError, ValueError) as error:
+    except (LaserKVError, ValueError, OSError) as error:
         stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)  # one line
         raise typer.Exit(code=2) from error

@@ -4,6 +4,7 @@ passed down whole. Validation happens once, in ``__post_init__``."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from evals import babilong, demo_set
@@ -81,7 +82,7 @@ class RunConfig:
                 raise ConfigError(name, value, f"an integer >= {minimum}")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             raise ConfigError("limit", self.limit, "None or an integer >= 1")
-        if self.unit_timeout_s <= 0:
+        if not math.isfinite(self.unit_timeout_s) or self.unit_timeout_s <= 0:
             raise ConfigError("unit_timeout_s", self.unit_timeout_s, "a positive number of seconds")
 
     @property

@@ -10,7 +10,6 @@ as errors. Every unit id is written at most once; rerunning resumes where the ro
 from __future__ import annotations
 
 import re
-import shutil
 import time
 import uuid
 from collections import deque
@@ -20,18 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from cluster.config import RunConfig
 from cluster.plan import WorkUnit, drop_done, plan_units
 from cluster.rows import error_row
 from cluster.samples import dataset_revision, load_samples
 from cluster.worker import EvalWorker
-from cluster.writer import RESULTS, ShardWriter, done_unit_ids, write_manifest
+from cluster.writer import ShardWriter, done_unit_ids, shard_paths, write_manifest
 from laserkv.errors import LaserKVError
 from laserkv.modeling import load_tokenizer
 
 RETRY_BACKOFF_S = 1.0
+START_TIMEOUT_S = 1800.0
 
 
 class WorkerStartError(LaserKVError):
@@ -79,19 +79,25 @@ class WorkerPool:
 
     def __init__(self, config: RunConfig, worker_cls: type, run_id: str) -> None:
         self.config, self.run_id = config, run_id
+        available = ray.cluster_resources().get("GPU", 0)
+        if config.gpus > available:
+            raise WorkerStartError(f"gpus={config.gpus} but the Ray cluster has {available:g} GPU(s)")
         self.actor_cls: Any = ray.remote(worker_cls)
         self.actors: list[Any] = [self._start() for _ in range(config.n_workers)]
         self.replaced = 0
         self.wait_ready()
 
     def wait_ready(self) -> None:
-        """Block until every worker has loaded its model.
+        """Block until every worker has loaded its model (at most ``START_TIMEOUT_S``).
 
         Raises:
             WorkerStartError: a worker could not start (e.g. the model is not available).
         """
         try:
-            ray.get([actor.pid.remote() for actor in self.actors])
+            ray.get([actor.pid.remote() for actor in self.actors], timeout=START_TIMEOUT_S)
+        except GetTimeoutError as error:
+            self.shutdown()
+            raise WorkerStartError(f"the workers did not start within {START_TIMEOUT_S:.0f} s") from error
         except RayActorError as error:
             self.shutdown()
             causes = re.findall(r"(\w+(?:Error|Exception)): (.+)", str(error))
@@ -134,10 +140,9 @@ def connect(config: RunConfig) -> bool:
 
 
 def prepare_output(config: RunConfig) -> Path:
-    """The output directory; with ``overwrite`` its previous result shards are removed."""
+    """The output directory (created if missing). Previous shards are removed by ``overwrite``
+    only once the workers are up (``_dispatch``), so a failing start loses nothing."""
     output = Path(config.output_dir).expanduser()
-    if config.overwrite and (output / RESULTS).exists():
-        shutil.rmtree(output / RESULTS)
     output.mkdir(parents=True, exist_ok=True)
     return output
 
@@ -164,7 +169,7 @@ def run_eval(
         units = plan_units(
             load_samples(config, tokenizer), config.methods, config.model, revision, config.seed
         )
-        done = done_unit_ids(output)
+        done = set() if config.overwrite else done_unit_ids(output)
         todo = drop_done(units, done)
         write_manifest(
             output,
@@ -195,8 +200,11 @@ def _dispatch(
     progress: Callable[[Progress], None] | None,
     on_row: Callable[[dict[str, Any], WorkerPool], None] | None,
 ) -> None:
-    writer = ShardWriter(output, run_id)
+    old_shards = shard_paths(output) if config.overwrite else []
     pool = WorkerPool(config, worker_cls, run_id)
+    for path in old_shards:  # --overwrite: the workers are up, the previous rows can go
+        path.unlink()
+    writer = ShardWriter(output, run_id)
     queue = deque(_Pending(unit) for unit in todo)
     running: dict[Any, _Running] = {}
     written: set[str] = set()
@@ -240,6 +248,7 @@ def _dispatch(
             ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
             for ref in ready:
                 item = running.pop(ref)
+                _start_next_clock(running, item.worker)
                 try:
                     write(ray.get(ref))
                 except RayActorError as error:  # the worker died: replace it, re-queue its unit
@@ -273,6 +282,13 @@ def _fill(pool: WorkerPool, queue: deque[_Pending], running: dict[Any, _Running]
         load[index] += 1
 
 
+def _start_next_clock(running: dict[Any, _Running], worker: int) -> None:
+    """A worker runs its units one at a time: the oldest one still queued there starts now."""
+    queued = [item for item in running.values() if item.worker == worker]
+    if queued:
+        min(queued, key=lambda item: item.started).started = time.monotonic()
+
+
 def _expire(
     config: RunConfig,
     pool: WorkerPool,
@@ -283,7 +299,12 @@ def _expire(
     """Units past the timeout become ``timeout`` rows; their worker is replaced (which also
     returns its other units as actor errors, so they are re-queued)."""
     now = time.monotonic()
-    for ref, item in list(running.items()):
+    oldest: dict[int, Any] = {}
+    for ref, item in running.items():  # only the unit a worker is running can time out
+        if item.worker not in oldest or item.started < running[oldest[item.worker]].started:
+            oldest[item.worker] = ref
+    for ref in oldest.values():
+        item = running[ref]
         if now - item.started <= config.unit_timeout_s:
             continue
         running.pop(ref)

