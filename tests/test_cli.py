@@ -58,21 +58,12 @@ def eval_args(model: Path, output: Path) -> list[str]:
     ]  # fmt: skip
 
 
+TWO_METHODS = ["eval", "--method", "full", "--method", "laser", "--budget", "256"]
+
+
 def test_eval_then_report_end_to_end(tiny_llama_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "run"
-    result = runner.invoke(
-        app,
-        [
-            "eval",
-            "--method",
-            "full",
-            "--method",
-            "laser",
-            "--budget",
-            "256",
-            *eval_args(tiny_llama_dir, output),
-        ],
-    )
+    result = runner.invoke(app, [*TWO_METHODS, *eval_args(tiny_llama_dir, output)])
     assert result.exit_code == 0, result.output
     assert "laserkv eval" in result.output
     assert any(
@@ -92,19 +83,7 @@ def test_eval_then_report_end_to_end(tiny_llama_dir: Path, tmp_path: Path) -> No
         assert (output / "plots" / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = runner.invoke(app, ["report", str(output), "--format", "html"])
     assert page.exit_code == 0 and "data:image/png;base64," in (output / "report.html").read_text()
-    again = runner.invoke(
-        app,
-        [
-            "eval",
-            "--method",
-            "full",
-            "--method",
-            "laser",
-            "--budget",
-            "256",
-            *eval_args(tiny_llama_dir, output),
-        ],
-    )
+    again = runner.invoke(app, [*TWO_METHODS, *eval_args(tiny_llama_dir, output)])
     assert again.exit_code == 0 and len(list((output / "results").glob("*.parquet"))) == len(
         shards
     )  # resumed: nothing to do
