@@ -72,6 +72,9 @@ Output = Annotated[
 Overwrite = Annotated[
     bool, typer.Option(help="Delete previous results instead of resuming.", rich_help_panel="Output")
 ]
+RetryFailed = Annotated[
+    bool, typer.Option(help="On resume, rerun failed units too.", rich_help_panel="Output")
+]
 Quiet = Annotated[bool, typer.Option(help="No progress display.", rich_help_panel="Output")]
 
 
@@ -132,6 +135,7 @@ def _data_kwargs(
     timeout: float,
     output: Path,
     overwrite: bool,
+    retry_failed: bool,
 ) -> dict[str, object]:
     from cluster import presets
 
@@ -153,6 +157,7 @@ def _data_kwargs(
         unit_timeout_s=timeout,
         output_dir=str(output),
         overwrite=overwrite,
+        retry_failed=retry_failed,
     )
 
 
@@ -181,6 +186,7 @@ def eval_command(
     timeout: Timeout = 3600.0,
     output: Output = Path("results/eval"),
     overwrite: Overwrite = False,
+    retry_failed: RetryFailed = False,
     quiet: Quiet = False,
 ) -> None:
     """Run methods on a benchmark, sharded over Ray workers.
@@ -219,6 +225,7 @@ def eval_command(
             timeout,
             output,
             overwrite,
+            retry_failed,
         )
         _launch(kwargs, methods, quiet)
 
@@ -247,6 +254,7 @@ def sweep_command(
     timeout: Timeout = 3600.0,
     output: Output = Path("results/sweep"),
     overwrite: Overwrite = False,
+    retry_failed: RetryFailed = False,
     quiet: Quiet = False,
 ) -> None:
     """Run a grid of methods as one job (every worker loads its model once)."""
@@ -276,5 +284,6 @@ def sweep_command(
             timeout,
             output,
             overwrite,
+            retry_failed,
         )
         _launch(kwargs, methods, quiet)

@@ -36,6 +36,8 @@ class RunConfig:
         unit_timeout_s: a unit running longer is recorded as a timeout error (its worker replaced).
         max_retries: re-queues of a unit whose worker died.
         overwrite: rerun units whose rows already exist (default: resume, skipping them).
+        retry_failed: on resume, also rerun units whose rows are failures (error, oom, timeout);
+            the reducer then keeps their ``ok`` row.
         seed: sampling seed for temperature > 0.
     """
 
@@ -58,6 +60,7 @@ class RunConfig:
     unit_timeout_s: float = 3600.0
     max_retries: int = 2
     overwrite: bool = False
+    retry_failed: bool = False
     seed: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -169,7 +169,7 @@ def run_eval(
         units = plan_units(
             load_samples(config, tokenizer), config.methods, config.model, revision, config.seed
         )
-        done = set() if config.overwrite else done_unit_ids(output)
+        done = set() if config.overwrite else done_unit_ids(output, ok_only=config.retry_failed)
         todo = drop_done(units, done)
         write_manifest(
             output,

@@ -38,6 +38,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--greedy", action="store_true", help="LongBench v2: greedy instead of temperature 0.1"
     )
     parser.add_argument("--overwrite", action="store_true", help="drop previous results instead of resuming")
+    parser.add_argument("--retry-failed", action="store_true", help="on resume, rerun failed units too")
     return parser.parse_args(argv)
 
 
@@ -62,6 +63,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         dtype=args.dtype,
         unit_timeout_s=args.timeout,
         overwrite=args.overwrite,
+        retry_failed=args.retry_failed,
     )
 
 

@@ -107,9 +107,15 @@ def read_results(output_dir: Path) -> pa.Table:
     return pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
 
 
-def done_unit_ids(output_dir: Path) -> set[str]:
-    """Ids of the units that already have a row (any status)."""
-    return set(read_results(output_dir).column("unit_id").to_pylist())
+def done_unit_ids(output_dir: Path, ok_only: bool = False) -> set[str]:
+    """Ids of the units that already have a row (any status, or only ``ok`` rows)."""
+    table = read_results(output_dir)
+    ids = table.column("unit_id").to_pylist()
+    if not ok_only:
+        return set(ids)
+    return {
+        unit for unit, status in zip(ids, table.column("status").to_pylist(), strict=True) if status == "ok"
+    }
 
 
 def _version(package: str) -> str | None:

@@ -180,6 +180,14 @@ def test_failing_units_become_error_rows_and_the_run_goes_on(
     summary = reduce_results(output)
     errors = {cell["method"]: cell["errors"] for cell in summary["cells"]}
     assert errors == {"full": 0, "oom_probe": 3, "error_probe": 3}
+    # a plain rerun skips the failed units; --retry-failed runs them again (here with a worker
+    # that no longer fails) and the summary keeps their ok rows
+    run_eval(config(tiny_llama_dir, tmp_path, methods))
+    assert len(rows_by_unit(output)) == 9
+    run_eval(config(tiny_llama_dir, tmp_path, methods, retry_failed=True))
+    assert len(rows_by_unit(output)) == 15
+    retried = {cell["method"]: cell["errors"] for cell in reduce_results(output)["cells"]}
+    assert retried == {"full": 0, "oom_probe": 0, "error_probe": 0}
 
 
 def test_a_unit_over_the_timeout_is_a_timeout_row(
