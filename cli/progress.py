@@ -31,10 +31,7 @@ def run_progress(quiet: bool) -> Iterator[Callable[[Any], None]]:
         def plain(progress: Any) -> None:
             if progress.done != last[0]:
                 last[0] = progress.done
-                eta = "?" if progress.eta_s is None else f"{progress.eta_s:.0f}s"
-                print(
-                    f"{progress.done}/{progress.total} units, {progress.errors} errors, ETA {eta}", flush=True
-                )
+                print(progress.line(), flush=True)
 
         yield plain
         return

@@ -51,6 +51,11 @@ class Progress:
     skipped: int
     elapsed_s: float
 
+    def line(self) -> str:
+        """One plain progress line: ``done/total units, errors, ETA``."""
+        eta = "?" if self.eta_s is None else f"{self.eta_s:.0f}s"
+        return f"{self.done}/{self.total} units, {self.errors} errors, ETA {eta}"
+
     @property
     def eta_s(self) -> float | None:
         """Seconds left at the rate so far (None before the first unit)."""

@@ -68,8 +68,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def print_progress(progress: Progress) -> None:
-    eta = "?" if progress.eta_s is None else f"{progress.eta_s:.0f}s"
-    print(f"{progress.done}/{progress.total} units, {progress.errors} errors, ETA {eta}", flush=True)
+    print(progress.line(), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -159,6 +159,12 @@ def reduce_results(output_dir: Path) -> dict[str, Any]:
     Raises:
         ResultsError: no result shards, or a shard that is not laserkv's.
     """
+    return reduce_and_score(output_dir)[0]
+
+
+def reduce_and_score(output_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``reduce_results`` plus the scored rows it computed (the report needs both; the shards
+    are read and scored once)."""
     output = Path(output_dir)
     table = read_results(output)
     if table.num_rows == 0:
@@ -172,7 +178,7 @@ def reduce_results(output_dir: Path) -> dict[str, Any]:
         output / "summary.json",
         lambda path: Path(path).write_text(json.dumps(summary, indent=1, sort_keys=True)),
     )
-    return summary
+    return summary, rows
 
 
 def _publish(path: Path, write: Any) -> None:

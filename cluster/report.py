@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.reduce import BASELINE, baseline_key, reduce_results, scored_rows
-from cluster.writer import MANIFESTS, read_results
+from cluster.reduce import BASELINE, baseline_key, reduce_and_score
+from cluster.writer import MANIFESTS
 from evals.babilong import length_tokens
 from evals.published import published_for
 from evals.stats import bootstrap_ci, paired_comparison
@@ -91,8 +91,7 @@ def length_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def tables(output_dir: Path) -> tuple[list[Table], list[dict[str, Any]], dict[str, Any]]:
     """The report's tables, the per-length rows (for plots) and the run's description."""
     output = Path(output_dir)
-    summary = reduce_results(output)
-    rows = scored_rows(read_results(output))
+    summary, rows = reduce_and_score(output)
     per_length = length_rows(rows)
     models = sorted({row["model"] for row in rows})
     manifests = sorted((output / MANIFESTS).glob("*.json"))
