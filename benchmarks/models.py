@@ -43,3 +43,16 @@ def random_llama31_8b(
     with torch.device(device):
         model = LlamaForCausalLM._from_config(config, torch_dtype=dtype, attn_implementation="sdpa")
     return model.eval()
+
+
+def save_random_llama31_8b(directory: str, tokenizer_source: str, seed: int = 0) -> None:
+    """Write the random-weight 8B model as a checkpoint directory that workers load with
+    ``from_pretrained``, with the tokenizer (and chat template) of ``tokenizer_source`` (any
+    tokenizer whose ids fit the 128256-token vocabulary)."""
+    from transformers import AutoTokenizer
+
+    from laserkv.model_sources import resolve_model_path
+
+    model = random_llama31_8b("cuda" if torch.cuda.is_available() else "cpu", seed=seed)
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(resolve_model_path(tokenizer_source)).save_pretrained(directory)

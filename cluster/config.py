@@ -28,7 +28,9 @@ class RunConfig:
         limit: at most this many samples per cell (LongBench: in all); None = every sample.
         demo_samples_per_cell: samples generated per demo-set cell.
         greedy: LongBench v2: greedy decoding instead of the official temperature 0.1.
-        gpus: GPU workers (one GPU each); 0 = CPU workers.
+        gpus: GPUs to use; 0 = CPU workers.
+        workers_per_gpu: worker actors sharing each GPU (``num_gpus=1/k``): small models leave
+            a GPU idle between kernels, so several workers raise throughput.
         workers: CPU workers when ``gpus == 0``.
         address: an existing Ray cluster (``auto`` or ``host:port``); None starts Ray locally.
         device / dtype: where and how workers load the model (None: the model's defaults).
@@ -52,6 +54,7 @@ class RunConfig:
     demo_samples_per_cell: int = demo_set.DemoSpec().samples_per_cell
     greedy: bool = False
     gpus: int = 0
+    workers_per_gpu: int = 1
     workers: int = 1
     address: str | None = None
     device: str | None = None
@@ -79,7 +82,13 @@ class RunConfig:
             for length in self.lengths:
                 for task in self.tasks:
                     babilong.check_config(self.dataset, length, task)
-        for name, minimum in (("gpus", 0), ("workers", 1), ("max_in_flight", 1), ("max_retries", 0)):
+        for name, minimum in (
+            ("gpus", 0),
+            ("workers_per_gpu", 1),
+            ("workers", 1),
+            ("max_in_flight", 1),
+            ("max_retries", 0),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < minimum:
                 raise ConfigError(name, value, f"an integer >= {minimum}")
@@ -91,7 +100,7 @@ class RunConfig:
     @property
     def n_workers(self) -> int:
         """How many worker actors the run starts."""
-        return self.gpus if self.gpus > 0 else self.workers
+        return self.gpus * self.workers_per_gpu if self.gpus > 0 else self.workers
 
     def to_dict(self) -> dict[str, object]:
         """Plain data for the manifest (methods as dicts)."""

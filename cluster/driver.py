@@ -39,6 +39,8 @@ class WorkerStartError(LaserKVError):
 
 
 POLL_S = 1.0
+TOKENIZED_DATASETS = ("longbench_v2", "babilong_demo")
+"""Datasets whose samples depend on the model's tokenizer (truncation; generated lengths)."""
 
 
 @dataclass
@@ -84,9 +86,7 @@ class WorkerPool:
 
     def __init__(self, config: RunConfig, worker_cls: type, run_id: str) -> None:
         self.config, self.run_id = config, run_id
-        available = ray.cluster_resources().get("GPU", 0)
-        if config.gpus > available:
-            raise WorkerStartError(f"gpus={config.gpus} but the Ray cluster has {available:g} GPU(s)")
+        check_gpus(config)
         self.actor_cls: Any = ray.remote(worker_cls)
         self.actors: list[Any] = [self._start() for _ in range(config.n_workers)]
         self.replaced = 0
@@ -110,7 +110,7 @@ class WorkerPool:
             raise WorkerStartError(f"the workers could not start: {cause}") from error
 
     def _start(self) -> Any:
-        gpus = 1 if self.config.gpus > 0 else 0
+        gpus = 1 / self.config.workers_per_gpu if self.config.gpus > 0 else 0
         device = self.config.device or ("cuda" if gpus else "cpu")
         options = self.actor_cls.options(num_gpus=gpus, num_cpus=1, max_restarts=0, max_concurrency=1)
         return options.remote(self.config.model, device, self.config.dtype, self.run_id)
@@ -131,6 +131,17 @@ class WorkerPool:
     def shutdown(self) -> None:
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
+
+
+def check_gpus(config: RunConfig) -> None:
+    """Refuse a run that asks for more GPUs than the Ray cluster has.
+
+    Raises:
+        WorkerStartError: too few GPUs.
+    """
+    available = ray.cluster_resources().get("GPU", 0)
+    if config.gpus > available:
+        raise WorkerStartError(f"gpus={config.gpus} but the Ray cluster has {available:g} GPU(s)")
 
 
 def connect(config: RunConfig) -> bool:
@@ -169,7 +180,8 @@ def run_eval(
     started_ray = connect(config)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     try:
-        tokenizer = load_tokenizer(config.model) if config.dataset == "longbench_v2" else None
+        check_gpus(config)  # before anything slow: the tokenizer, the data, the workers
+        tokenizer = load_tokenizer(config.model) if config.dataset in TOKENIZED_DATASETS else None
         revision = dataset_revision(config)
         units = plan_units(
             load_samples(config, tokenizer), config.methods, config.model, revision, config.seed

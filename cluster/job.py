@@ -29,6 +29,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ratio", type=float, default=None, help="override with a compression ratio")
     parser.add_argument("--block-size", type=int, default=None)
     parser.add_argument("--gpus", type=int, default=0)
+    parser.add_argument("--workers-per-gpu", type=int, default=1, help="worker actors sharing each GPU")
     parser.add_argument("--workers", type=int, default=1, help="CPU workers when --gpus 0")
     parser.add_argument("--address", default=None, help="existing Ray cluster (auto or host:port)")
     parser.add_argument("--device", default=None)
@@ -57,6 +58,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         demo_samples_per_cell=args.demo_samples,
         greedy=args.greedy,
         gpus=args.gpus,
+        workers_per_gpu=args.workers_per_gpu,
         workers=args.workers,
         address=args.address,
         device=args.device,

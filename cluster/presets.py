@@ -24,11 +24,25 @@ EMBEDDED_LIMIT = 10
 compressed to a 512-token budget in 512-token blocks."""
 
 ALIASES = ("laser", "laser_recursive")  # the same configs as hybrid_magicpig_0.75 (+ _recursive)
-SWEEP_PRESETS = {
-    "ablation": tuple(name for name in METHODS if name not in ALIASES),
-    "laser-budgets": ("full", "laser", "laser_recursive", "streaming", "snapkv"),
+QUALITY_METHODS = (
+    "laser", "laser_recursive", "exact", "lsh_frequency_rank", "lsh_magicpig", "streaming", "snapkv",
+)  # fmt: skip
+QUALITY_BUDGETS = (256, 512, 1024, 2048)
+GridEntry = dict[str, Any]
+SWEEP_PRESETS: dict[str, tuple[GridEntry, ...]] = {
+    "ablation": tuple({"method": name} for name in METHODS if name not in ALIASES),
+    "laser-budgets": tuple(
+        {"method": name} for name in ("full", "laser", "laser_recursive", "streaming", "snapkv")
+    ),
+    "quality": (
+        {"method": "full"},
+        *({"method": name, "budget": list(QUALITY_BUDGETS)} for name in QUALITY_METHODS),
+    ),
 }
-"""``ablation``: the original README's grid (exact / LSH / hybrid x modes) plus the baselines."""
+"""Grids in the YAML files' form. ``ablation``: the original README's grid (exact / LSH / hybrid
+x modes) plus the baselines. ``laser-budgets``: LASER-KV against the baselines at one budget.
+``quality``: issue 8's benchmark, ``full`` plus seven methods at budgets 256-2048 (labels like
+``laser[budget=1024]``; see ``benchmarks/quality.py``)."""
 
 
 def method_with_overrides(name: str, overrides: dict[str, object], label: str | None = None) -> MethodConfig:
@@ -67,19 +81,9 @@ def sweep_methods(grid: str, overrides: dict[str, object]) -> tuple[MethodConfig
         ConfigError: unknown preset, unreadable file, bad entries or duplicate configs.
     """
     given = {field: value for field, value in overrides.items() if value is not None}
-    if grid in SWEEP_PRESETS:
-        return tuple(method_with_overrides(name, given) for name in SWEEP_PRESETS[grid])
-    path = Path(grid)
-    if not path.exists():
-        raise ConfigError("grid", grid, f"a preset ({', '.join(SWEEP_PRESETS)}) or a YAML file that exists")
-    try:
-        spec: Any = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError("grid", grid, f"valid YAML ({error})") from error
-    if not isinstance(spec, dict) or not isinstance(spec.get("methods"), list):
-        raise ConfigError("grid", grid, "a YAML mapping with a 'methods' list")
+    entries = SWEEP_PRESETS[grid] if grid in SWEEP_PRESETS else _grid_file(grid)
     methods = []
-    for entry in spec["methods"]:
+    for entry in entries:
         if not isinstance(entry, dict) or "method" not in entry:
             raise ConfigError("grid", entry, "entries like {method: laser, budget: [256, 512]}")
         fields = {key: value for key, value in entry.items() if key != "method"}
@@ -90,3 +94,17 @@ def sweep_methods(grid: str, overrides: dict[str, object]) -> tuple[MethodConfig
                 method_with_overrides(entry["method"], {**given, **changes}, _label(entry["method"], changes))
             )
     return tuple(methods)
+
+
+def _grid_file(grid: str) -> list[Any]:
+    """The ``methods`` list of a YAML grid file."""
+    path = Path(grid)
+    if not path.exists():
+        raise ConfigError("grid", grid, f"a preset ({', '.join(SWEEP_PRESETS)}) or a YAML file that exists")
+    try:
+        spec: Any = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError("grid", grid, f"valid YAML ({error})") from error
+    if not isinstance(spec, dict) or not isinstance(spec.get("methods"), list):
+        raise ConfigError("grid", grid, "a YAML mapping with a 'methods' list")
+    return list(spec["methods"])

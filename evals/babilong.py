@@ -48,7 +48,7 @@ def tasks_for(dataset: str, length: str) -> tuple[str, ...]:
     if dataset == "babilong":
         return HEADLINE_TASKS if length == "10M" else ALL_TASKS[:10]
     if dataset == "babilong_demo":
-        return ("qa1", "qa2", *needle.TASKS)
+        return ("qa1", "qa2", "qa3", *needle.TASKS)
     return ALL_TASKS if length == "0k" else HEADLINE_TASKS
 
 

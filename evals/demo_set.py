@@ -1,8 +1,9 @@
-"""The offline demo set: seeded BABILong-format samples (qa1- and qa2-style bAbI facts, or
-RULER-style needles ``niah_single`` / ``niah_multikey``, hidden in haystack text, 1k-32k
-tokens), written through ``datasets`` as Parquet in the exact BABILong schema (``input``,
-``question``, ``target``) and then loaded like a local copy of BABILong (dataset name
-``babilong_demo``): qa tasks prompted and scored as BABILong, needles as RULER (``evals.needle``).
+"""The offline demo set: seeded BABILong-format samples (qa1-, qa2- and qa3-style bAbI facts,
+or RULER-style needles ``niah_single`` / ``niah_multikey``, hidden in haystack text, 1k-32k
+tokens, counted by the model's tokenizer in runs or estimated from words), written through
+``datasets`` as Parquet in the exact BABILong schema (``input``, ``question``, ``target``) and then
+loaded like a local copy of BABILong (dataset name ``babilong_demo``): qa tasks prompted and
+scored as BABILong, needles as RULER (``evals.needle``).
 
 Generated on first use into ``$LASERKV_CACHE/datasets`` (default ``~/.cache/laserkv``), never
 committed. The facts are generated here; no text of the real benchmarks is reused.
@@ -17,6 +18,7 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 
@@ -41,6 +43,15 @@ def approximate_tokens(text: str) -> int:
     return round(len(text.split()) * 4 / 3)
 
 
+def tokenizer_counter(tokenizer: Any) -> TokenCounter:
+    """Counts tokens as the model sees them (no special tokens)."""
+
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False))
+
+    return count
+
+
 @dataclass(frozen=True)
 class DemoSpec:
     """What to generate.
@@ -50,7 +61,9 @@ class DemoSpec:
         seed: base seed; each cell and sample derives its own.
         haystack: ``paul_graham`` or ``austen`` (see ``evals.haystack``).
         qa1_moves: move facts per qa1 sample (two actors; the question asks about one of them).
-        counter: name of the token counter (part of the cache key).
+        counter: name of the token counter (part of the cache key): ``words`` for
+            ``approximate_tokens``, ``tokenizer:<model>`` for a model's tokenizer
+            (``tokenizer_counter``).
     """
 
     samples_per_cell: int = 100
@@ -86,6 +99,30 @@ def qa2_facts(rng: random.Random) -> tuple[list[str], str, str]:
         f"{holder} {rng.choice(MOVES)} the {last}.",
     ]
     return facts, f"Where is the {item}?", last
+
+
+def qa3_facts(rng: random.Random) -> tuple[list[str], str, str]:
+    """qa3 (three supporting facts): an actor takes an object and moves twice; where was the
+    object before the last place? (the place of the move before it)."""
+    holder, other = rng.sample(ACTORS, 2)
+    item = rng.choice(OBJECTS)
+    first, before, last = rng.sample(LOCATIONS, 3)
+    facts = [
+        f"{holder} {rng.choice(MOVES)} the {first}.",
+        f"{holder} {rng.choice(PICKS)} the {item} there.",
+        f"{other} {rng.choice(MOVES)} the {rng.choice(LOCATIONS)}.",
+        f"{holder} {rng.choice(MOVES)} the {before}.",
+        f"{holder} {rng.choice(MOVES)} the {last}.",
+    ]
+    return facts, f"Where was the {item} before the {last}?", before
+
+
+QA_FACTS: dict[str, Callable[[random.Random, DemoSpec], tuple[list[str], str, str]]] = {
+    "qa1": lambda rng, spec: qa1_facts(rng, spec.qa1_moves),
+    "qa2": lambda rng, spec: qa2_facts(rng),
+    "qa3": lambda rng, spec: qa3_facts(rng),
+}
+"""The bAbI-style generators by task (the needle tasks are in ``evals.needle``)."""
 
 
 def hide_facts(
@@ -127,7 +164,7 @@ def generate_rows(spec: DemoSpec, length: str, task: str, count_tokens: TokenCou
         if task in needle.TASKS:
             facts, question, target = needle.needle_facts(rng, task)
         else:
-            facts, question, target = qa1_facts(rng, spec.qa1_moves) if task == "qa1" else qa2_facts(rng)
+            facts, question, target = QA_FACTS[task](rng, spec)
         rows.append(
             {
                 "input": hide_facts(rng, facts, sentences, n_tokens, count_tokens),

@@ -15,7 +15,7 @@ import random
 from evals.sample import GenerationSettings, PromptParts, split_at_suffix
 
 TASKS = ("niah_single", "niah_multikey")
-GENERATION = GenerationSettings(max_new_tokens=32, temperature=0.0)
+GENERATION = GenerationSettings(max_new_tokens=128, temperature=0.0)  # RULER: tokens_to_generate 128
 KEYS = (
     "amber-falcon", "quiet-harbor", "silver-orchard", "paper-lantern", "rapid-meadow", "hidden-canyon",
     "copper-violin", "frozen-river", "velvet-comet", "lonely-tower", "crimson-maple", "gentle-storm",

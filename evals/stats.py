@@ -1,5 +1,6 @@
 """Uncertainty of accuracies (pure functions): percentile bootstrap CIs of an accuracy, a paired
-bootstrap of the difference between two methods on the same samples, and McNemar's exact test.
+bootstrap of the difference between two methods on the same samples and of the retention (their
+ratio), and McNemar's exact test.
 
 Scores are per-sample values in [0, 1] (1 = correct). Resampling is seeded, so reports are
 reproducible.
@@ -114,3 +115,34 @@ def paired_comparison(
         baseline_only=baseline_only,
         mcnemar_p=mcnemar_exact(method_only, baseline_only),
     )
+
+
+def retention_ci(
+    method: Sequence[float],
+    baseline: Sequence[float],
+    confidence: float = 0.95,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+) -> Interval | None:
+    """Retention = mean(method) / mean(baseline) in percent, with a paired percentile bootstrap
+    CI (the same resampled samples for both; resamples where the baseline scores 0 are left out).
+
+    Returns:
+        None when the baseline never scores (retention is undefined).
+
+    Raises:
+        ValueError: the two score lists differ in length or are empty.
+    """
+    ours, theirs = _as_array(method), _as_array(baseline)
+    if ours.size != theirs.size:
+        raise ValueError(f"paired scores differ in length: {ours.size} vs {theirs.size}")
+    if theirs.mean() == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, ours.size, size=(n_resamples, ours.size))
+    numerators, denominators = ours[indices].mean(axis=1), theirs[indices].mean(axis=1)
+    ratios = numerators[denominators > 0] / denominators[denominators > 0]
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    estimate = float(ours.mean() / theirs.mean())
+    return Interval(100 * estimate, 100 * float(low), 100 * float(high), int(ours.size))

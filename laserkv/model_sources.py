@@ -84,10 +84,15 @@ def sha256_of(path: Path) -> str:
 
 def gguf_path(model: PackagedModel) -> Path:
     """The packaged GGUF file, checked against its sha256; pieces are joined into the cache once.
+    A copy already at ``$LASERKV_CACHE/gguf/<name>.gguf`` with the right sha256 is used without
+    the packages (how weights reach a machine that cannot install them).
 
     Raises:
         ModelNotAvailableError: a package is not installed, or the file is corrupt.
     """
+    cached = cache_root() / "gguf" / f"{model.name}.gguf"
+    if cached.is_file() and sha256_of(cached) == model.sha256:
+        return cached
     pieces = []
     for module, relative in model.files:
         directory = package_dir(module)
@@ -101,9 +106,7 @@ def gguf_path(model: PackagedModel) -> Path:
         if sha256_of(path) != model.sha256:
             raise ModelNotAvailableError(f"{path} has the wrong sha256; reinstall it: {model.install}")
         return path
-    path = cache_root() / "gguf" / f"{model.name}.gguf"
-    if path.is_file() and sha256_of(path) == model.sha256:
-        return path
+    path = cached
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     with open(partial, "wb") as joined:
@@ -137,12 +140,16 @@ def converted_dir(model: PackagedModel) -> Path:
     loaded.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(loaded.config, "quantization_config"):
         del loaded.config.quantization_config
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")  # one per process
     shutil.rmtree(partial, ignore_errors=True)
     loaded.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)  # publish atomically: a half-written copy is never used
+    try:
+        partial.rename(target)  # publish atomically: a half-written copy is never used
+    except OSError:  # another process (a worker beside this one) published it first
+        shutil.rmtree(partial, ignore_errors=True)
+        if not (target / "model.safetensors").is_file():
+            raise
     return target
 
 

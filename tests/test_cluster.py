@@ -274,6 +274,34 @@ def test_bad_run_configs_are_refused(tiny_llama_dir: Path, tmp_path: Path) -> No
         config(tiny_llama_dir, tmp_path, (get_method("laser"), get_method("hybrid_magicpig_0.75")))
     with pytest.raises(ValueError, match="length='64k' is not in babilong_demo"):
         config(tiny_llama_dir, tmp_path, TWO_METHODS, lengths=("64k",))
+    with pytest.raises(ValueError, match="workers_per_gpu=0 is not allowed"):
+        config(tiny_llama_dir, tmp_path, TWO_METHODS, gpus=1, workers_per_gpu=0)
+    assert config(tiny_llama_dir, tmp_path, TWO_METHODS, gpus=2, workers_per_gpu=4).n_workers == 8
+    assert config(tiny_llama_dir, tmp_path, TWO_METHODS, workers=3, workers_per_gpu=4).n_workers == 3
+
+
+def test_demo_samples_are_counted_by_the_model_tokenizer_and_cells_interleave(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    from cluster.samples import dataset_revision, load_samples
+    from laserkv.modeling import load_tokenizer
+
+    run = config(tiny_llama_dir, tmp_path, TWO_METHODS, lengths=("1k", "2k"), tasks=("qa1", "qa3"), limit=2)
+    tokenizer = load_tokenizer(str(tiny_llama_dir))
+    samples = load_samples(run, tokenizer)
+    assert [sample.sample_id for sample in samples] == [
+        "1k/qa1/0", "1k/qa3/0", "2k/qa1/0", "2k/qa3/0", "1k/qa1/1", "1k/qa3/1", "2k/qa1/1", "2k/qa3/1",
+    ]  # fmt: skip
+    for sample in samples:
+        document = sample.parts.context.split("<context>\n", 1)[1]  # and the closing tag
+        nominal = 1000 if sample.length == "1k" else 2000
+        assert (
+            nominal <= len(tokenizer.encode(document, add_special_tokens=False)) <= nominal * 1.5
+        )  # + a sentence
+    other_model = config(tmp_path, tmp_path, TWO_METHODS)
+    assert dataset_revision(run) != dataset_revision(other_model)
+    with pytest.raises(ValueError, match="counts tokens with the run model's tokenizer"):
+        load_samples(run, None)
 
 
 def test_cluster_launcher_config_passes_rays_validator() -> None:

@@ -34,6 +34,11 @@ def target_from_facts(text: str, question: str) -> str:
             place[actor] = what
         else:
             holder[what] = actor
+    if question.startswith("Where was the "):  # qa3: the holder's place before the named one
+        item, last = question.removeprefix("Where was the ").removesuffix("?").split(" before the ")
+        holder_of = {what: actor for _, kind, actor, what in events if kind == "pick"}[item]
+        route = [what for _, kind, actor, what in events if kind == "move" and actor == holder_of]
+        return route[len(route) - 1 - route[::-1].index(last) - 1]
     asked = question.removeprefix("Where is ").removesuffix("?")
     if asked.startswith("the "):
         return place[holder[asked.removeprefix("the ")]]
@@ -44,13 +49,13 @@ def target_from_facts(text: str, question: str) -> str:
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:  # type: ignore[type-arg]
     root = tmp_path_factory.mktemp("demo")
     spec = DemoSpec(samples_per_cell=12, seed=5)
-    samples = list(demo_set.load_samples(["1k", "4k"], ["qa1", "qa2"], spec, root=root))
+    samples = list(demo_set.load_samples(["1k", "4k"], ["qa1", "qa2", "qa3"], spec, root=root))
     return root, samples
 
 
 def test_samples_hide_facts_in_the_real_haystack(generated: tuple[Path, list]) -> None:  # type: ignore[type-arg]
     _, samples = generated
-    assert len(samples) == 2 * 2 * 12
+    assert len(samples) == 2 * 3 * 12
     assert {sample.dataset for sample in samples} == {"babilong_demo"}
     corpus = haystack_text("paul_graham")
     for sample in samples:
@@ -61,6 +66,9 @@ def test_samples_hide_facts_in_the_real_haystack(generated: tuple[Path, list]) -
         first_haystack = next(part for part in re.split(r"(?<=[.!?]) ", document) if not MOVE.fullmatch(part))
         assert first_haystack in corpus
         answer = f"The most recent location of someone is {sample.target}."
+        if sample.task == "qa3":
+            last = sample.fields["question"].split(" before the ")[1].removesuffix("?")
+            answer = f"Before the {last} the item was in the {sample.target}."
         assert compare_answers(sample.target, answer, sample.fields["question"], sample.task)
     assert len({sample.target for sample in samples}) > 3, "targets must vary"
 
@@ -70,7 +78,7 @@ def test_written_in_the_babilong_schema_and_cached(generated: tuple[Path, list])
     spec = DemoSpec(samples_per_cell=12, seed=5)
     directory = root / "babilong_demo" / spec.cache_key()
     files = sorted(path.relative_to(directory).as_posix() for path in directory.rglob("*.parquet"))
-    assert files == ["1k/qa1.parquet", "1k/qa2.parquet", "4k/qa1.parquet", "4k/qa2.parquet"]
+    assert files == [f"{length}/{task}.parquet" for length in ("1k", "4k") for task in ("qa1", "qa2", "qa3")]
     rows = datasets.load_dataset("parquet", data_files=str(directory / "1k" / "qa2.parquet"), split="train")
     assert rows.column_names == ["input", "question", "target"] and len(rows) == 12
     before = (directory / "1k" / "qa1.parquet").stat().st_mtime_ns
@@ -94,9 +102,9 @@ def test_bad_requests_are_clear_errors(tmp_path: Path) -> None:
     ):
         list(demo_set.load_samples(["64k"], ["qa1"], root=tmp_path))
     with pytest.raises(
-        EvalError, match=r"task='qa3' is not in babilong_demo at 1k: one of qa1, qa2, niah_single"
+        EvalError, match=r"task='qa4' is not in babilong_demo at 1k: one of qa1, qa2, qa3, niah_single"
     ):
-        list(demo_set.load_samples(["1k"], ["qa3"], root=tmp_path))
+        list(demo_set.load_samples(["1k"], ["qa4"], root=tmp_path))
     with pytest.raises(DatasetNotAvailableError, match="haystack='tolstoy' is unknown"):
         list(demo_set.load_samples(["1k"], ["qa1"], DemoSpec(haystack="tolstoy"), root=tmp_path))
 
@@ -115,6 +123,6 @@ def test_needle_samples_hide_the_asked_number(tmp_path: Path, task: str, n_needl
         asked = sample.fields["question"].removeprefix("What is the special magic number for ").split(" ")[0]
         assert needles[asked] == sample.target
         assert sample.parts.message == f"{needle.INSTRUCTION}\n{document}\n{sample.fields['question']}"
-        assert (sample.generation.max_new_tokens, sample.generation.temperature) == (32, 0.0)
+        assert (sample.generation.max_new_tokens, sample.generation.temperature) == (128, 0.0)
         assert score_output(sample, f"The special magic number for {asked} is {sample.target}.")[1]
         assert not score_output(sample, "I do not know.")[1]

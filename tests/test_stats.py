@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from evals.stats import bootstrap_ci, mcnemar_exact, paired_comparison
+from evals.stats import bootstrap_ci, mcnemar_exact, paired_comparison, retention_ci
 
 
 def test_bootstrap_ci_of_an_accuracy() -> None:
@@ -48,3 +49,26 @@ def test_paired_comparison() -> None:
         paired_comparison([1, 0, 1], [1, 0])
     with pytest.raises(ValueError, match="non-empty"):
         bootstrap_ci([])
+
+
+def test_retention_ci_equals_a_brute_force_paired_bootstrap() -> None:
+    method = [1, 0, 1, 1, 0, 1, 0, 1]
+    baseline = [1, 1, 1, 1, 0, 1, 1, 0]
+    got = retention_ci(method, baseline, n_resamples=500, seed=3)
+    assert got is not None and got.n == 8
+    assert got.estimate == pytest.approx(100 * (5 / 8) / (6 / 8))
+    rng = np.random.default_rng(3)
+    draws = rng.integers(0, 8, size=(500, 8))
+    ratios = []
+    for draw in draws:  # the plain loop: resample the pairs, keep defined ratios
+        ours = sum(method[i] for i in draw) / 8
+        theirs = sum(baseline[i] for i in draw) / 8
+        if theirs > 0:
+            ratios.append(ours / theirs)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    assert (got.low, got.high) == pytest.approx((100 * low, 100 * high))
+    same = retention_ci(baseline, baseline)
+    assert same is not None and (same.estimate, same.low, same.high) == (100.0, 100.0, 100.0)
+    assert retention_ci([1, 0], [0, 0]) is None
+    with pytest.raises(ValueError, match="differ in length"):
+        retention_ci([1], [1, 0])

@@ -1,0 +1,104 @@
+"""Cluster scaling: the same units run with 1, 2, ... GPUs through the normal Ray path
+(``cluster.driver.run_eval``); prints samples/hour, the speed-up over the first GPU count and
+the driver overhead.
+
+    python -m benchmarks.cluster_scaling --model /tmp/llama8b --lengths 32k --tasks qa1 \\
+        --limit 24 --method laser --gpus 1,2 --output /tmp/scaling
+
+- samples/hour: units / dispatch wall time (from the moment every worker has loaded its model
+  to the last row) x 3600;
+- GPU time: the sum of the units' own ``seconds_total`` (what the workers spent on them);
+- driver overhead: 1 - GPU time / (workers x dispatch wall time): every second a worker was not
+  running a unit (dispatch, result transfer, writing, and the tail where some workers are done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from cluster.config import RunConfig
+from cluster.driver import Progress, run_eval
+from cluster.presets import methods_with_overrides
+from cluster.writer import read_results
+
+
+def measure(config: RunConfig) -> dict[str, Any]:
+    """Run ``config`` from scratch and return its throughput figures."""
+    last: list[Progress] = []
+    run_eval(config, progress=last.append)
+    if not last:
+        raise RuntimeError(f"{config.output_dir}: no unit ran")
+    rows = read_results(Path(config.output_dir)).to_pylist()
+    wall = last[-1].elapsed_s
+    gpu_seconds = sum(row["seconds_total"] or 0.0 for row in rows)
+    return {
+        "gpus": config.gpus,
+        "workers": config.n_workers,
+        "units": len(rows),
+        "errors": sum(row["status"] != "ok" for row in rows),
+        "wall_s": wall,
+        "samples_per_hour": len(rows) / wall * 3600,
+        "gpu_seconds": gpu_seconds,
+        "mean_unit_s": gpu_seconds / len(rows),
+        "driver_overhead": 1 - gpu_seconds / (config.n_workers * wall),
+    }
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The results as a Markdown table, speed-up relative to the first row."""
+    base = results[0]["samples_per_hour"]
+    lines = [
+        "| GPUs | workers | units | errors | dispatch wall s | samples/hour | speed-up | mean unit s "
+        "| driver overhead |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        lines.append(
+            f"| {result['gpus']} | {result['workers']} | {result['units']} | {result['errors']} "
+            f"| {result['wall_s']:.1f} | {result['samples_per_hour']:.0f} "
+            f"| {result['samples_per_hour'] / base:.2f}x | {result['mean_unit_s']:.2f} "
+            f"| {100 * result['driver_overhead']:.2f}% |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cluster_scaling", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--dataset", default="babilong_demo")
+    parser.add_argument("--lengths", default="32k")
+    parser.add_argument("--tasks", default="qa1")
+    parser.add_argument("--limit", type=int, default=24, help="samples per cell")
+    parser.add_argument("--method", action="append", required=True)
+    parser.add_argument("--budget", type=int, default=None)
+    parser.add_argument("--gpus", default="1,2", help="comma-separated GPU counts, run in order")
+    parser.add_argument("--in-flight", type=int, default=2, help="units queued per worker")
+    parser.add_argument("--output", required=True, help="one results directory per GPU count under it")
+    args = parser.parse_args(argv)
+    methods = methods_with_overrides(tuple(args.method), {"budget": args.budget})
+    results = []
+    for gpus in (int(value) for value in args.gpus.split(",")):
+        config = RunConfig(
+            model=args.model,
+            dataset=args.dataset,
+            methods=methods,
+            output_dir=str(Path(args.output) / f"gpus{gpus}"),
+            lengths=tuple(args.lengths.split(",")),
+            tasks=tuple(args.tasks.split(",")),
+            limit=args.limit,
+            gpus=gpus,
+            max_in_flight=args.in_flight,
+            overwrite=True,
+        )
+        results.append(measure(config))
+        print(json.dumps(results[-1]), flush=True)
+    print(table(results))
+    Path(args.output, "scaling.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

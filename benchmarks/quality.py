@@ -1,0 +1,384 @@
+"""Issue 8's quality benchmark: the accuracy each method keeps against the full cache.
+
+The runs go through the normal Ray path, as the ``quality`` sweep preset (``full`` plus seven
+methods at budgets 256/512/1024/2048), for example::
+
+    laserkv sweep --grid quality --model smollm2-135m-instruct --lengths 1k,2k,4k \\
+        --tasks niah_multikey --limit 50 --block-size 1024 --gpus 1 --workers-per-gpu 8 \\
+        --output results/quality-smollm2
+
+This script reads such results directories (Parquet only, scored by the reducer) and writes
+tables and plots::
+
+    python -m benchmarks.quality results/quality-smollm2 results/quality-qwen --out docs/quality
+
+Per (model, task, length, method, budget): accuracy with a bootstrap 95% CI, retention =
+accuracy / full-cache accuracy with a paired bootstrap 95% CI, the paired difference to ``full``
+with McNemar's exact p, and the realised kept tokens. Then the targets, LASER-KV against
+``streaming`` and ``snapkv`` at the same budget (paired, with their realised kept tokens), and
+the ablation table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cluster.presets import QUALITY_BUDGETS
+from cluster.reduce import BASELINE, baseline_key, reduce_and_score
+from evals.babilong import length_tokens
+from evals.stats import Interval, PairedComparison, bootstrap_ci, paired_comparison, retention_ci
+
+LASER = "laser"
+LASER_MODES = ("laser", "laser_recursive")
+RIVALS = ("streaming", "snapkv")
+ABLATION = (
+    ("exact", "exact scores", "accumulate"),
+    ("lsh_frequency_rank", "LSH frequency_rank", "accumulate"),
+    ("lsh_magicpig", "LSH magicpig", "accumulate"),
+    ("laser", "hybrid exact + magicpig 0.75 (LASER-KV)", "accumulate"),
+    ("laser_recursive", "hybrid exact + magicpig 0.75", "recursive"),
+)
+TARGET_BUDGET = 1024
+TARGET_RETENTION = 90.0
+TARGETS = {
+    "smollm2-135m-instruct": "4k",
+    "qwen2.5-coder-0.5b-instruct": "16k",
+    "qwen2.5-coder-1.5b-instruct": "16k",
+}
+"""Issue 8: LASER-KV at B=1024 keeps >= 90% of full-cache accuracy at 4k (SmolLM2), 16k (Qwen)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (model, task, length, method, budget) cell of the benchmark."""
+
+    model: str
+    task: str
+    length: str
+    method: str
+    budget: int | None
+    n: int
+    errors: int
+    accuracy: Interval
+    kept: float | None
+    context: float | None
+    retention: Interval | None
+    versus_full: PairedComparison | None
+
+
+def base_name(method: str) -> str:
+    """``laser[budget=1024]`` -> ``laser``."""
+    return method.split("[")[0]
+
+
+def _mean(values: list[Any]) -> float | None:
+    present = [float(value) for value in values if value is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _length_order(length: str) -> int:
+    return length_tokens(length)
+
+
+def cell_key(row: dict[str, Any]) -> tuple[str, str, str, str, int | None]:
+    """(model, task, length, base method, budget) of a scored row; ``full`` has no budget."""
+    method = base_name(row["method"])
+    budget = None if method == BASELINE or row["m_budget"] is None else int(row["m_budget"])
+    return row["model"], row["task"], row["length"], method, budget
+
+
+def quality_cells(rows: list[dict[str, Any]]) -> list[Cell]:
+    """Every cell, with retention and the paired comparison against ``full`` on the same samples."""
+    groups: dict[tuple[str, str, str, str, int | None], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[cell_key(row)].append(row)
+    full = {baseline_key(row): row for row in rows if base_name(row["method"]) == BASELINE}
+    cells = []
+    for (model, task, length, method, budget), members in groups.items():
+        ok = [row for row in members if row["status"] == "ok"]
+        retention = comparison = None
+        pairs = [(row, full[baseline_key(row)]) for row in members if baseline_key(row) in full]
+        if method != BASELINE and pairs:
+            ours = [float(row["correct"]) for row, _ in pairs]
+            theirs = [float(base["correct"]) for _, base in pairs]
+            retention = retention_ci(ours, theirs)
+            comparison = paired_comparison(ours, theirs)
+        cells.append(
+            Cell(
+                model=model,
+                task=task,
+                length=length,
+                method=method,
+                budget=budget,
+                n=len(members),
+                errors=len(members) - len(ok),
+                accuracy=bootstrap_ci([float(row["correct"]) for row in members]),
+                kept=_mean([row["kept_tokens_final"] for row in ok]),
+                context=_mean([row["context_tokens"] for row in ok]),
+                retention=retention,
+                versus_full=comparison,
+            )
+        )
+    return sorted(cells, key=lambda c: (c.model, c.task, _length_order(c.length), c.method, c.budget or 0))
+
+
+def _ci(interval: Interval | None, sign: str = "") -> str:
+    if interval is None:
+        return "-"
+    return f"{interval.estimate:{sign}.1f} [{interval.low:{sign}.1f}, {interval.high:{sign}.1f}]"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+    ]
+
+
+def main_tables(cells: list[Cell]) -> list[str]:
+    """One table per (model, task, length): every method and budget."""
+    lines: list[str] = []
+    groups: dict[tuple[str, str, str], list[Cell]] = defaultdict(list)
+    for cell in cells:
+        groups[(cell.model, cell.task, cell.length)].append(cell)
+    for (model, task, length), members in groups.items():
+        context = _mean([cell.context for cell in members])
+        lines.append(f"### {model}, {task}, {length} (mean context {context or 0:.0f} tokens)")
+        lines.append("")
+        lines += _table(
+            ("method", "B", "kept tokens", "n", "errors", "accuracy % [95% CI]", "retention % [95% CI]",
+             "delta vs full, pp [95% CI]", "McNemar p"),
+            [
+                (
+                    cell.method,
+                    "-" if cell.budget is None else str(cell.budget),
+                    "-" if cell.kept is None else f"{cell.kept:.0f}",
+                    str(cell.n),
+                    str(cell.errors),
+                    _ci(cell.accuracy),
+                    _ci(cell.retention),
+                    "-" if cell.versus_full is None else _ci(cell.versus_full.difference, "+"),
+                    "-" if cell.versus_full is None else f"{cell.versus_full.mcnemar_p:.3g}",
+                )
+                for cell in sorted(members, key=lambda c: (c.method != BASELINE, c.method, c.budget or 0))
+            ],
+        )  # fmt: skip
+    return lines
+
+
+def _find(cells: list[Cell], **where: Any) -> Cell | None:
+    found = [cell for cell in cells if all(getattr(cell, key) == value for key, value in where.items())]
+    return found[0] if found else None
+
+
+def target_lines(cells: list[Cell]) -> list[str]:
+    """The retention target per model it names (LASER-KV, B=1024, at the model's target length)."""
+    lines = []
+    for cell in cells:
+        if cell.method != LASER or cell.budget != TARGET_BUDGET or TARGETS.get(cell.model) != cell.length:
+            continue
+        if cell.retention is None:
+            verdict = "undefined: full cache never answered"
+        else:
+            met = cell.retention.estimate >= TARGET_RETENTION
+            verdict = ("met" if met else "missed") + f" (point estimate vs {TARGET_RETENTION:.0f}%)"
+        lines.append(
+            f"- {cell.model}, {cell.task}, {cell.length}: LASER-KV B={TARGET_BUDGET} retention "
+            f"{_ci(cell.retention)} % (accuracy {_ci(cell.accuracy)} %, n={cell.n}): {verdict}."
+        )
+    return lines or ["- no cell matches a target (LASER-KV at B=1024 at the model's target length)."]
+
+
+def _paired(
+    correct: dict[tuple[Any, ...], dict[str, float]], ours: Cell, theirs: Cell
+) -> PairedComparison | None:
+    """``ours`` minus ``theirs`` on the samples both ran."""
+    mine = correct[(ours.model, ours.task, ours.length, ours.method, ours.budget)]
+    other = correct[(theirs.model, theirs.task, theirs.length, theirs.method, theirs.budget)]
+    shared = sorted(mine.keys() & other.keys())
+    if not shared:
+        return None
+    return paired_comparison([mine[sample] for sample in shared], [other[sample] for sample in shared])
+
+
+def versus_rows(rows: list[dict[str, Any]], cells: list[Cell], match: str) -> list[tuple[str, ...]]:
+    """LASER-KV (both modes) minus each rival on the same samples, the rival taken at the same
+    budget B (``match="budget"``) or at the budget whose realised kept tokens are nearest to
+    LASER-KV's (``match="kept"``: accumulate mode keeps more than B)."""
+    correct: dict[tuple[Any, ...], dict[str, float]] = defaultdict(dict)
+    for row in rows:  # (model, task, length, method, budget) -> sample -> correct
+        correct[cell_key(row)][row["sample_id"]] = float(row["correct"])
+    table = []
+    for cell in cells:
+        if cell.method not in LASER_MODES:
+            continue
+        for rival in RIVALS:
+            candidates = [
+                other
+                for other in cells
+                if (other.model, other.task, other.length, other.method)
+                == (cell.model, cell.task, cell.length, rival)
+            ]
+            if match == "budget":
+                candidates = [other for other in candidates if other.budget == cell.budget]
+            if not candidates or cell.kept is None:
+                continue
+            other = min(candidates, key=lambda c: (abs((c.kept or 0) - cell.kept), c.budget or 0))  # type: ignore[operator]
+            comparison = _paired(correct, cell, other)
+            if comparison is None:
+                continue
+            table.append(
+                (
+                    cell.model, cell.length, cell.method, str(cell.budget), f"{cell.kept:.0f}",
+                    rival, str(other.budget), "-" if other.kept is None else f"{other.kept:.0f}",
+                    f"{cell.accuracy.estimate:.1f}", f"{other.accuracy.estimate:.1f}",
+                    _ci(comparison.difference, "+"), f"{comparison.mcnemar_p:.3g}",
+                )
+            )  # fmt: skip
+    return table
+
+
+def versus_table(rows: list[dict[str, Any]], cells: list[Cell], match: str) -> list[str]:
+    return _table(
+        ("model", "length", "method", "B", "kept", "rival", "rival B", "rival kept", "method %", "rival %",
+         "method - rival, pp [95% CI]", "McNemar p"),
+        versus_rows(rows, cells, match),
+    )  # fmt: skip
+
+
+def ablation_table(cells: list[Cell], budget: int = TARGET_BUDGET) -> list[str]:
+    """Selector x mode at one budget: accuracy (retention) per model and length."""
+    columns = sorted(
+        {(cell.model, cell.task, cell.length) for cell in cells},
+        key=lambda key: (key[0], key[1], _length_order(key[2])),
+    )
+    header = ("method", "selector", "mode", *(f"{model} {task} {length}" for model, task, length in columns))
+    table_rows = []
+    for method, selector, mode in (("full", "none (full cache)", "-"), *ABLATION):
+        values = []
+        for model, task, length in columns:
+            cell = _find(cells, model=model, task=task, length=length, method=method,
+                         budget=None if method == BASELINE else budget)  # fmt: skip
+            if cell is None:
+                values.append("-")
+            elif cell.retention is None:
+                values.append(f"{cell.accuracy.estimate:.0f}")
+            else:
+                values.append(f"{cell.accuracy.estimate:.0f} ({cell.retention.estimate:.0f}%)")
+        table_rows.append((method, selector, mode, *values))
+    return _table(header, table_rows)
+
+
+def plots(cells: list[Cell], directory: Path) -> list[Path]:
+    """Per model: accuracy vs budget (one panel per length, full as a dashed line) and accuracy
+    vs length at B=1024."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for model in sorted({cell.model for cell in cells}):
+        mine = [cell for cell in cells if cell.model == model]
+        panels = sorted(
+            {(cell.task, cell.length) for cell in mine}, key=lambda key: (key[0], _length_order(key[1]))
+        )
+        figure, axes_list = plt.subplots(
+            1, len(panels), figsize=(4.2 * len(panels), 3.8), dpi=110, squeeze=False
+        )
+        for axes, (task, length) in zip(axes_list[0], panels, strict=True):
+            here = [cell for cell in mine if (cell.task, cell.length) == (task, length)]
+            for method in sorted({cell.method for cell in here}):
+                series = sorted((c for c in here if c.method == method), key=lambda c: c.budget or 0)
+                if method == BASELINE:
+                    axes.axhline(series[0].accuracy.estimate, color="black", linestyle="--", label="full")
+                    continue
+                xs = [c.budget for c in series]
+                axes.plot(xs, [c.accuracy.estimate for c in series], marker="o", label=method)
+                axes.fill_between(
+                    xs, [c.accuracy.low for c in series], [c.accuracy.high for c in series], alpha=0.1
+                )
+            axes.set_xscale("log", base=2)
+            axes.set_xticks(list(QUALITY_BUDGETS), [str(b) for b in QUALITY_BUDGETS])
+            axes.minorticks_off()
+            axes.set_ylim(-3, 103)
+            axes.set_title(f"{task}, {length}")
+            axes.set_xlabel("budget B (tokens)")
+            axes.set_ylabel("accuracy (%)")
+            axes.grid(alpha=0.3)
+        axes_list[0][-1].legend(fontsize=7)
+        figure.suptitle(f"{model}: accuracy vs budget")
+        figure.tight_layout()
+        path = directory / f"accuracy_vs_budget_{model}.png"
+        figure.savefig(path)
+        plt.close(figure)
+        written.append(path)
+
+        figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+        for method in sorted({cell.method for cell in mine}):
+            series = sorted(
+                (c for c in mine if c.method == method and c.budget in (None, TARGET_BUDGET)),
+                key=lambda c: _length_order(c.length),
+            )
+            if not series:
+                continue
+            xs = [_length_order(c.length) for c in series]
+            style = {"color": "black", "linestyle": "--"} if method == BASELINE else {}
+            axes.plot(xs, [c.accuracy.estimate for c in series], marker="o", label=method, **style)
+        axes.set_xscale("log", base=2)
+        ticks = sorted({_length_order(cell.length) for cell in mine})
+        axes.set_xticks(ticks, [f"{tick // 1000}k" for tick in ticks])
+        axes.minorticks_off()
+        axes.set_ylim(-3, 103)
+        axes.set_xlabel("context length (nominal tokens)")
+        axes.set_ylabel("accuracy (%)")
+        axes.set_title(f"{model}: accuracy vs length, B={TARGET_BUDGET}")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
+        figure.tight_layout()
+        path = directory / f"accuracy_vs_length_{model}.png"
+        figure.savefig(path)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def report(results: list[Path], out: Path) -> Path:
+    """Score every results directory and write ``quality_tables.md`` and the plots into ``out``."""
+    rows: list[dict[str, Any]] = []
+    for directory in results:
+        rows += reduce_and_score(directory)[1]
+    cells = quality_cells(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    images = plots(cells, out)
+    lines = ["## Targets", "", *target_lines(cells), ""]
+    lines += ["## LASER-KV vs the baselines at the nearest realised kept tokens", ""]
+    lines += versus_table(rows, cells, "kept")
+    lines += ["## LASER-KV vs the baselines at the same budget B", ""]
+    lines += versus_table(rows, cells, "budget")
+    lines += [f"## Ablation at B={TARGET_BUDGET}: accuracy % (retention)", "", *ablation_table(cells)]
+    lines += ["## Every cell", "", *main_tables(cells), "## Plots", ""]
+    lines += [f"![{image.stem}]({image.name})" for image in images]
+    path = out / "quality_tables.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("results", nargs="+", type=Path, help="results directories of quality sweeps")
+    parser.add_argument("--out", type=Path, default=Path("docs/quality"), help="where tables and plots go")
+    args = parser.parse_args(argv)
+    print(report(args.results, args.out).read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""benchmarks.quality on a hand-built results directory: cells, retention, the rival matched by
+realised kept tokens, the ablation table and the written report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from benchmarks import quality
+from cluster.reduce import reduce_and_score
+from cluster.rows import RESULT_SCHEMA
+
+TARGET = "1234567"
+RIGHT, WRONG = f"The number is {TARGET}.", "The number is 7654321."
+OUTCOMES = {  # label -> (budget, kept tokens, right answers on samples 0..3)
+    "full": (None, 1000, (1, 1, 1, 0)),
+    "laser[budget=256]": (256, 300, (1, 0, 1, 0)),
+    "streaming[budget=256]": (256, 256, (0, 0, 1, 0)),
+    "streaming[budget=512]": (512, 512, (1, 1, 1, 0)),
+}
+
+
+def build(directory: Path) -> None:
+    rows: list[dict[str, Any]] = []
+    for label, (budget, kept, right) in OUTCOMES.items():
+        for sample, ok in enumerate(right):
+            values: dict[str, Any] = dict.fromkeys(RESULT_SCHEMA.names)
+            values.update(
+                unit_id=f"{label}-{sample}", status="ok", dataset="babilong_demo", dataset_revision="r",
+                sample_id=f"1k/niah_single/{sample}", task="niah_single", length="1k", question="Q?",
+                target=TARGET, method=label, method_hash=label, model="tiny", temperature=0.0,
+                max_new_tokens=128, seed=0, m_budget=budget, budget=budget, kept_tokens_final=kept,
+                context_tokens=1000, raw_output=RIGHT if ok else WRONG,
+            )  # fmt: skip
+            rows.append(values)
+    (directory / "results").mkdir(parents=True)
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), directory / "results" / "part-x-00000.parquet"
+    )
+
+
+def test_cells_retention_and_matching_by_kept_tokens(tmp_path: Path) -> None:
+    build(tmp_path)
+    rows = reduce_and_score(tmp_path)[1]
+    cells = {(cell.method, cell.budget): cell for cell in quality.quality_cells(rows)}
+    assert set(cells) == {("full", None), ("laser", 256), ("streaming", 256), ("streaming", 512)}
+    laser = cells[("laser", 256)]
+    assert (laser.n, laser.kept, laser.accuracy.estimate) == (4, 300.0, 50.0)
+    assert laser.retention is not None and laser.retention.estimate == pytest.approx(100 * 2 / 3)
+    assert laser.versus_full is not None and laser.versus_full.difference.estimate == pytest.approx(-25.0)
+    assert cells[("full", None)].retention is None
+    same_budget = quality.versus_rows(rows, list(cells.values()), "budget")
+    nearest = quality.versus_rows(rows, list(cells.values()), "kept")
+    assert [(row[5], row[6], row[10]) for row in same_budget] == [("streaming", "256", "+25.0 [+0.0, +75.0]")]
+    assert [(row[5], row[6]) for row in nearest] == [("streaming", "256")]  # 256 kept is nearer 300 than 512
+
+
+def test_report_writes_tables_and_plots(tmp_path: Path) -> None:
+    build(tmp_path / "run")
+    path = quality.report([tmp_path / "run"], tmp_path / "out")
+    text = path.read_text()
+    assert "## Ablation at B=1024" in text and "| laser | 256 | 300 | 4 | 0 | 50.0" in text
+    assert sorted(image.name for image in (tmp_path / "out").glob("*.png")) == [
+        "accuracy_vs_budget_tiny.png",
+        "accuracy_vs_length_tiny.png",
+    ]
