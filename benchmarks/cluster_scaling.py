@@ -22,6 +22,7 @@ from typing import Any
 from cluster.config import RunConfig
 from cluster.driver import Progress, run_eval
 from cluster.presets import methods_with_overrides
+from cluster.reduce import latest_rows
 from cluster.writer import read_results
 
 
@@ -31,7 +32,7 @@ def measure(config: RunConfig) -> dict[str, Any]:
     run_eval(config, progress=last.append)
     if not last:
         raise RuntimeError(f"{config.output_dir}: no unit ran")
-    rows = read_results(Path(config.output_dir)).to_pylist()
+    rows = latest_rows(read_results(Path(config.output_dir)))  # one row per unit, retries included
     wall = last[-1].elapsed_s
     gpu_seconds = sum(row["seconds_total"] or 0.0 for row in rows)
     return {
@@ -66,6 +67,7 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the GPU counts in order, print one JSON line each and the table; write scaling.json."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cluster_scaling", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--model", required=True)

@@ -16,21 +16,21 @@ Per (model, task, length, method, budget): accuracy with a bootstrap 95% CI, ret
 accuracy / full-cache accuracy with a paired bootstrap 95% CI, the paired difference to ``full``
 with McNemar's exact p, and the realised kept tokens. Then the targets, LASER-KV against
 ``streaming`` and ``snapkv`` at the same budget (paired, with their realised kept tokens), and
-the ablation table.
+the ablation table. The cells are computed in ``benchmarks.quality_cells``, the plots in
+``benchmarks.quality_plots``.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.presets import QUALITY_BUDGETS
-from cluster.reduce import BASELINE, baseline_key, reduce_and_score
-from evals.babilong import length_tokens
-from evals.stats import Interval, PairedComparison, bootstrap_ci, paired_comparison, retention_ci
+from benchmarks.quality_cells import TARGET_BUDGET, Cell, cell_key, length_order, mean_of, quality_cells
+from benchmarks.quality_plots import plots
+from cluster.reduce import BASELINE, reduce_and_score
+from evals.stats import Interval, PairedComparison, paired_comparison
 
 LASER = "laser"
 LASER_MODES = ("laser", "laser_recursive")
@@ -42,7 +42,6 @@ ABLATION = (
     ("laser", "hybrid exact + magicpig 0.75 (LASER-KV)", "accumulate"),
     ("laser_recursive", "hybrid exact + magicpig 0.75", "recursive"),
 )
-TARGET_BUDGET = 1024
 TARGET_RETENTION = 90.0
 TARGETS = {
     "smollm2-135m-instruct": "4k",
@@ -50,80 +49,6 @@ TARGETS = {
     "qwen2.5-coder-1.5b-instruct": "16k",
 }
 """Issue 8: LASER-KV at B=1024 keeps >= 90% of full-cache accuracy at 4k (SmolLM2), 16k (Qwen)."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One (model, task, length, method, budget) cell of the benchmark."""
-
-    model: str
-    task: str
-    length: str
-    method: str
-    budget: int | None
-    n: int
-    errors: int
-    accuracy: Interval
-    kept: float | None
-    context: float | None
-    retention: Interval | None
-    versus_full: PairedComparison | None
-
-
-def base_name(method: str) -> str:
-    """``laser[budget=1024]`` -> ``laser``."""
-    return method.split("[")[0]
-
-
-def _mean(values: list[Any]) -> float | None:
-    present = [float(value) for value in values if value is not None]
-    return sum(present) / len(present) if present else None
-
-
-def _length_order(length: str) -> int:
-    return length_tokens(length)
-
-
-def cell_key(row: dict[str, Any]) -> tuple[str, str, str, str, int | None]:
-    """(model, task, length, base method, budget) of a scored row; ``full`` has no budget."""
-    method = base_name(row["method"])
-    budget = None if method == BASELINE or row["m_budget"] is None else int(row["m_budget"])
-    return row["model"], row["task"], row["length"], method, budget
-
-
-def quality_cells(rows: list[dict[str, Any]]) -> list[Cell]:
-    """Every cell, with retention and the paired comparison against ``full`` on the same samples."""
-    groups: dict[tuple[str, str, str, str, int | None], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[cell_key(row)].append(row)
-    full = {baseline_key(row): row for row in rows if base_name(row["method"]) == BASELINE}
-    cells = []
-    for (model, task, length, method, budget), members in groups.items():
-        ok = [row for row in members if row["status"] == "ok"]
-        retention = comparison = None
-        pairs = [(row, full[baseline_key(row)]) for row in members if baseline_key(row) in full]
-        if method != BASELINE and pairs:
-            ours = [float(row["correct"]) for row, _ in pairs]
-            theirs = [float(base["correct"]) for _, base in pairs]
-            retention = retention_ci(ours, theirs)
-            comparison = paired_comparison(ours, theirs)
-        cells.append(
-            Cell(
-                model=model,
-                task=task,
-                length=length,
-                method=method,
-                budget=budget,
-                n=len(members),
-                errors=len(members) - len(ok),
-                accuracy=bootstrap_ci([float(row["correct"]) for row in members]),
-                kept=_mean([row["kept_tokens_final"] for row in ok]),
-                context=_mean([row["context_tokens"] for row in ok]),
-                retention=retention,
-                versus_full=comparison,
-            )
-        )
-    return sorted(cells, key=lambda c: (c.model, c.task, _length_order(c.length), c.method, c.budget or 0))
 
 
 def _ci(interval: Interval | None, sign: str = "") -> str:
@@ -148,7 +73,7 @@ def main_tables(cells: list[Cell]) -> list[str]:
     for cell in cells:
         groups[(cell.model, cell.task, cell.length)].append(cell)
     for (model, task, length), members in groups.items():
-        context = _mean([cell.context for cell in members])
+        context = mean_of([cell.context for cell in members])
         lines.append(f"### {model}, {task}, {length} (mean context {context or 0:.0f} tokens)")
         lines.append("")
         lines += _table(
@@ -197,24 +122,28 @@ def target_lines(cells: list[Cell]) -> list[str]:
 
 def _paired(
     correct: dict[tuple[Any, ...], dict[str, float]], ours: Cell, theirs: Cell
-) -> PairedComparison | None:
-    """``ours`` minus ``theirs`` on the samples both ran."""
+) -> tuple[PairedComparison, float, float, int] | None:
+    """``ours`` minus ``theirs`` on the samples both ran, with both accuracies (%) on those
+    samples and their number."""
     mine = correct[(ours.model, ours.task, ours.length, ours.method, ours.budget)]
     other = correct[(theirs.model, theirs.task, theirs.length, theirs.method, theirs.budget)]
     shared = sorted(mine.keys() & other.keys())
     if not shared:
         return None
-    return paired_comparison([mine[sample] for sample in shared], [other[sample] for sample in shared])
+    first, second = [mine[sample] for sample in shared], [other[sample] for sample in shared]
+    n = len(shared)
+    return paired_comparison(first, second), 100 * sum(first) / n, 100 * sum(second) / n, n
 
 
 def versus_rows(rows: list[dict[str, Any]], cells: list[Cell], match: str) -> list[tuple[str, ...]]:
-    """LASER-KV (both modes) minus each rival on the same samples, the rival taken at the same
+    """LASER-KV (both modes) minus each rival on the samples both ran (accuracies on those), the
+    rival taken at the same
     budget B (``match="budget"``) or at the budget whose realised kept tokens are nearest to
     LASER-KV's (``match="kept"``: accumulate mode keeps more than B)."""
     correct: dict[tuple[Any, ...], dict[str, float]] = defaultdict(dict)
     for row in rows:  # (model, task, length, method, budget) -> sample -> correct
         correct[cell_key(row)][row["sample_id"]] = float(row["correct"])
-    table = []
+    table: list[tuple[str, ...]] = []
     for cell in cells:
         if cell.method not in LASER_MODES:
             continue
@@ -230,14 +159,15 @@ def versus_rows(rows: list[dict[str, Any]], cells: list[Cell], match: str) -> li
             if not candidates or cell.kept is None:
                 continue
             other = min(candidates, key=lambda c: (abs((c.kept or 0) - cell.kept), c.budget or 0))  # type: ignore[operator]
-            comparison = _paired(correct, cell, other)
-            if comparison is None:
+            paired = _paired(correct, cell, other)
+            if paired is None:
                 continue
+            comparison, ours, theirs, n_paired = paired
             table.append(
                 (
                     cell.model, cell.length, cell.method, str(cell.budget), f"{cell.kept:.0f}",
                     rival, str(other.budget), "-" if other.kept is None else f"{other.kept:.0f}",
-                    f"{cell.accuracy.estimate:.1f}", f"{other.accuracy.estimate:.1f}",
+                    str(n_paired), f"{ours:.1f}", f"{theirs:.1f}",
                     _ci(comparison.difference, "+"), f"{comparison.mcnemar_p:.3g}",
                 )
             )  # fmt: skip
@@ -245,9 +175,10 @@ def versus_rows(rows: list[dict[str, Any]], cells: list[Cell], match: str) -> li
 
 
 def versus_table(rows: list[dict[str, Any]], cells: list[Cell], match: str) -> list[str]:
+    """``versus_rows`` as Markdown lines."""
     return _table(
-        ("model", "length", "method", "B", "kept", "rival", "rival B", "rival kept", "method %", "rival %",
-         "method - rival, pp [95% CI]", "McNemar p"),
+        ("model", "length", "method", "B", "kept", "rival", "rival B", "rival kept", "n paired",
+         "method %", "rival %", "method - rival, pp [95% CI]", "McNemar p"),
         versus_rows(rows, cells, match),
     )  # fmt: skip
 
@@ -256,7 +187,7 @@ def ablation_table(cells: list[Cell], budget: int = TARGET_BUDGET) -> list[str]:
     """Selector x mode at one budget: accuracy (retention) per model and length."""
     columns = sorted(
         {(cell.model, cell.task, cell.length) for cell in cells},
-        key=lambda key: (key[0], key[1], _length_order(key[2])),
+        key=lambda key: (key[0], key[1], length_order(key[2])),
     )
     header = ("method", "selector", "mode", *(f"{model} {task} {length}" for model, task, length in columns))
     table_rows = []
@@ -273,81 +204,6 @@ def ablation_table(cells: list[Cell], budget: int = TARGET_BUDGET) -> list[str]:
                 values.append(f"{cell.accuracy.estimate:.0f} ({cell.retention.estimate:.0f}%)")
         table_rows.append((method, selector, mode, *values))
     return _table(header, table_rows)
-
-
-def plots(cells: list[Cell], directory: Path) -> list[Path]:
-    """Per model: accuracy vs budget (one panel per length, full as a dashed line) and accuracy
-    vs length at B=1024."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for model in sorted({cell.model for cell in cells}):
-        mine = [cell for cell in cells if cell.model == model]
-        panels = sorted(
-            {(cell.task, cell.length) for cell in mine}, key=lambda key: (key[0], _length_order(key[1]))
-        )
-        figure, axes_list = plt.subplots(
-            1, len(panels), figsize=(4.2 * len(panels), 3.8), dpi=110, squeeze=False
-        )
-        for axes, (task, length) in zip(axes_list[0], panels, strict=True):
-            here = [cell for cell in mine if (cell.task, cell.length) == (task, length)]
-            for method in sorted({cell.method for cell in here}):
-                series = sorted((c for c in here if c.method == method), key=lambda c: c.budget or 0)
-                if method == BASELINE:
-                    axes.axhline(series[0].accuracy.estimate, color="black", linestyle="--", label="full")
-                    continue
-                xs = [c.budget for c in series]
-                axes.plot(xs, [c.accuracy.estimate for c in series], marker="o", label=method)
-                axes.fill_between(
-                    xs, [c.accuracy.low for c in series], [c.accuracy.high for c in series], alpha=0.1
-                )
-            axes.set_xscale("log", base=2)
-            axes.set_xticks(list(QUALITY_BUDGETS), [str(b) for b in QUALITY_BUDGETS])
-            axes.minorticks_off()
-            axes.set_ylim(-3, 103)
-            axes.set_title(f"{task}, {length}")
-            axes.set_xlabel("budget B (tokens)")
-            axes.set_ylabel("accuracy (%)")
-            axes.grid(alpha=0.3)
-        axes_list[0][-1].legend(fontsize=7)
-        figure.suptitle(f"{model}: accuracy vs budget")
-        figure.tight_layout()
-        path = directory / f"accuracy_vs_budget_{model}.png"
-        figure.savefig(path)
-        plt.close(figure)
-        written.append(path)
-
-        figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-        for method in sorted({cell.method for cell in mine}):
-            series = sorted(
-                (c for c in mine if c.method == method and c.budget in (None, TARGET_BUDGET)),
-                key=lambda c: _length_order(c.length),
-            )
-            if not series:
-                continue
-            xs = [_length_order(c.length) for c in series]
-            style = {"color": "black", "linestyle": "--"} if method == BASELINE else {}
-            axes.plot(xs, [c.accuracy.estimate for c in series], marker="o", label=method, **style)
-        axes.set_xscale("log", base=2)
-        ticks = sorted({_length_order(cell.length) for cell in mine})
-        axes.set_xticks(ticks, [f"{tick // 1000}k" for tick in ticks])
-        axes.minorticks_off()
-        axes.set_ylim(-3, 103)
-        axes.set_xlabel("context length (nominal tokens)")
-        axes.set_ylabel("accuracy (%)")
-        axes.set_title(f"{model}: accuracy vs length, B={TARGET_BUDGET}")
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
-        figure.tight_layout()
-        path = directory / f"accuracy_vs_length_{model}.png"
-        figure.savefig(path)
-        plt.close(figure)
-        written.append(path)
-    return written
 
 
 def report(results: list[Path], out: Path) -> Path:
@@ -372,6 +228,7 @@ def report(results: list[Path], out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Write the tables and plots of the given results directories; print the tables."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("results", nargs="+", type=Path, help="results directories of quality sweeps")

@@ -58,7 +58,7 @@ def run(
     """
     with laserkv_errors():
         from evals import demo_set
-        from evals.babilong import compare_answers
+        from evals.babilong import check_config, compare_answers
         from evals.chat import engine_texts
         from laserkv import GenerationConfig, answer_texts, get_method, load_model_and_tokenizer
 
@@ -68,11 +68,13 @@ def run(
         config = get_method(method, **overrides)
         if sample < 0:
             raise ValueError(f"sample={sample} is not allowed: an index >= 0")
-        spec = demo_set.DemoSpec(samples_per_cell=max(sample + 1, demo_set.DemoSpec().samples_per_cell))
-        with stdout.status(f"demo set: {length}/{task}"):
-            chosen = list(demo_set.load_samples([length], [task], spec))[sample]
+        check_config(demo_set.DATASET, length, task)  # before the model loads
         with stdout.status(f"loading {model}"):
             loaded_model, tokenizer = load_model_and_tokenizer(model, device=device, dtype=dtype)
+        spec = demo_set.model_spec(model, max(sample + 1, demo_set.DemoSpec().samples_per_cell))
+        with stdout.status(f"demo set: {length}/{task}"):
+            counter = demo_set.tokenizer_counter(tokenizer)
+            chosen = list(demo_set.load_samples([length], [task], spec, counter))[sample]
         texts = engine_texts(tokenizer, chosen.parts)
         with stdout.status(f"{config.name}: compressing and answering"):
             result = answer_texts(

@@ -26,7 +26,14 @@ from cluster.plan import WorkUnit, drop_done, plan_units
 from cluster.rows import error_row
 from cluster.samples import dataset_revision, load_samples
 from cluster.worker import EvalWorker
-from cluster.writer import ShardWriter, done_unit_ids, shard_paths, write_manifest
+from cluster.writer import (
+    ResultsError,
+    ShardWriter,
+    done_unit_ids,
+    previous_revisions,
+    shard_paths,
+    write_manifest,
+)
 from laserkv.errors import LaserKVError
 from laserkv.modeling import load_tokenizer
 
@@ -183,6 +190,12 @@ def run_eval(
         check_gpus(config)  # before anything slow: the tokenizer, the data, the workers
         tokenizer = load_tokenizer(config.model) if config.dataset in TOKENIZED_DATASETS else None
         revision = dataset_revision(config)
+        earlier = set() if config.overwrite else previous_revisions(output, config.dataset) - {revision}
+        if earlier:  # resuming would mix two versions of the data in one set of cells
+            raise ResultsError(
+                f"{output} holds {config.dataset} results of another data version "
+                f"({', '.join(sorted(earlier))}, now {revision}): use another --output, or --overwrite"
+            )
         units = plan_units(
             load_samples(config, tokenizer), config.methods, config.model, revision, config.seed
         )

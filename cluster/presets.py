@@ -29,6 +29,7 @@ QUALITY_METHODS = (
 )  # fmt: skip
 QUALITY_BUDGETS = (256, 512, 1024, 2048)
 GridEntry = dict[str, Any]
+FLAGS = {"budget": "--budget", "compression_ratio": "--ratio", "block_size": "--block-size"}
 SWEEP_PRESETS: dict[str, tuple[GridEntry, ...]] = {
     "ablation": tuple({"method": name} for name in METHODS if name not in ALIASES),
     "laser-budgets": tuple(
@@ -87,6 +88,13 @@ def sweep_methods(grid: str, overrides: dict[str, object]) -> tuple[MethodConfig
         if not isinstance(entry, dict) or "method" not in entry:
             raise ConfigError("grid", entry, "entries like {method: laser, budget: [256, 512]}")
         fields = {key: value for key, value in entry.items() if key != "method"}
+        clash = sorted(set(given) & _budget_like(fields))
+        if clash:
+            raise ConfigError(
+                "grid",
+                grid,
+                f"no {FLAGS.get(clash[0], clash[0])} override: the grid sets {', '.join(fields)} itself",
+            )
         axes = {key: value if isinstance(value, list) else [value] for key, value in fields.items()}
         for values in itertools.product(*axes.values()):
             changes = dict(zip(axes, values, strict=True))
@@ -94,6 +102,14 @@ def sweep_methods(grid: str, overrides: dict[str, object]) -> tuple[MethodConfig
                 method_with_overrides(entry["method"], {**given, **changes}, _label(entry["method"], changes))
             )
     return tuple(methods)
+
+
+def _budget_like(fields: dict[str, Any]) -> set[str]:
+    """The fields set, with budget and compression ratio as one (each replaces the other)."""
+    names = set(fields)
+    if names & {"budget", "compression_ratio"}:
+        names |= {"budget", "compression_ratio"}
+    return names
 
 
 def _grid_file(grid: str) -> list[Any]:

@@ -141,6 +141,19 @@ def git_sha() -> str | None:
     return result.stdout.strip() or None
 
 
+def previous_revisions(output_dir: Path, dataset: str) -> set[str]:
+    """The data versions earlier runs in ``output_dir`` used for ``dataset`` (from their manifests)."""
+    found = set()
+    for path in sorted((Path(output_dir) / MANIFESTS).glob("*.json")):
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ResultsError(f"{path} is not a readable run manifest: {error}") from error
+        if manifest.get("config", {}).get("dataset") == dataset and "dataset_revision" in manifest:
+            found.add(str(manifest["dataset_revision"]))
+    return found
+
+
 def write_manifest(output_dir: Path, run_id: str, config: dict[str, Any], details: dict[str, Any]) -> Path:
     """``manifests/<run_id>.json``: config, package versions, git sha, host, plus ``details``."""
     directory = Path(output_dir) / MANIFESTS

@@ -77,6 +77,11 @@ class DemoSpec:
         return f"v{GENERATOR_VERSION}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
+def model_spec(model: str, samples_per_cell: int = DemoSpec.samples_per_cell) -> DemoSpec:
+    """The demo set for ``model``: lengths counted by its tokenizer (``tokenizer_counter``)."""
+    return DemoSpec(samples_per_cell=samples_per_cell, counter=f"tokenizer:{model}")
+
+
 def qa1_facts(rng: random.Random, n_moves: int) -> tuple[list[str], str, str]:
     """qa1 (single supporting fact): moves of two actors; where is one of them (latest place)?"""
     actors = rng.sample(ACTORS, 2)

@@ -7,10 +7,13 @@ A name in ``PACKAGED_MODELS`` resolves to that directory; anything else is left 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.util
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,18 +111,34 @@ def gguf_path(model: PackagedModel) -> Path:
         return path
     path = cached
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as joined:
-        for piece in pieces:
-            with open(piece, "rb") as handle:
-                shutil.copyfileobj(handle, joined, 1 << 24)
-    if sha256_of(partial) != model.sha256:
-        partial.unlink()
-        raise ModelNotAvailableError(
-            f"the joined parts of {model.name!r} have the wrong sha256; reinstall: {model.install}"
-        )
-    partial.replace(path)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # one per process
+    try:
+        with open(partial, "wb") as joined:
+            for piece in pieces:
+                with open(piece, "rb") as handle:
+                    shutil.copyfileobj(handle, joined, 1 << 24)
+        if sha256_of(partial) != model.sha256:
+            raise ModelNotAvailableError(
+                f"the joined parts of {model.name!r} have the wrong sha256; reinstall: {model.install}"
+            )
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def cache_lock(name: str) -> Iterator[None]:
+    """An exclusive lock on ``<cache>/locks/<name>.lock``: workers that start together join and
+    convert a model once, the others wait and then find it done."""
+    directory = cache_root() / "locks"
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def converted_dir(model: PackagedModel) -> Path:
@@ -129,8 +148,19 @@ def converted_dir(model: PackagedModel) -> Path:
     GGUF-quantised, which ``save_pretrained`` refuses; the mark is dropped before saving.
     """
     target = cache_root() / "models" / model.name
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    if _complete(target):
         return target
+    with cache_lock(model.name):
+        if not _complete(target):  # another process may have made it while this one waited
+            _convert(model, target)
+    return target
+
+
+def _complete(target: Path) -> bool:
+    return (target / "config.json").is_file() and (target / "model.safetensors").is_file()
+
+
+def _convert(model: PackagedModel, target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -140,17 +170,14 @@ def converted_dir(model: PackagedModel) -> Path:
     loaded.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(loaded.config, "quantization_config"):
         del loaded.config.quantization_config
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")  # one per process
-    shutil.rmtree(partial, ignore_errors=True)
-    loaded.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     try:
+        loaded.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        shutil.rmtree(target, ignore_errors=True)  # a half-made copy from before locking existed
         partial.rename(target)  # publish atomically: a half-written copy is never used
-    except OSError:  # another process (a worker beside this one) published it first
+    finally:
         shutil.rmtree(partial, ignore_errors=True)
-        if not (target / "model.safetensors").is_file():
-            raise
-    return target
 
 
 def resolve_model_path(model_id: str) -> str:

@@ -115,6 +115,10 @@ def test_sweep_runs_a_yaml_grid_as_one_job(tiny_llama_dir: Path, tmp_path: Path)
         (["eval", "--lengths", "3k"], "length='3k' is not in babilong_demo"),
         (["eval", "--budget", "100", "--ratio", "0.5"], "exactly one of budget and compression_ratio"),
         (["sweep", "--grid", "no-such-grid"], "a preset (ablation, laser-budgets, quality) or a YAML file"),
+        (
+            ["sweep", "--grid", "quality", "--ratio", "0.5"],
+            "no --ratio override: the grid sets budget itself",
+        ),
         (["report", "/no/such/dir"], "is not a directory"),
         (["methods", "--bogus"], "No such option"),
         (["eval", "--timeout", "nan"], "unit_timeout_s=nan is not allowed"),

@@ -157,6 +157,10 @@ def test_a_stopped_driver_resumes_with_only_the_missing_units(
     shards = sorted((tmp_path / "resumed" / "results").glob("*.parquet"))
     run_eval(run)  # nothing left to do: no new shard
     assert sorted((tmp_path / "resumed" / "results").glob("*.parquet")) == shards
+    other_data = config(tiny_llama_dir, tmp_path / "resumed", TWO_METHODS, demo_samples_per_cell=4)
+    with pytest.raises(ResultsError, match=r"another data version .* use another --output, or --overwrite"):
+        run_eval(other_data)  # resuming would mix two versions of the demo set
+    assert sorted((tmp_path / "resumed" / "results").glob("*.parquet")) == shards
 
 
 def test_failing_units_become_error_rows_and_the_run_goes_on(

@@ -18,7 +18,7 @@ TARGET = "1234567"
 RIGHT, WRONG = f"The number is {TARGET}.", "The number is 7654321."
 OUTCOMES = {  # label -> (budget, kept tokens, right answers on samples 0..3)
     "full": (None, 1000, (1, 1, 1, 0)),
-    "laser[budget=256]": (256, 300, (1, 0, 1, 0)),
+    "laser[budget=256]": (256, 450, (1, 0, 1, 0)),  # accumulate mode keeps more than B
     "streaming[budget=256]": (256, 256, (0, 0, 1, 0)),
     "streaming[budget=512]": (512, 512, (1, 1, 1, 0)),
 }
@@ -43,27 +43,44 @@ def build(directory: Path) -> None:
     )
 
 
+def test_two_rows_for_one_sample_in_a_cell_are_refused(tmp_path: Path) -> None:
+    build(tmp_path / "a")
+    build(tmp_path / "b")
+    rows = reduce_and_score(tmp_path / "a")[1] + reduce_and_score(tmp_path / "b")[1]
+    with pytest.raises(ValueError, match="two rows for one sample"):
+        quality.quality_cells(rows)
+
+
 def test_cells_retention_and_matching_by_kept_tokens(tmp_path: Path) -> None:
     build(tmp_path)
     rows = reduce_and_score(tmp_path)[1]
     cells = {(cell.method, cell.budget): cell for cell in quality.quality_cells(rows)}
     assert set(cells) == {("full", None), ("laser", 256), ("streaming", 256), ("streaming", 512)}
     laser = cells[("laser", 256)]
-    assert (laser.n, laser.kept, laser.accuracy.estimate) == (4, 300.0, 50.0)
+    assert (laser.n, laser.kept, laser.accuracy.estimate) == (4, 450.0, 50.0)
     assert laser.retention is not None and laser.retention.estimate == pytest.approx(100 * 2 / 3)
     assert laser.versus_full is not None and laser.versus_full.difference.estimate == pytest.approx(-25.0)
     assert cells[("full", None)].retention is None
     same_budget = quality.versus_rows(rows, list(cells.values()), "budget")
     nearest = quality.versus_rows(rows, list(cells.values()), "kept")
-    assert [(row[5], row[6], row[10]) for row in same_budget] == [("streaming", "256", "+25.0 [+0.0, +75.0]")]
-    assert [(row[5], row[6]) for row in nearest] == [("streaming", "256")]  # 256 kept is nearer 300 than 512
+    assert [(row[5], row[6], row[11]) for row in same_budget] == [("streaming", "256", "+25.0 [+0.0, +75.0]")]
+    # 512 kept tokens are nearer 450 than 256: laser 1,0,1,0 vs streaming@512 1,1,1,0
+    assert [(row[5], row[6], row[7], row[8], row[11]) for row in nearest] == [
+        ("streaming", "512", "512", "4", "-25.0 [-75.0, +0.0]")
+    ]
+    ablation = "\n".join(quality.ablation_table(list(cells.values()), budget=256))
+    assert "| laser | hybrid exact + magicpig 0.75 (LASER-KV) | accumulate | 50 (67%) |" in ablation
+    assert (
+        "| full | none (full cache) | - | 75 |" in ablation
+        and "| exact | exact scores | accumulate | - |" in ablation
+    )
 
 
 def test_report_writes_tables_and_plots(tmp_path: Path) -> None:
     build(tmp_path / "run")
     path = quality.report([tmp_path / "run"], tmp_path / "out")
     text = path.read_text()
-    assert "## Ablation at B=1024" in text and "| laser | 256 | 300 | 4 | 0 | 50.0" in text
+    assert "## Ablation at B=1024" in text and "| laser | 256 | 450 | 4 | 0 | 50.0" in text
     assert sorted(image.name for image in (tmp_path / "out").glob("*.png")) == [
         "accuracy_vs_budget_tiny.png",
         "accuracy_vs_length_tiny.png",
