@@ -9,6 +9,7 @@ as errors. Every unit id is written at most once; rerunning resumes where the ro
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -156,9 +157,14 @@ def connect(config: RunConfig) -> bool:
     submit``) or a local one started here. Returns whether this call started the connection."""
     if ray.is_initialized():
         return False
-    local = config.address is None
+    address = config.address
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        # a new local cluster: never attach to one a `ray start` left on this machine (it may
+        # be someone else's, or gone, with its address file still there)
+        address = "local"
+    local = address == "local"
     # worker output stays in Ray's logs: every outcome, errors included, is a result row
-    ray.init(address=config.address, include_dashboard=False if local else None, log_to_driver=False)
+    ray.init(address=address, include_dashboard=False if local else None, log_to_driver=False)
     return True
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,9 @@ DASHBOARD_PORT = 28265
 @pytest.fixture
 def ray_head(tmp_path: Path) -> Any:
     """A one-node Ray cluster started with the ``ray`` CLI, loopback only, with token
-    authentication (this test's own random token); stopped in teardown."""
+    authentication (this test's own random token). ``ray start --block`` runs in its own process
+    group, and teardown ends that group: other Ray clusters on the machine (a developer's run)
+    are left alone, which ``ray stop`` would not do."""
     token = secrets.token_hex(16)
     env = {
         **os.environ,
@@ -34,12 +39,41 @@ def ray_head(tmp_path: Path) -> Any:
     command = [
         RAY, "start", "--head", "--port=26379", "--num-cpus=2", "--include-dashboard=true",
         "--dashboard-host=127.0.0.1", f"--dashboard-port={DASHBOARD_PORT}", "--disable-usage-stats",
+        "--block",
     ]  # fmt: skip
-    subprocess.run(command, check=True, env=env, capture_output=True, timeout=180)
+    head = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    address = f"http://127.0.0.1:{DASHBOARD_PORT}"
     try:
-        yield f"http://127.0.0.1:{DASHBOARD_PORT}", token
+        wait_for_dashboard(address, head, timeout_s=180)
+        yield address, token
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=30)
+        current = Path("/tmp/ray/ray_current_cluster")  # what `ray stop` would clean up
+        if current.is_file() and current.read_text().strip().endswith(":26379"):
+            current.unlink()
+
+
+def wait_for_dashboard(address: str, head: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Until the dashboard answers HTTP (401 without the token counts: it is up)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start exited with {head.returncode}")
+        try:
+            urllib.request.urlopen(f"{address}/api/version", timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(1)
+    raise RuntimeError(f"the Ray dashboard at {address} did not answer within {timeout_s:.0f} s")
 
 
 def test_job_submission_runs_the_entry_point(
@@ -54,14 +88,23 @@ def test_job_submission_runs_the_entry_point(
         f"{sys.executable} -m cluster.job --model {tiny_llama_dir} --method full --method streaming "
         f"--budget 256 --demo-samples 2 --lengths 1k --tasks qa1 --device cpu --output {output}"
     )
-    job_id = client.submit_job(
-        entrypoint=entrypoint,
-        runtime_env={
-            "working_dir": str(REPO),
-            "excludes": [".venv", ".git", "**/__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"],
-            "env_vars": {"LASERKV_CACHE": os.environ["LASERKV_CACHE"], "HF_HUB_OFFLINE": "1"},
-        },
-    )
+    runtime_env = {
+        "working_dir": str(REPO),
+        "excludes": [
+            ".venv", ".git", "**/__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
+            ".whl", "results",  # a developer's wheels and results stay behind
+        ],
+        "env_vars": {"LASERKV_CACHE": os.environ["LASERKV_CACHE"], "HF_HUB_OFFLINE": "1"},
+    }  # fmt: skip
+    ready = time.monotonic() + 120
+    while True:  # the head's job agent may still be starting on a busy machine
+        try:
+            job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
+            break
+        except RuntimeError as error:
+            if "No available agent" not in str(error) or time.monotonic() > ready:
+                raise
+            time.sleep(2)
     deadline = time.monotonic() + 240
     status = client.get_job_status(job_id)
     while (
