@@ -27,9 +27,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.quality_cells import TARGET_BUDGET, Cell, cell_key, length_order, mean_of, quality_cells
+from benchmarks.quality_cells import TARGET_BUDGET, Cell, cell_key, length_order, quality_cells
 from benchmarks.quality_plots import plots
-from cluster.reduce import BASELINE, reduce_and_score
+from cluster.reduce import BASELINE, mean_of, reduce_and_score
 from evals.stats import Interval, PairedComparison, paired_comparison
 
 LASER = "laser"

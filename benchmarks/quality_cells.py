@@ -7,7 +7,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from cluster.reduce import BASELINE, baseline_key
+from cluster.presets import base_name
+from cluster.reduce import BASELINE, baseline_key, mean_of, paired_scores
 from evals.babilong import length_tokens
 from evals.stats import Interval, PairedComparison, bootstrap_ci, paired_comparison, retention_ci
 
@@ -31,16 +32,6 @@ class Cell:
     context: float | None
     retention: Interval | None
     versus_full: PairedComparison | None
-
-
-def base_name(method: str) -> str:
-    """``laser[budget=1024]`` -> ``laser``."""
-    return method.split("[")[0]
-
-
-def mean_of(values: list[Any]) -> float | None:
-    present = [float(value) for value in values if value is not None]
-    return sum(present) / len(present) if present else None
 
 
 def length_order(length: str) -> int:
@@ -70,10 +61,8 @@ def quality_cells(rows: list[dict[str, Any]]) -> list[Cell]:
     for (model, task, length, method, budget), members in groups.items():
         ok = [row for row in members if row["status"] == "ok"]
         retention = comparison = None
-        pairs = [(row, full[baseline_key(row)]) for row in members if baseline_key(row) in full]
-        if method != BASELINE and pairs:
-            ours = [float(row["correct"]) for row, _ in pairs]
-            theirs = [float(base["correct"]) for _, base in pairs]
+        ours, theirs = paired_scores(members, full)
+        if method != BASELINE and ours:
             retention = retention_ci(ours, theirs)
             comparison = paired_comparison(ours, theirs)
         cells.append(

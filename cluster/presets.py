@@ -63,6 +63,11 @@ def methods_with_overrides(names: tuple[str, ...], overrides: dict[str, object])
     return tuple(method_with_overrides(name, given) for name in names)
 
 
+def base_name(label: str) -> str:
+    """The registered method of a sweep label: ``laser[budget=1024]`` -> ``laser``."""
+    return label.split("[")[0]
+
+
 def _label(name: str, changes: dict[str, object]) -> str:
     if not changes:
         return name

@@ -78,9 +78,19 @@ def baseline_key(row: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def _mean(values: list[Any]) -> float | None:
+def mean_of(values: list[Any]) -> float | None:
+    """The mean of the values that are not None (None if there are none)."""
     present = [float(value) for value in values if value is not None]
     return sum(present) / len(present) if present else None
+
+
+def paired_scores(
+    members: list[dict[str, Any]], baseline: dict[tuple[Any, ...], dict[str, Any]]
+) -> tuple[list[float], list[float]]:
+    """``correct`` of each member that has a baseline row for the same prompt (``baseline_key``),
+    and of that baseline row, in the same order."""
+    pairs = [(row, baseline[baseline_key(row)]) for row in members if baseline_key(row) in baseline]
+    return [float(row["correct"]) for row, _ in pairs], [float(base["correct"]) for _, base in pairs]
 
 
 def cell_summaries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -112,21 +122,19 @@ def cell_summaries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "mcnemar_p": None,
             "n_paired": 0,
         }
-        pairs = [(row, baseline[baseline_key(row)]) for row in members if baseline_key(row) in baseline]
-        if method != BASELINE and pairs:
-            comparison = paired_comparison(
-                [float(row["correct"]) for row, _ in pairs], [float(base["correct"]) for _, base in pairs]
-            )
+        ours, theirs = paired_scores(members, baseline)
+        if method != BASELINE and ours:
+            comparison = paired_comparison(ours, theirs)
             summary.update(
                 delta_vs_full=comparison.difference.estimate,
                 delta_ci_low=comparison.difference.low,
                 delta_ci_high=comparison.difference.high,
                 paired_bootstrap_p=comparison.bootstrap_p,
                 mcnemar_p=comparison.mcnemar_p,
-                n_paired=len(pairs),
+                n_paired=len(ours),
             )
         for column in COST_COLUMNS:
-            summary[f"mean_{column}"] = _mean([row[column] for row in members if row["status"] == "ok"])
+            summary[f"mean_{column}"] = mean_of([row[column] for row in members if row["status"] == "ok"])
         summaries.append(summary)
     return summaries
 

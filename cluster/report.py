@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.reduce import BASELINE, baseline_key, reduce_and_score
+from cluster.presets import base_name
+from cluster.reduce import BASELINE, baseline_key, mean_of, paired_scores, reduce_and_score
 from cluster.writer import MANIFESTS
 from evals.babilong import length_tokens
 from evals.published import published_for
@@ -46,11 +47,6 @@ def _interval(estimate: float, low: float, high: float, sign: str) -> str:
     return f"{estimate:{sign}.1f} [{low:{sign}.1f}, {high:{sign}.1f}]"
 
 
-def _mean(values: list[Any]) -> float | None:
-    present = [float(value) for value in values if value is not None]
-    return sum(present) / len(present) if present else None
-
-
 def length_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Task-pooled results per (dataset, length, method), with the paired comparison to ``full``."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -70,20 +66,18 @@ def length_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "n": len(members),
             "errors": len(members) - len(ok),
             "accuracy": accuracy,
-            "budget": _mean([row["budget"] for row in ok]),
-            "kept": _mean([row["kept_tokens_final"] for row in ok]),
-            "context": _mean([row["context_tokens"] for row in ok]),
-            "seconds": _mean([row["seconds_total"] for row in ok]),
+            "budget": mean_of([row["budget"] for row in ok]),
+            "kept": mean_of([row["kept_tokens_final"] for row in ok]),
+            "context": mean_of([row["context_tokens"] for row in ok]),
+            "seconds": mean_of([row["seconds_total"] for row in ok]),
             "peak_gib": None,
             "comparison": None,
         }
-        peak = _mean([row["peak_memory_bytes"] for row in ok])
+        peak = mean_of([row["peak_memory_bytes"] for row in ok])
         entry["peak_gib"] = None if peak is None else peak / 2**30
-        pairs = [(row, baseline[baseline_key(row)]) for row in members if baseline_key(row) in baseline]
-        if method != BASELINE and pairs:
-            entry["comparison"] = paired_comparison(
-                [float(row["correct"]) for row, _ in pairs], [float(base["correct"]) for _, base in pairs]
-            )
+        ours, theirs = paired_scores(members, baseline)
+        if method != BASELINE and ours:
+            entry["comparison"] = paired_comparison(ours, theirs)
         results.append(entry)
     return results
 
@@ -213,7 +207,7 @@ def budget_series(per_length: list[dict[str, Any]]) -> dict[str, list[dict[str, 
     pooled: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
     for entry in per_length:
         if entry["budget"] is not None:
-            pooled[(entry["method"].split("[")[0], entry["budget"])].append(entry)
+            pooled[(base_name(entry["method"]), entry["budget"])].append(entry)
     series: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (method, budget), entries in sorted(pooled.items()):
         total = sum(entry["n"] for entry in entries)

@@ -53,11 +53,28 @@ def _as_array(scores: Sequence[float]) -> np.ndarray:
     return values
 
 
+def _paired_arrays(method: Sequence[float], baseline: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    ours, theirs = _as_array(method), _as_array(baseline)
+    if ours.size != theirs.size:
+        raise ValueError(f"paired scores differ in length: {ours.size} vs {theirs.size}")
+    return ours, theirs
+
+
+def _resample_indices(size: int, n_resamples: int, seed: int) -> np.ndarray:
+    """Seeded bootstrap draws: ``n_resamples`` rows of ``size`` sample indices."""
+    return np.random.default_rng(seed).integers(0, size, size=(n_resamples, size))
+
+
 def _resampled_means(values: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    indices = rng.integers(0, values.size, size=(n_resamples, values.size))
-    means: np.ndarray = values[indices].mean(axis=1)
+    means: np.ndarray = values[_resample_indices(values.size, n_resamples, seed)].mean(axis=1)
     return means
+
+
+def _percentile_bounds(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` interval of the resampled statistics."""
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def bootstrap_ci(
@@ -65,10 +82,8 @@ def bootstrap_ci(
 ) -> Interval:
     """Accuracy in percent with a percentile bootstrap CI (resampling samples with replacement)."""
     values = _as_array(scores)
-    means = _resampled_means(values, n_resamples, seed)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return Interval(100 * float(values.mean()), 100 * float(low), 100 * float(high), int(values.size))
+    low, high = _percentile_bounds(_resampled_means(values, n_resamples, seed), confidence)
+    return Interval(100 * float(values.mean()), 100 * low, 100 * high, int(values.size))
 
 
 def mcnemar_exact(method_only: int, baseline_only: int) -> float:
@@ -93,13 +108,10 @@ def paired_comparison(
     Raises:
         ValueError: the two score lists differ in length or are empty.
     """
-    ours, theirs = _as_array(method), _as_array(baseline)
-    if ours.size != theirs.size:
-        raise ValueError(f"paired scores differ in length: {ours.size} vs {theirs.size}")
+    ours, theirs = _paired_arrays(method, baseline)
     differences = ours - theirs
     means = _resampled_means(differences, n_resamples, seed)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
+    low, high = _percentile_bounds(means, confidence)
     observed = float(differences.mean())
     if observed == 0:
         p_value = 1.0
@@ -109,7 +121,7 @@ def paired_comparison(
     method_only = int(np.sum((ours > 0.5) & (theirs <= 0.5)))
     baseline_only = int(np.sum((ours <= 0.5) & (theirs > 0.5)))
     return PairedComparison(
-        difference=Interval(100 * observed, 100 * float(low), 100 * float(high), int(ours.size)),
+        difference=Interval(100 * observed, 100 * low, 100 * high, int(ours.size)),
         bootstrap_p=p_value,
         method_only=method_only,
         baseline_only=baseline_only,
@@ -133,16 +145,11 @@ def retention_ci(
     Raises:
         ValueError: the two score lists differ in length or are empty.
     """
-    ours, theirs = _as_array(method), _as_array(baseline)
-    if ours.size != theirs.size:
-        raise ValueError(f"paired scores differ in length: {ours.size} vs {theirs.size}")
+    ours, theirs = _paired_arrays(method, baseline)
     if theirs.mean() == 0:
         return None
-    rng = np.random.default_rng(seed)
-    indices = rng.integers(0, ours.size, size=(n_resamples, ours.size))
+    indices = _resample_indices(ours.size, n_resamples, seed)
     numerators, denominators = ours[indices].mean(axis=1), theirs[indices].mean(axis=1)
-    ratios = numerators[denominators > 0] / denominators[denominators > 0]
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(ratios, [tail, 100 - tail])
+    low, high = _percentile_bounds(numerators[denominators > 0] / denominators[denominators > 0], confidence)
     estimate = float(ours.mean() / theirs.mean())
-    return Interval(100 * estimate, 100 * float(low), 100 * float(high), int(ours.size))
+    return Interval(100 * estimate, 100 * low, 100 * high, int(ours.size))
