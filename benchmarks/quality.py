@@ -30,6 +30,7 @@ from typing import Any
 from benchmarks.quality_cells import TARGET_BUDGET, Cell, cell_key, length_order, quality_cells
 from benchmarks.quality_plots import plots
 from cluster.reduce import BASELINE, mean_of, reduce_and_score
+from cluster.writer import ResultsError
 from evals.stats import Interval, PairedComparison, paired_comparison
 
 LASER = "laser"
@@ -234,7 +235,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("results", nargs="+", type=Path, help="results directories of quality sweeps")
     parser.add_argument("--out", type=Path, default=Path("docs/quality"), help="where tables and plots go")
     args = parser.parse_args(argv)
-    print(report(args.results, args.out).read_text())
+    try:
+        print(report(args.results, args.out).read_text())
+    except (ResultsError, ValueError) as error:  # no shards, a foreign file, duplicate rows
+        parser.error(str(error))
 
 
 if __name__ == "__main__":

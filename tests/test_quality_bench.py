@@ -85,3 +85,12 @@ def test_report_writes_tables_and_plots(tmp_path: Path) -> None:
         "accuracy_vs_budget_tiny.png",
         "accuracy_vs_length_tiny.png",
     ]
+
+
+def test_a_directory_without_results_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        quality.main([str(tmp_path / "missing")])
+    assert exit_info.value.code == 2
+    assert "holds no result shards" in capsys.readouterr().err
