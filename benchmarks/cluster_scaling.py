@@ -9,16 +9,19 @@ the driver overhead.
   to the last row) x 3600;
 - GPU time: the sum of the units' own ``seconds_total`` (what the workers spent on them);
 - driver overhead: 1 - GPU time / (workers x dispatch wall time): every second a worker was not
-  running a unit (dispatch, result transfer, writing, and the tail where some workers are done).
+  running a unit (dispatch, result transfer, writing, and the tail where some workers are done);
+- GPU utilisation: NVML's busy percentage of each GPU used, averaged over the dispatch window.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.gpu_util import UtilisationSampler
 from cluster.config import RunConfig
 from cluster.driver import Progress, run_eval
 from cluster.presets import methods_with_overrides
@@ -27,14 +30,18 @@ from cluster.writer import read_results
 
 
 def measure(config: RunConfig) -> dict[str, Any]:
-    """Run ``config`` from scratch and return its throughput figures."""
-    last: list[Progress] = []
-    run_eval(config, progress=last.append)
+    """Run ``config`` from scratch and return its throughput figures, with every GPU's utilisation
+    over the dispatch window where NVML is there (the run's workers hold GPUs 0..gpus-1)."""
+    last: list[tuple[float, Progress]] = []
+    with UtilisationSampler() as sampler:
+        run_eval(config, progress=lambda progress: last.append((time.monotonic(), progress)))
     if not last:
         raise RuntimeError(f"{config.output_dir}: no unit ran")
     rows = latest_rows(read_results(Path(config.output_dir)))  # one row per unit, retries included
-    wall = last[-1].elapsed_s
+    end, final = last[-1]
+    wall = final.elapsed_s
     gpu_seconds = sum(row["seconds_total"] or 0.0 for row in rows)
+    utilisation = sampler.mean_percent(end - wall, end, range(sampler.device_count))
     return {
         "gpus": config.gpus,
         "workers": config.n_workers,
@@ -45,6 +52,7 @@ def measure(config: RunConfig) -> dict[str, Any]:
         "gpu_seconds": gpu_seconds,
         "mean_unit_s": gpu_seconds / len(rows),
         "driver_overhead": 1 - gpu_seconds / (config.n_workers * wall),
+        "gpu_util_percent": utilisation,
     }
 
 
@@ -53,17 +61,27 @@ def table(results: list[dict[str, Any]]) -> str:
     base = results[0]["samples_per_hour"]
     lines = [
         "| GPUs | workers | units | errors | dispatch wall s | samples/hour | speed-up | mean unit s "
-        "| driver overhead |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| driver overhead | GPU utilisation |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         lines.append(
             f"| {result['gpus']} | {result['workers']} | {result['units']} | {result['errors']} "
             f"| {result['wall_s']:.1f} | {result['samples_per_hour']:.0f} "
             f"| {result['samples_per_hour'] / base:.2f}x | {result['mean_unit_s']:.2f} "
-            f"| {100 * result['driver_overhead']:.2f}% |"
+            f"| {100 * result['driver_overhead']:.2f}% "
+            f"| {_utilisation(result['gpu_util_percent'], result['gpus'])} |"
         )
     return "\n".join(lines)
+
+
+def _utilisation(percent: list[float] | None, gpus: int) -> str:
+    """Mean over the run's GPUs (the first ``gpus``), then every GPU of the machine in brackets:
+    ``93% (92, 94, 0, 0)``."""
+    if not percent or gpus < 1:
+        return "-"
+    used = percent[:gpus]
+    return f"{sum(used) / len(used):.0f}% ({', '.join(f'{value:.0f}' for value in percent)})"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,13 +93,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lengths", default="32k")
     parser.add_argument("--tasks", default="qa1")
     parser.add_argument("--limit", type=int, default=24, help="samples per cell")
+    parser.add_argument("--demo-samples", type=int, default=100, help="demo-set samples generated per cell")
     parser.add_argument("--method", action="append", required=True)
     parser.add_argument("--budget", type=int, default=None)
+    parser.add_argument("--block-size", type=int, default=None)
     parser.add_argument("--gpus", default="1,2", help="comma-separated GPU counts, run in order")
     parser.add_argument("--in-flight", type=int, default=2, help="units queued per worker")
     parser.add_argument("--output", required=True, help="one results directory per GPU count under it")
     args = parser.parse_args(argv)
-    methods = methods_with_overrides(tuple(args.method), {"budget": args.budget})
+    overrides = {"budget": args.budget, "block_size": args.block_size}
+    methods = methods_with_overrides(tuple(args.method), overrides)
     results = []
     for gpus in (int(value) for value in args.gpus.split(",")):
         config = RunConfig(
@@ -92,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
             lengths=tuple(args.lengths.split(",")),
             tasks=tuple(args.tasks.split(",")),
             limit=args.limit,
+            demo_samples_per_cell=args.demo_samples,
             gpus=gpus,
             max_in_flight=args.in_flight,
             overwrite=True,

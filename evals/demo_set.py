@@ -1,5 +1,5 @@
 """The offline demo set: seeded BABILong-format samples (qa1-, qa2- and qa3-style bAbI facts,
-or RULER-style needles ``niah_single`` / ``niah_multikey``, hidden in haystack text, 1k-32k
+or RULER-style needles ``niah_single`` / ``niah_multikey``, hidden in haystack text, 1k-128k
 tokens, counted by the model's tokenizer in runs or estimated from words), written through
 ``datasets`` as Parquet in the exact BABILong schema (``input``, ``question``, ``target``) and then
 loaded like a local copy of BABILong (dataset name ``babilong_demo``): qa tasks prompted and

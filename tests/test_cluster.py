@@ -276,8 +276,8 @@ def test_bad_run_configs_are_refused(tiny_llama_dir: Path, tmp_path: Path) -> No
         config(tiny_llama_dir, tmp_path, TWO_METHODS, dataset="squad")
     with pytest.raises(ValueError, match="distinct configs"):
         config(tiny_llama_dir, tmp_path, (get_method("laser"), get_method("hybrid_magicpig_0.75")))
-    with pytest.raises(ValueError, match="length='64k' is not in babilong_demo"):
-        config(tiny_llama_dir, tmp_path, TWO_METHODS, lengths=("64k",))
+    with pytest.raises(ValueError, match="length='256k' is not in babilong_demo"):
+        config(tiny_llama_dir, tmp_path, TWO_METHODS, lengths=("256k",))
     with pytest.raises(ValueError, match="workers_per_gpu=0 is not allowed"):
         config(tiny_llama_dir, tmp_path, TWO_METHODS, gpus=1, workers_per_gpu=0)
     assert config(tiny_llama_dir, tmp_path, TWO_METHODS, gpus=2, workers_per_gpu=4).n_workers == 8

@@ -98,9 +98,9 @@ def test_generation_is_seeded(tmp_path: Path) -> None:
 
 def test_bad_requests_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(
-        EvalError, match=r"length='64k' is not in babilong_demo: one of 1k, 2k, 4k, 8k, 16k, 32k"
+        EvalError, match=r"length='256k' is not in babilong_demo: one of 1k, 2k, 4k, 8k, 16k, 32k, 64k, 128k"
     ):
-        list(demo_set.load_samples(["64k"], ["qa1"], root=tmp_path))
+        list(demo_set.load_samples(["256k"], ["qa1"], root=tmp_path))
     with pytest.raises(
         EvalError, match=r"task='qa4' is not in babilong_demo at 1k: one of qa1, qa2, qa3, niah_single"
     ):
