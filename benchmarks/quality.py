@@ -27,8 +27,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.quality_cells import TARGET_BUDGET, Cell, cell_key, length_order, quality_cells
+from benchmarks.quality_cells import TARGET_BUDGET, Cell, cell_key, length_order, quality_cells, unique_units
 from benchmarks.quality_plots import plots
+from cluster.presets import base_name
 from cluster.reduce import BASELINE, mean_of, reduce_and_score
 from cluster.writer import ResultsError
 from evals.stats import Interval, PairedComparison, paired_comparison
@@ -107,7 +108,8 @@ def target_lines(cells: list[Cell]) -> list[str]:
     """The retention target per model it names (LASER-KV, B=1024, at the model's target length)."""
     lines = []
     for cell in cells:
-        if cell.method != LASER or cell.budget != TARGET_BUDGET or TARGETS.get(cell.model) != cell.length:
+        laser = base_name(cell.method) == LASER
+        if not laser or cell.budget != TARGET_BUDGET or TARGETS.get(cell.model) != cell.length:
             continue
         if cell.retention is None:
             verdict = "undefined: full cache never answered"
@@ -115,10 +117,18 @@ def target_lines(cells: list[Cell]) -> list[str]:
             met = cell.retention.estimate >= TARGET_RETENTION
             verdict = ("met" if met else "missed") + f" (point estimate vs {TARGET_RETENTION:.0f}%)"
         lines.append(
-            f"- {cell.model}, {cell.task}, {cell.length}: LASER-KV B={TARGET_BUDGET} retention "
+            f"- {cell.model}, {cell.task}, {cell.length}: {cell.method} B={TARGET_BUDGET} retention "
             f"{_ci(cell.retention)} % (accuracy {_ci(cell.accuracy)} %, n={cell.n}): {verdict}."
         )
     return lines or ["- no cell matches a target (LASER-KV at B=1024 at the model's target length)."]
+
+
+def correct_by_cell(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, float]]:
+    """(model, task, length, method, budget) -> sample id -> 1.0 if answered right, else 0.0."""
+    correct: dict[tuple[Any, ...], dict[str, float]] = defaultdict(dict)
+    for row in rows:
+        correct[cell_key(row)][row["sample_id"]] = float(row["correct"])
+    return correct
 
 
 def _paired(
@@ -141,9 +151,7 @@ def versus_rows(rows: list[dict[str, Any]], cells: list[Cell], match: str) -> li
     rival taken at the same
     budget B (``match="budget"``) or at the budget whose realised kept tokens are nearest to
     LASER-KV's (``match="kept"``: accumulate mode keeps more than B)."""
-    correct: dict[tuple[Any, ...], dict[str, float]] = defaultdict(dict)
-    for row in rows:  # (model, task, length, method, budget) -> sample -> correct
-        correct[cell_key(row)][row["sample_id"]] = float(row["correct"])
+    correct = correct_by_cell(rows)
     table: list[tuple[str, ...]] = []
     for cell in cells:
         if cell.method not in LASER_MODES:
@@ -184,6 +192,49 @@ def versus_table(rows: list[dict[str, Any]], cells: list[Cell], match: str) -> l
     )  # fmt: skip
 
 
+def variant_table(rows: list[dict[str, Any]], cells: list[Cell]) -> list[str]:
+    """Each variant (a method run with settings beyond B, e.g. ``laser[score_pooling=7]``) against
+    its method at the same B, on the samples both ran."""
+    correct = correct_by_cell(rows)
+    table: list[tuple[str, ...]] = []
+    for cell in cells:
+        base = _find(cells, model=cell.model, task=cell.task, length=cell.length,
+                     method=base_name(cell.method), budget=cell.budget)  # fmt: skip
+        if cell.method == base_name(cell.method) or base is None:
+            continue
+        paired = _paired(correct, cell, base)
+        if paired is None:
+            continue
+        comparison, ours, theirs, n_paired = paired
+        table.append(
+            (
+                cell.model, cell.task, cell.length, cell.method, str(cell.budget),
+                "-" if cell.kept is None else f"{cell.kept:.0f}", _ci(cell.retention), str(n_paired),
+                f"{ours:.1f}", f"{theirs:.1f}", _ci(comparison.difference, "+"),
+                f"{comparison.mcnemar_p:.3g}",
+            )
+        )  # fmt: skip
+    return _table(
+        ("model", "task", "length", "variant", "B", "kept", "retention % [95% CI]", "n paired",
+         "variant %", "method %", "variant - method, pp [95% CI]", "McNemar p"),
+        table,
+    )  # fmt: skip
+
+
+def _ablation_methods(cells: list[Cell]) -> list[tuple[str, str, str]]:
+    """The ablation's rows: full, the registered methods, then each variant found in ``cells``
+    (its method's selector and mode, plus its settings)."""
+    described = {method: (selector, mode) for method, selector, mode in ABLATION}
+    variants = sorted(
+        {cell.method for cell in cells if base_name(cell.method) in described} - described.keys()
+    )
+    extra = []
+    for variant in variants:
+        selector, mode = described[base_name(variant)]
+        extra.append((variant, f"{selector}, {variant[len(base_name(variant)) + 1 : -1]}", mode))
+    return [(BASELINE, "none (full cache)", "-"), *ABLATION, *extra]
+
+
 def ablation_table(cells: list[Cell], budget: int = TARGET_BUDGET) -> list[str]:
     """Selector x mode at one budget: accuracy (retention) per model and length."""
     columns = sorted(
@@ -192,7 +243,7 @@ def ablation_table(cells: list[Cell], budget: int = TARGET_BUDGET) -> list[str]:
     )
     header = ("method", "selector", "mode", *(f"{model} {task} {length}" for model, task, length in columns))
     table_rows = []
-    for method, selector, mode in (("full", "none (full cache)", "-"), *ABLATION):
+    for method, selector, mode in _ablation_methods(cells):
         values = []
         for model, task, length in columns:
             cell = _find(cells, model=model, task=task, length=length, method=method,
@@ -212,6 +263,7 @@ def report(results: list[Path], out: Path) -> Path:
     rows: list[dict[str, Any]] = []
     for directory in results:
         rows += reduce_and_score(directory)[1]
+    rows = unique_units(rows)  # a unit run in two directories (e.g. ``full`` beside variants) once
     cells = quality_cells(rows)
     out.mkdir(parents=True, exist_ok=True)
     images = plots(cells, out)
@@ -221,6 +273,9 @@ def report(results: list[Path], out: Path) -> Path:
     lines += ["## LASER-KV vs the baselines at the same budget B", ""]
     lines += versus_table(rows, cells, "budget")
     lines += [f"## Ablation at B={TARGET_BUDGET}: accuracy % (retention)", "", *ablation_table(cells)]
+    variants = variant_table(rows, cells)
+    if len(variants) > 3:  # header, rule and the blank line: only with a variant
+        lines += ["## Variants against their method at the same B", "", *variants]
     lines += ["## Every cell", "", *main_tables(cells), "## Plots", ""]
     lines += [f"![{image.stem}]({image.name})" for image in images]
     path = out / "quality_tables.md"

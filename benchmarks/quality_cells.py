@@ -38,11 +38,35 @@ def length_order(length: str) -> int:
     return length_tokens(length)
 
 
+def method_variant(label: str) -> str:
+    """A sweep label without its budget: ``laser[budget=1024]`` -> ``laser``; settings other than
+    B stay, ``laser[budget=1024,score_pooling=7]`` -> ``laser[score_pooling=7]`` (a variant)."""
+    name = base_name(label)
+    changes = [
+        change
+        for change in label[len(name) + 1 : -1].split(",")
+        if change and not change.startswith("budget=")
+    ]
+    return f"{name}[{','.join(changes)}]" if changes else name
+
+
 def cell_key(row: dict[str, Any]) -> tuple[str, str, str, str, int | None]:
-    """(model, task, length, base method, budget) of a scored row; ``full`` has no budget."""
-    method = base_name(row["method"])
+    """(model, task, length, method or variant, budget) of a scored row; ``full`` has no budget."""
+    method = method_variant(row["method"])
     budget = None if method == BASELINE or row["m_budget"] is None else int(row["m_budget"])
     return row["model"], row["task"], row["length"], method, budget
+
+
+def unique_units(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per unit id across results directories (a unit id fixes sample, method settings,
+    model, data version and seed, so two runs of it are the same unit): the first ``ok`` row, else
+    the first row."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        previous = chosen.get(row["unit_id"])
+        if previous is None or (previous["status"] != "ok" and row["status"] == "ok"):
+            chosen[row["unit_id"]] = row
+    return list(chosen.values())
 
 
 def quality_cells(rows: list[dict[str, Any]]) -> list[Cell]:

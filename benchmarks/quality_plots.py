@@ -34,7 +34,9 @@ def plots(cells: list[Cell], directory: Path) -> list[Path]:
             for method in sorted({cell.method for cell in here}):
                 series = sorted((c for c in here if c.method == method), key=lambda c: c.budget or 0)
                 if method == BASELINE:
-                    axes.axhline(series[0].accuracy.estimate, color="black", linestyle="--", label="full")
+                    axes.axhline(
+                        series[0].accuracy.estimate, color="black", linestyle="--", label="full", zorder=5
+                    )
                     continue
                 xs = [c.budget or 0 for c in series]
                 axes.plot(xs, [c.accuracy.estimate for c in series], marker="o", label=method)
@@ -66,7 +68,9 @@ def plots(cells: list[Cell], directory: Path) -> list[Path]:
             if not series:
                 continue
             xs = [length_order(c.length) for c in series]
-            style: dict[str, Any] = {"color": "black", "linestyle": "--"} if method == BASELINE else {}
+            style: dict[str, Any] = (
+                {"color": "black", "linestyle": "--", "zorder": 5} if method == BASELINE else {}
+            )
             axes.plot(xs, [c.accuracy.estimate for c in series], marker="o", label=method, **style)
         axes.set_xscale("log", base=2)
         ticks = sorted({length_order(cell.length) for cell in mine})

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks import quality
+from benchmarks.quality_cells import method_variant, unique_units
 from cluster.reduce import reduce_and_score
 from cluster.rows import RESULT_SCHEMA
 
@@ -24,9 +25,9 @@ OUTCOMES = {  # label -> (budget, kept tokens, right answers on samples 0..3)
 }
 
 
-def build(directory: Path) -> None:
+def build(directory: Path, outcomes: dict[str, tuple[int | None, int, tuple[int, ...]]] = OUTCOMES) -> None:
     rows: list[dict[str, Any]] = []
-    for label, (budget, kept, right) in OUTCOMES.items():
+    for label, (budget, kept, right) in outcomes.items():
         for sample, ok in enumerate(right):
             values: dict[str, Any] = dict.fromkeys(RESULT_SCHEMA.names)
             values.update(
@@ -94,3 +95,48 @@ def test_a_directory_without_results_is_one_error_line(
         quality.main([str(tmp_path / "missing")])
     assert exit_info.value.code == 2
     assert "holds no result shards" in capsys.readouterr().err
+
+
+def test_method_variants_keep_settings_other_than_the_budget() -> None:
+    assert method_variant("laser") == "laser"
+    assert method_variant("laser[budget=1024]") == "laser"
+    assert method_variant("laser[budget=1024,score_pooling=7]") == "laser[score_pooling=7]"
+    assert method_variant("exact[protection_divisor=8,score_pooling=7]") == (
+        "exact[protection_divisor=8,score_pooling=7]"
+    )
+
+
+def test_unique_units_keeps_one_row_per_unit_preferring_ok() -> None:
+    rows = [
+        {"unit_id": "a", "status": "error", "run": 1},
+        {"unit_id": "a", "status": "ok", "run": 2},
+        {"unit_id": "a", "status": "ok", "run": 3},
+        {"unit_id": "b", "status": "ok", "run": 1},
+    ]
+    assert [(row["unit_id"], row["run"]) for row in unique_units(rows)] == [("a", 2), ("b", 1)]
+
+
+def test_variants_get_their_own_cells_and_a_paired_table(tmp_path: Path) -> None:
+    build(tmp_path / "grid")
+    # a second run: the same full units again (same unit ids) beside a pooled variant of laser
+    build(
+        tmp_path / "variant",
+        {"full": OUTCOMES["full"], "laser[budget=256,score_pooling=7]": (256, 450, (1, 1, 1, 0))},
+    )
+    text = quality.report([tmp_path / "grid", tmp_path / "variant"], tmp_path / "out").read_text()
+    assert "| laser[score_pooling=7] | 256 | 450 | 4 | 0 | 75.0" in text  # its own cell, n=4 not 8
+    assert "| full | - | 1000 | 4 | 0 |" in text  # the full units counted once
+    # variant 1,1,1,0 vs laser 1,0,1,0 on the same 4 samples
+    assert (
+        "| tiny | niah_single | 1k | laser[score_pooling=7] | 256 | 450 | 100.0 [100.0, 100.0] | 4 "
+        "| 75.0 | 50.0 | +25.0 [+0.0, +75.0] | 1 |"
+    ) in text
+    assert "- tiny, niah_single, 1k: laser[score_pooling=7] B=1024" not in text  # B=256 is no target cell
+    cells = quality.quality_cells(unique_units(
+        reduce_and_score(tmp_path / "grid")[1] + reduce_and_score(tmp_path / "variant")[1]
+    ))  # fmt: skip
+    ablation = "\n".join(quality.ablation_table(cells, budget=256))
+    assert (
+        "| laser[score_pooling=7] | hybrid exact + magicpig 0.75 (LASER-KV), score_pooling=7 | accumulate "
+        "| 75 (100%) |"
+    ) in ablation
