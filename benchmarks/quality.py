@@ -16,8 +16,10 @@ Per (model, task, length, method, budget): accuracy with a bootstrap 95% CI, ret
 accuracy / full-cache accuracy with a paired bootstrap 95% CI, the paired difference to ``full``
 with McNemar's exact p, and the realised kept tokens. Then the targets, LASER-KV against
 ``streaming`` and ``snapkv`` at the same budget (paired, with their realised kept tokens), and
-the ablation table. The cells are computed in ``benchmarks.quality_cells``, the plots in
-``benchmarks.quality_plots``.
+the ablation table. A method run with settings beyond B (a sweep YAML's ``score_pooling: [7]``)
+is a variant with its own cells (``laser[score_pooling=7]``), compared with its method at the
+same B on the same samples. A unit found in several directories counts once. The cells are
+computed in ``benchmarks.quality_cells``, the plots in ``benchmarks.quality_plots``.
 """
 
 from __future__ import annotations

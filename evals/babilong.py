@@ -33,7 +33,7 @@ HUB_IDS = {"babilong": "RMT-team/babilong", "babilong_1k": "RMT-team/babilong-1k
 LENGTHS = {
     "babilong": ("0k", "1k", "2k", "4k", "8k", "16k", "32k", "64k", "128k", "256k", "512k", "1M", "10M"),
     "babilong_1k": ("0k", "1k", "2k", "4k", "8k", "16k", "32k", "64k", "128k"),
-    "babilong_demo": ("1k", "2k", "4k", "8k", "16k", "32k", "64k", "128k"),  # generated offline (evals.demo_set)
+    "babilong_demo": ("1k", "2k", "4k", "8k", "16k", "32k", "64k", "128k"),  # generated (evals.demo_set)
 }
 
 
