@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.gpu_util import UtilisationSampler
+from benchmarks.gpu_util import UtilisationSampler, run_gpu_indices
 from cluster.config import RunConfig
 from cluster.driver import Progress, run_eval
 from cluster.presets import methods_with_overrides
@@ -29,19 +30,30 @@ from cluster.reduce import latest_rows
 from cluster.writer import read_results
 
 
+def dispatch_window(events: list[tuple[float, Progress]]) -> tuple[float, float]:
+    """(start, end) of the dispatch window in ``time.monotonic()`` time, from the progress reports
+    and the moments they came: the last report's ``elapsed_s`` counts from the window's start."""
+    if not events:
+        raise ValueError("no progress report: no unit ran")
+    end, final = events[-1]
+    return end - final.elapsed_s, end
+
+
 def measure(config: RunConfig) -> dict[str, Any]:
-    """Run ``config`` from scratch and return its throughput figures, with every GPU's utilisation
-    over the dispatch window where NVML is there (the run's workers hold GPUs 0..gpus-1)."""
-    last: list[tuple[float, Progress]] = []
+    """Run ``config`` from scratch and return its throughput figures, with every local GPU's
+    utilisation over the dispatch window where NVML is there (not for a remote ``--address``:
+    the GPUs sampled would not be the run's)."""
+    events: list[tuple[float, Progress]] = []
     with UtilisationSampler() as sampler:
-        run_eval(config, progress=lambda progress: last.append((time.monotonic(), progress)))
-    if not last:
+        run_eval(config, progress=lambda progress: events.append((time.monotonic(), progress)))
+    if not events:
         raise RuntimeError(f"{config.output_dir}: no unit ran")
     rows = latest_rows(read_results(Path(config.output_dir)))  # one row per unit, retries included
-    end, final = last[-1]
-    wall = final.elapsed_s
+    start, end = dispatch_window(events)
+    wall = end - start
     gpu_seconds = sum(row["seconds_total"] or 0.0 for row in rows)
-    utilisation = sampler.mean_percent(end - wall, end, range(sampler.device_count))
+    remote = config.address is not None or bool(os.environ.get("RAY_ADDRESS"))
+    utilisation = None if remote else sampler.mean_percent(start, end, range(sampler.device_count))
     return {
         "gpus": config.gpus,
         "workers": config.n_workers,
@@ -53,6 +65,7 @@ def measure(config: RunConfig) -> dict[str, Any]:
         "mean_unit_s": gpu_seconds / len(rows),
         "driver_overhead": 1 - gpu_seconds / (config.n_workers * wall),
         "gpu_util_percent": utilisation,
+        "run_gpu_indices": run_gpu_indices(config.gpus),
     }
 
 
@@ -70,18 +83,20 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {result['wall_s']:.1f} | {result['samples_per_hour']:.0f} "
             f"| {result['samples_per_hour'] / base:.2f}x | {result['mean_unit_s']:.2f} "
             f"| {100 * result['driver_overhead']:.2f}% "
-            f"| {_utilisation(result['gpu_util_percent'], result['gpus'])} |"
+            f"| {_utilisation(result['gpu_util_percent'], result.get('run_gpu_indices'))} |"
         )
     return "\n".join(lines)
 
 
-def _utilisation(percent: list[float] | None, gpus: int) -> str:
-    """Mean over the run's GPUs (the first ``gpus``), then every GPU of the machine in brackets:
-    ``93% (92, 94, 0, 0)``."""
-    if not percent or gpus < 1:
+def _utilisation(percent: list[float] | None, used: list[int] | None) -> str:
+    """Mean over the run's GPUs (NVML indices ``used``), then every GPU of the machine in
+    brackets: ``93% (92, 94, 0, 0)``; only the brackets where the run's GPUs are not known."""
+    if not percent:
         return "-"
-    used = percent[:gpus]
-    return f"{sum(used) / len(used):.0f}% ({', '.join(f'{value:.0f}' for value in percent)})"
+    every = ", ".join(f"{value:.0f}" for value in percent)
+    if not used or max(used) >= len(percent):
+        return f"({every})"
+    return f"{sum(percent[i] for i in used) / len(used):.0f}% ({every})"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,9 +3,23 @@ each sample period in which a kernel ran on the GPU, as ``nvidia-smi`` reports i
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
+
+
+def run_gpu_indices(gpus: int) -> list[int] | None:
+    """NVML indices of the GPUs a local run with ``gpus`` workers holds: Ray hands out the visible
+    GPUs in order, so the first ``gpus`` of ``CUDA_VISIBLE_DEVICES`` (NVML ignores that variable),
+    else 0..gpus-1. None where they cannot be told (GPU UUIDs in the variable)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return list(range(gpus))
+    ids = [part.strip() for part in visible.split(",") if part.strip()]
+    if not all(part.isdigit() for part in ids):
+        return None
+    return [int(part) for part in ids[:gpus]]
 
 
 class UtilisationSampler:

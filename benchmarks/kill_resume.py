@@ -1,19 +1,22 @@
-"""Kill and resume: run ``laserkv eval``, kill its whole process group (driver, Ray, workers) with
-SIGKILL once the results directory holds some rows, run the same command again (it resumes), and
-check that no unit is lost or written twice.
+"""Kill and resume: run ``laserkv eval``, kill everything it started (driver, local Ray, workers:
+every process of its session) with SIGKILL once the results directory holds some rows, run the
+same command again (it resumes), and check that no unit is lost or written twice.
 
     python -m benchmarks.kill_resume --after-rows 4 --reference /tmp/res/scaling/gpus2 -- \\
         --model /tmp/llama8b --lengths 32k,128k --tasks qa1 --limit 4 --method laser \\
         --method full --budget 4096 --gpus 2 --output /tmp/res/kill_resume
 
-Everything after ``--`` is passed to ``laserkv eval`` (without ``--overwrite``: the second run must
-resume). ``--reference``: a finished results directory of the same units (e.g. a scaling run);
-its unit ids are the ones expected. Prints one JSON object; exits 1 if a unit is lost or doubled.
+Everything after ``--`` is passed to ``laserkv eval`` (without ``--overwrite`` or
+``--retry-failed``: the second run must resume, and write each unit once). The units expected are
+those of ``--reference`` (a finished results directory of the same units, e.g. a scaling run),
+else the count the resumed run's manifest planned. Prints one JSON object; exits 1 if the first
+run was not killed (it finished first: ask for fewer rows), or a unit is lost or doubled.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -32,27 +35,62 @@ def published_rows(output_dir: Path) -> int:
     return read_results(output_dir).num_rows if shard_paths(output_dir) else 0
 
 
+def session_members(session: int) -> list[int]:
+    """Pids of the live processes in ``session`` (Linux ``/proc``): a process keeps its session
+    when it moves to its own process group, so this finds every worker Ray started."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # the fields after the parenthesised command: state, ppid, pgrp, session, ...
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[3]) == session and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def kill_session(session: int, timeout_s: float = 60.0) -> None:
+    """SIGKILL every process of ``session`` until none is left (or raise after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while members := session_members(session):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"processes {members} of session {session} outlived SIGKILL")
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+
+
 def run_and_kill(
     command: list[str], output_dir: Path, after_rows: int, poll_s: float = 1.0
 ) -> dict[str, Any]:
-    """Start ``command`` in its own process group, SIGKILL the group once ``after_rows`` rows are
-    published (or let it finish, if it finishes first)."""
+    """Start ``command`` in a new session; once ``after_rows`` rows are published, SIGKILL the
+    session (or let it finish, if it finishes first)."""
     started = time.monotonic()
     process = subprocess.Popen(command, start_new_session=True)
-    while process.poll() is None and published_rows(output_dir) < after_rows:
-        time.sleep(poll_s)
-    killed = process.poll() is None
-    if killed:
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    time.sleep(2.0)  # let the killed group's processes go before the rerun starts Ray again
-    seconds = time.monotonic() - started
+    try:
+        while process.poll() is None and published_rows(output_dir) < after_rows:
+            time.sleep(poll_s)
+        killed = process.poll() is None
+        seconds = time.monotonic() - started
+    finally:
+        kill_session(process.pid)  # also on Ctrl-C or an error here: nothing keeps the GPUs
+        process.wait()
     return {"killed": killed, "seconds": seconds, "rows_at_kill": published_rows(output_dir)}
 
 
+def planned_units(output_dir: Path) -> int | None:
+    """Units the latest manifest of ``output_dir`` planned (None without manifests)."""
+    manifests = sorted((output_dir / "manifests").glob("*.json"))
+    return json.loads(manifests[-1].read_text())["units_planned"] if manifests else None
+
+
 def check_rows(output_dir: Path, reference: Path | None) -> dict[str, Any]:
-    """Unit counts after the resume: rows, distinct units, doubled units, and (with a reference)
-    units lost or foreign."""
+    """Unit counts after the resume: rows, distinct units, doubled units, and units lost (and,
+    with a reference, foreign ones)."""
     ids = read_results(output_dir).column("unit_id").to_pylist()
     counts = Counter(ids)
     result: dict[str, Any] = {
@@ -65,7 +103,21 @@ def check_rows(output_dir: Path, reference: Path | None) -> dict[str, Any]:
         result["expected_units"] = len(expected)
         result["lost_units"] = len(expected - counts.keys())
         result["foreign_units"] = len(counts.keys() - expected)
+    else:
+        planned = planned_units(output_dir)
+        result["expected_units"] = planned
+        result["lost_units"] = None if planned is None else planned - len(counts)
     return result
+
+
+def eval_output(eval_args: list[str]) -> Path | None:
+    """The ``--output`` of laserkv eval's options (``--output D`` or ``--output=D``)."""
+    for index, arg in enumerate(eval_args):
+        if arg.startswith("--output="):
+            return Path(arg.split("=", 1)[1])
+        if arg == "--output" and index + 1 < len(eval_args):
+            return Path(eval_args[index + 1])
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,10 +128,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", type=Path, default=None, help="finished run of the same units")
     parser.add_argument("eval_args", nargs=argparse.REMAINDER, help="-- then laserkv eval's options")
     args = parser.parse_args(argv)
-    eval_args = [arg for arg in args.eval_args if arg != "--"]
-    if "--overwrite" in eval_args or "--output" not in eval_args:
-        parser.error("pass laserkv eval's --output, and not --overwrite (the second run must resume)")
-    output_dir = Path(eval_args[eval_args.index("--output") + 1])
+    eval_args = args.eval_args[1:] if args.eval_args[:1] == ["--"] else args.eval_args
+    output_dir = eval_output(eval_args)
+    if output_dir is None:
+        parser.error("pass laserkv eval's --output (after --)")
+    if {"--overwrite", "--retry-failed"} & set(eval_args):
+        parser.error("--overwrite and --retry-failed are refused: the second run must resume")
     if shard_paths(output_dir):
         parser.error(f"{output_dir} already holds results: start from an empty directory")
     command = [sys.executable, "-m", "cli.main", "eval", "--quiet", *eval_args]
@@ -93,8 +147,14 @@ def main(argv: list[str] | None = None) -> None:
         **check_rows(output_dir, args.reference),
     }
     print(json.dumps(result), flush=True)
-    bad = result["doubled_units"] or result.get("lost_units") or result.get("foreign_units") or resumed
-    sys.exit(1 if bad else 0)
+    failed = (
+        not first["killed"]
+        or resumed != 0
+        or result["doubled_units"]
+        or result["lost_units"] != 0
+        or result.get("foreign_units")
+    )
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -58,14 +58,17 @@ def cell_key(row: dict[str, Any]) -> tuple[str, str, str, str, int | None]:
 
 
 def unique_units(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per unit id across results directories (a unit id fixes sample, method settings,
-    model, data version and seed, so two runs of it are the same unit): the first ``ok`` row, else
-    the first row."""
-    chosen: dict[str, dict[str, Any]] = {}
+    """One row per (unit id, method label) across results directories: the same unit run twice
+    (e.g. ``full`` in the grid and beside a variant) counts once. The label is part of the key
+    because the unit id hashes a method's settings, not its name (two labels with the same
+    settings are two cells). As the reducer's ``latest_rows``: an ``ok`` row if there is one,
+    the last one read, else the last row."""
+    chosen: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
-        previous = chosen.get(row["unit_id"])
-        if previous is None or (previous["status"] != "ok" and row["status"] == "ok"):
-            chosen[row["unit_id"]] = row
+        key = (row["unit_id"], row["method"])
+        previous = chosen.get(key)
+        if previous is None or row["status"] == "ok" or previous["status"] != "ok":
+            chosen[key] = row
     return list(chosen.values())
 
 
@@ -80,7 +83,7 @@ def quality_cells(rows: list[dict[str, Any]]) -> list[Cell]:
                 f"cell {key} has two rows for one sample: pass results of one configuration "
                 "(block size, data version) per model, task, length, method and budget"
             )
-    full = {baseline_key(row): row for row in rows if base_name(row["method"]) == BASELINE}
+    full = {baseline_key(row): row for row in rows if method_variant(row["method"]) == BASELINE}
     cells = []
     for (model, task, length, method, budget), members in groups.items():
         ok = [row for row in members if row["status"] == "ok"]

@@ -106,14 +106,20 @@ def test_method_variants_keep_settings_other_than_the_budget() -> None:
     )
 
 
-def test_unique_units_keeps_one_row_per_unit_preferring_ok() -> None:
+def test_unique_units_keeps_one_row_per_unit_and_label_preferring_ok() -> None:
     rows = [
-        {"unit_id": "a", "status": "error", "run": 1},
-        {"unit_id": "a", "status": "ok", "run": 2},
-        {"unit_id": "a", "status": "ok", "run": 3},
-        {"unit_id": "b", "status": "ok", "run": 1},
+        {"unit_id": "a", "method": "laser", "status": "error", "run": 1},
+        {"unit_id": "a", "method": "laser", "status": "ok", "run": 2},
+        {"unit_id": "a", "method": "laser", "status": "ok", "run": 3},
+        {"unit_id": "a", "method": "laser", "status": "error", "run": 4},
+        {"unit_id": "a", "method": "hybrid_magicpig_0.75", "status": "ok", "run": 1},  # same settings
+        {"unit_id": "b", "method": "full", "status": "ok", "run": 1},
     ]
-    assert [(row["unit_id"], row["run"]) for row in unique_units(rows)] == [("a", 2), ("b", 1)]
+    assert [(row["unit_id"], row["method"], row["run"]) for row in unique_units(rows)] == [
+        ("a", "laser", 3),
+        ("a", "hybrid_magicpig_0.75", 1),
+        ("b", "full", 1),
+    ]
 
 
 def test_variants_get_their_own_cells_and_a_paired_table(tmp_path: Path) -> None:
@@ -131,7 +137,6 @@ def test_variants_get_their_own_cells_and_a_paired_table(tmp_path: Path) -> None
         "| tiny | niah_single | 1k | laser[score_pooling=7] | 256 | 450 | 100.0 [100.0, 100.0] | 4 "
         "| 75.0 | 50.0 | +25.0 [+0.0, +75.0] | 1 |"
     ) in text
-    assert "- tiny, niah_single, 1k: laser[score_pooling=7] B=1024" not in text  # B=256 is no target cell
     cells = quality.quality_cells(unique_units(
         reduce_and_score(tmp_path / "grid")[1] + reduce_and_score(tmp_path / "variant")[1]
     ))  # fmt: skip
@@ -140,3 +145,22 @@ def test_variants_get_their_own_cells_and_a_paired_table(tmp_path: Path) -> None
         "| laser[score_pooling=7] | hybrid exact + magicpig 0.75 (LASER-KV), score_pooling=7 | accumulate "
         "| 75 (100%) |"
     ) in ablation
+
+
+def test_target_lines_name_laser_and_its_variants(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(quality, "TARGETS", {"tiny": "1k"})
+    build(
+        tmp_path,
+        {
+            "full": OUTCOMES["full"],  # 1,1,1,0
+            "laser[budget=1024]": (1024, 900, (1, 0, 0, 0)),
+            "laser[budget=1024,score_pooling=7]": (1024, 900, (1, 1, 1, 0)),
+            "laser[budget=256]": OUTCOMES["laser[budget=256]"],  # not the target budget
+        },
+    )
+    lines = quality.target_lines(quality.quality_cells(reduce_and_score(tmp_path)[1]))
+    assert len(lines) == 2
+    assert lines[0].startswith("- tiny, niah_single, 1k: laser B=1024 retention 33.3 [")
+    assert lines[0].endswith("missed (point estimate vs 90%).")
+    assert lines[1].startswith("- tiny, niah_single, 1k: laser[score_pooling=7] B=1024 retention 100.0 [")
+    assert lines[1].endswith("met (point estimate vs 90%).")
