@@ -98,8 +98,12 @@ def test_kill_session_ends_processes_that_left_the_process_group() -> None:
         f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(120)"
     )
     process = subprocess.Popen([sys.executable, "-c", parent], start_new_session=True)
-    deadline = time.monotonic() + 30
-    while len(kill_resume.session_members(process.pid)) < 2 and time.monotonic() < deadline:
+
+    def groups_in_session() -> set[int]:
+        return {os.getpgid(pid) for pid in kill_resume.session_members(process.pid)}
+
+    deadline = time.monotonic() + 30  # until the child has started and left its parent's group
+    while len(groups_in_session()) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     members = kill_resume.session_members(process.pid)
     assert len(members) == 2 and process.pid in members
