@@ -27,12 +27,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cluster.writer import read_results, shard_paths
+import pyarrow.parquet as pq
+
+from cluster.writer import read_manifests, read_results, shard_paths
 
 
 def published_rows(output_dir: Path) -> int:
-    """Rows in the shards published so far."""
-    return read_results(output_dir).num_rows if shard_paths(output_dir) else 0
+    """Rows in the shards published so far, from their Parquet footers (polled every second
+    while the run works: the rows themselves are not read)."""
+    return sum(pq.read_metadata(path).num_rows for path in shard_paths(output_dir))
 
 
 def session_members(session: int) -> list[int]:
@@ -84,8 +87,8 @@ def run_and_kill(
 
 def planned_units(output_dir: Path) -> int | None:
     """Units the latest manifest of ``output_dir`` planned (None without manifests)."""
-    manifests = sorted((output_dir / "manifests").glob("*.json"))
-    return json.loads(manifests[-1].read_text())["units_planned"] if manifests else None
+    manifests = read_manifests(output_dir)
+    return int(manifests[-1]["units_planned"]) if manifests else None
 
 
 def check_rows(output_dir: Path, reference: Path | None) -> dict[str, Any]:

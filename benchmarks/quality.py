@@ -200,9 +200,11 @@ def variant_table(rows: list[dict[str, Any]], cells: list[Cell]) -> list[str]:
     correct = correct_by_cell(rows)
     table: list[tuple[str, ...]] = []
     for cell in cells:
+        if cell.method == base_name(cell.method):
+            continue  # not a variant
         base = _find(cells, model=cell.model, task=cell.task, length=cell.length,
                      method=base_name(cell.method), budget=cell.budget)  # fmt: skip
-        if cell.method == base_name(cell.method) or base is None:
+        if base is None:
             continue
         paired = _paired(correct, cell, base)
         if paired is None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.presets import base_name
-from cluster.reduce import BASELINE, baseline_key, mean_of, paired_scores
+from cluster.reduce import BASELINE, baseline_key, latest_per_key, mean_of, paired_scores
 from evals.babilong import length_tokens
 from evals.stats import Interval, PairedComparison, bootstrap_ci, paired_comparison, retention_ci
 
@@ -63,13 +63,7 @@ def unique_units(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     because the unit id hashes a method's settings, not its name (two labels with the same
     settings are two cells). As the reducer's ``latest_rows``: an ``ok`` row if there is one,
     the last one read, else the last row."""
-    chosen: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
-        key = (row["unit_id"], row["method"])
-        previous = chosen.get(key)
-        if previous is None or row["status"] == "ok" or previous["status"] != "ok":
-            chosen[key] = row
-    return list(chosen.values())
+    return latest_per_key(rows, lambda row: (row["unit_id"], row["method"]))
 
 
 def quality_cells(rows: list[dict[str, Any]]) -> list[Cell]:

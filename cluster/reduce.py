@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,21 @@ COST_COLUMNS = (
 FAILED_OUTPUT = "<no output: the unit failed>"
 
 
+def latest_per_key(
+    rows: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
+) -> list[dict[str, Any]]:
+    """One row per ``key(row)``: the last ``ok`` row if there is one, else the last row."""
+    chosen: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        previous = chosen.get(key(row))
+        if previous is None or row["status"] == "ok" or previous["status"] != "ok":
+            chosen[key(row)] = row
+    return list(chosen.values())
+
+
 def latest_rows(table: pa.Table) -> list[dict[str, Any]]:
     """One row per unit id: an ``ok`` row if there is one, else the last written."""
-    chosen: dict[str, dict[str, Any]] = {}
-    for row in table.to_pylist():
-        previous = chosen.get(row["unit_id"])
-        if previous is None or row["status"] == "ok" or previous["status"] != "ok":
-            chosen[row["unit_id"]] = row
-    return list(chosen.values())
+    return latest_per_key(table.to_pylist(), lambda row: row["unit_id"])
 
 
 def scored_rows(table: pa.Table) -> list[dict[str, Any]]:

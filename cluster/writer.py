@@ -141,17 +141,28 @@ def git_sha() -> str | None:
     return result.stdout.strip() or None
 
 
-def previous_revisions(output_dir: Path, dataset: str) -> set[str]:
-    """The data versions earlier runs in ``output_dir`` used for ``dataset`` (from their manifests)."""
-    found = set()
+def read_manifests(output_dir: Path) -> list[dict[str, Any]]:
+    """The run manifests of ``output_dir``, oldest first (run ids start with their UTC time).
+
+    Raises:
+        ResultsError: a manifest that is not readable JSON.
+    """
+    manifests = []
     for path in sorted((Path(output_dir) / MANIFESTS).glob("*.json")):
         try:
-            manifest = json.loads(path.read_text())
+            manifests.append(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as error:
             raise ResultsError(f"{path} is not a readable run manifest: {error}") from error
-        if manifest.get("config", {}).get("dataset") == dataset and "dataset_revision" in manifest:
-            found.add(str(manifest["dataset_revision"]))
-    return found
+    return manifests
+
+
+def previous_revisions(output_dir: Path, dataset: str) -> set[str]:
+    """The data versions earlier runs in ``output_dir`` used for ``dataset`` (from their manifests)."""
+    return {
+        str(manifest["dataset_revision"])
+        for manifest in read_manifests(output_dir)
+        if manifest.get("config", {}).get("dataset") == dataset and "dataset_revision" in manifest
+    }
 
 
 def write_manifest(output_dir: Path, run_id: str, config: dict[str, Any], details: dict[str, Any]) -> Path:
