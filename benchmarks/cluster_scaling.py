@@ -28,6 +28,7 @@ from cluster.driver import Progress, run_eval
 from cluster.presets import methods_with_overrides
 from cluster.reduce import latest_rows
 from cluster.writer import read_results
+from laserkv.errors import LaserKVError
 
 
 def dispatch_window(events: list[tuple[float, Progress]]) -> tuple[float, float]:
@@ -112,14 +113,37 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--method", action="append", required=True)
     parser.add_argument("--budget", type=int, default=None)
     parser.add_argument("--block-size", type=int, default=None)
-    parser.add_argument("--gpus", default="1,2", help="comma-separated GPU counts, run in order")
+    parser.add_argument(
+        "--gpus", type=_gpu_counts, default="1,2", help="comma-separated GPU counts, run in order"
+    )
     parser.add_argument("--in-flight", type=int, default=2, help="units queued per worker")
     parser.add_argument("--output", required=True, help="one results directory per GPU count under it")
     args = parser.parse_args(argv)
+    try:
+        results = run_counts(args)
+    except (LaserKVError, ValueError, OSError) as error:  # as the CLI: bad method, data, model; too few GPUs
+        parser.error(str(error))
+    print(table(results))
+    Path(args.output, "scaling.json").write_text(json.dumps(results, indent=1))
+
+
+def _gpu_counts(text: str) -> list[int]:
+    """``"1,2,4"`` -> [1, 2, 4] (argparse type: a bad value is a one-line usage error)."""
+    try:
+        counts = [int(value) for value in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of GPU counts") from None
+    if any(count < 1 for count in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: every GPU count must be at least 1")
+    return counts
+
+
+def run_counts(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``measure`` for each GPU count in turn; one JSON line each."""
     overrides = {"budget": args.budget, "block_size": args.block_size}
     methods = methods_with_overrides(tuple(args.method), overrides)
     results = []
-    for gpus in (int(value) for value in args.gpus.split(",")):
+    for gpus in args.gpus:
         config = RunConfig(
             model=args.model,
             dataset=args.dataset,
@@ -135,8 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         results.append(measure(config))
         print(json.dumps(results[-1]), flush=True)
-    print(table(results))
-    Path(args.output, "scaling.json").write_text(json.dumps(results, indent=1))
+    return results
 
 
 if __name__ == "__main__":

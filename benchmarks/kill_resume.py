@@ -82,7 +82,12 @@ def run_and_kill(
     finally:
         kill_session(process.pid)  # also on Ctrl-C or an error here: nothing keeps the GPUs
         process.wait()
-    return {"killed": killed, "seconds": seconds, "rows_at_kill": published_rows(output_dir)}
+    return {
+        "killed": killed,
+        "exit_code": None if killed else process.returncode,
+        "seconds": seconds,
+        "rows_at_kill": published_rows(output_dir),
+    }
 
 
 def planned_units(output_dir: Path) -> int | None:
@@ -139,8 +144,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--overwrite and --retry-failed are refused: the second run must resume")
     if shard_paths(output_dir):
         parser.error(f"{output_dir} already holds results: start from an empty directory")
+    if args.reference is not None and not shard_paths(args.reference):
+        parser.error(f"--reference {args.reference} holds no result shards: pass a finished run")
     command = [sys.executable, "-m", "cli.main", "eval", "--quiet", *eval_args]
     first = run_and_kill(command, output_dir, args.after_rows)
+    if not first["killed"] and first["exit_code"] != 0:
+        parser.exit(
+            2, f"laserkv eval failed (exit {first['exit_code']}) before it was killed: see its error above\n"
+        )
     started = time.monotonic()
     resumed = subprocess.run(command, check=False).returncode
     result = {

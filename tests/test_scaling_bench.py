@@ -172,3 +172,31 @@ def test_scaling_table_shows_speed_up_overhead_and_utilisation() -> None:
     assert lines[4].endswith("| 1.00x | 2.50 | 1.00% | 70% (0, 70) |")
     assert lines[5].endswith("| 1.00x | 2.50 | 1.00% | (50, 0) |")
     assert lines[6].endswith("| 2.00x | 2.50 | 1.00% | - |")
+
+
+def test_cluster_scaling_refuses_bad_input_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv, message in (
+        (["--method", "bogus"], "method='bogus' is not allowed"),
+        (["--method", "laser", "--gpus", "1,a"], "'1,a' is not a comma-separated list of GPU counts"),
+        (["--method", "laser", "--gpus", "0"], "every GPU count must be at least 1"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            cluster_scaling.main(["--model", "m", "--output", str(tmp_path), *argv])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_kill_resume_refuses_an_empty_reference_and_stops_when_eval_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        kill_resume.main(["--reference", str(tmp_path / "none"), "--", "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "holds no result shards" in capsys.readouterr().err
+    # laserkv eval refuses the dataset at once: no resume is tried, one line says why
+    with pytest.raises(SystemExit) as exit_info:
+        kill_resume.main(["--", "--dataset", "nosuch", "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "laserkv eval failed (exit 2) before it was killed" in capsys.readouterr().err
