@@ -50,7 +50,7 @@ def run_one(
     generator = torch.Generator().manual_seed(seed)
     context = torch.randint(0, 128000, (n_context,), generator=generator).tolist()
     question = torch.randint(0, 128000, (n_question,), generator=generator).tolist()
-    row: dict[str, Any] = {"method": method.name, "backend": method.backend, "context": n_context}
+    row: dict[str, Any] = {"method": method.name, "backend": method.engine.backend, "context": n_context}
     torch.cuda.empty_cache()
     start = time.perf_counter()
     try:

@@ -31,7 +31,7 @@ from typing import Any
 
 from benchmarks.quality_cells import TARGET_BUDGET, Cell, cell_key, length_order, quality_cells, unique_units
 from benchmarks.quality_plots import plots
-from cluster.presets import base_name
+from cluster.labels import base_name
 from cluster.reduce import BASELINE, mean_of, reduce_and_score
 from cluster.writer import ResultsError
 from evals.stats import Interval, PairedComparison, paired_comparison

@@ -7,8 +7,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from cluster.presets import base_name
+from cluster.labels import base_name
 from cluster.reduce import BASELINE, baseline_key, latest_per_key, mean_of, paired_scores
+from cluster.rows import method_params
 from evals.babilong import length_tokens
 from evals.stats import Interval, PairedComparison, bootstrap_ci, paired_comparison, retention_ci
 
@@ -53,7 +54,8 @@ def method_variant(label: str) -> str:
 def cell_key(row: dict[str, Any]) -> tuple[str, str, str, str, int | None]:
     """(model, task, length, method or variant, budget) of a scored row; ``full`` has no budget."""
     method = method_variant(row["method"])
-    budget = None if method == BASELINE or row["m_budget"] is None else int(row["m_budget"])
+    configured = method_params(row).get("budget")
+    budget = None if method == BASELINE or configured is None else int(configured)
     return row["model"], row["task"], row["length"], method, budget
 
 

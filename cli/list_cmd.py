@@ -21,9 +21,12 @@ def methods_command() -> None:
         table.add_column(column)
     for name, factory in METHODS.items():
         config = factory()
-        budget = "-" if config.budget is None else str(config.budget)
-        mode = "-" if config.selector == "none" else config.compression_mode
-        table.add_row(name, config.selector, mode, config.backend, budget, DESCRIPTIONS[name])
+        engine = config.engine
+        budget = "-" if engine.budget is None else str(engine.budget)
+        if engine.budget is None and engine.compression_ratio is not None:
+            budget = f"r={engine.compression_ratio}"
+        mode = engine.compression_mode if config.selector.evicts else "-"
+        table.add_row(name, config.selector.summary(), mode, engine.backend, budget, DESCRIPTIONS[name])
     stdout.print(table)
 
 

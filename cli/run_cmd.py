@@ -90,7 +90,7 @@ def run(
     table = Table(title=f"laserkv run: {chosen.dataset} {chosen.sample_id}", show_header=False)
     rows = [
         ("model", model),
-        ("method", f"{config.name} ({config.selector}, {config.compression_mode}, budget {stats.budget})"),
+        ("method", f"{config.name} ({config.kind}, {config.engine.compression_mode}, budget {stats.budget})"),
         ("context tokens", str(stats.context_tokens)),
         ("kept tokens (final)", str(stats.final_cache_length)),
         ("cache length per block", ", ".join(map(str, stats.cache_length_per_block))),

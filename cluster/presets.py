@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from cluster.labels import sweep_label
 from laserkv.config import MethodConfig
 from laserkv.errors import ConfigError
 from laserkv.methods import METHODS, get_method
@@ -47,31 +48,20 @@ x modes) plus the baselines. ``laser-budgets``: LASER-KV against the baselines a
 
 
 def method_with_overrides(name: str, overrides: dict[str, object], label: str | None = None) -> MethodConfig:
-    """A registered method with field overrides; ``full`` ignores budget-like overrides (it keeps
-    everything). ``label`` renames it (sweeps)."""
+    """A registered method with parameter overrides; ``full`` ignores budget-like overrides (it
+    keeps everything). ``label`` renames it (sweeps)."""
     changes = dict(overrides)
     if name == "full":
         for field in ("budget", "compression_ratio", "protection_divisor"):
             changes.pop(field, None)
     method = get_method(name, **changes)
-    return method.replace(name=label) if label else method
+    return method.renamed(label) if label else method
 
 
 def methods_with_overrides(names: tuple[str, ...], overrides: dict[str, object]) -> tuple[MethodConfig, ...]:
     """Every named method with the same overrides (``None`` values are left out)."""
     given = {field: value for field, value in overrides.items() if value is not None}
     return tuple(method_with_overrides(name, given) for name in names)
-
-
-def base_name(label: str) -> str:
-    """The registered method of a sweep label: ``laser[budget=1024]`` -> ``laser``."""
-    return label.split("[")[0]
-
-
-def _label(name: str, changes: dict[str, object]) -> str:
-    if not changes:
-        return name
-    return name + "[" + ",".join(f"{field}={value}" for field, value in sorted(changes.items())) + "]"
 
 
 def sweep_methods(grid: str, overrides: dict[str, object]) -> tuple[MethodConfig, ...]:
@@ -104,7 +94,9 @@ def sweep_methods(grid: str, overrides: dict[str, object]) -> tuple[MethodConfig
         for values in itertools.product(*axes.values()):
             changes = dict(zip(axes, values, strict=True))
             methods.append(
-                method_with_overrides(entry["method"], {**given, **changes}, _label(entry["method"], changes))
+                method_with_overrides(
+                    entry["method"], {**given, **changes}, sweep_label(entry["method"], changes)
+                )
             )
     return tuple(methods)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.presets import base_name
+from cluster.labels import base_name
 from cluster.reduce import BASELINE, baseline_key, mean_of, paired_scores, reduce_and_score
 from cluster.writer import MANIFESTS
 from evals.babilong import length_tokens

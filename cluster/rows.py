@@ -1,14 +1,15 @@
-"""The result row: one per work unit, with a fixed, documented Parquet schema.
+"""The result row: one per work unit, declared column by column (``COLUMNS``), with a
+``schema_version``; readers accept every earlier version (``upgrade_table``).
 
 Columns (all nullable unless noted):
 
-- identity: ``unit_id`` (not null), ``run_id``, ``attempt``, ``status`` (not null: ``ok``,
-  ``error``, ``oom``, ``timeout``), ``error``, ``worker``;
+- identity: ``unit_id`` (not null), ``schema_version`` (not null), ``run_id``, ``attempt``,
+  ``status`` (not null: ``ok``, ``error``, ``oom``, ``timeout``), ``error``, ``worker``;
 - dataset: ``dataset``, ``dataset_revision``, ``sample_id``, ``task``, ``length``,
   ``difficulty``, ``domain``, ``sub_domain``, ``question``, ``target``;
-- method: ``method`` (name), ``method_hash`` and one ``m_<field>`` column per ``MethodConfig``
-  field (``m_budget``, ``m_compression_ratio``, ``m_lsh_seed``, ...); ``block_size_used`` (after
-  an OOM retry with a smaller block);
+- method: ``method`` (name), ``method_hash``, ``method_kind`` (the selector's kind) and
+  ``method_params`` (JSON of the flat parameters, ``MethodConfig.params()``);
+  ``block_size_used`` (after an OOM retry with a smaller block);
 - model and prompt: ``model``, ``prompt_hash`` (sha256 of the chat-templated prompt),
   ``context_tokens``, ``question_tokens``, ``temperature``, ``max_new_tokens``, ``seed``;
 - compression: ``budget`` (B used; derived from r when the method gives a ratio),
@@ -17,89 +18,118 @@ Columns (all nullable unless noted):
   ``correct``;
 - cost: ``seconds_forward``, ``seconds_score``, ``seconds_select``, ``seconds_gather``,
   ``seconds_decode``, ``seconds_total``, ``peak_memory_bytes``.
+
+Versions: 1 (the first release) stored one ``m_<field>`` column per field of the then flat
+``MethodConfig`` instead of ``method_kind`` / ``method_params``; 2 is this layout. This module
+imports neither torch nor laserkv's engine.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from laserkv.config import MethodConfig
-
-_ARROW_TYPES = {
-    "str": pa.string(),
-    "int": pa.int64(),
-    "int | None": pa.int64(),
-    "float": pa.float64(),
-    "float | None": pa.float64(),
-    "bool": pa.bool_(),
-}
-METHOD_COLUMNS = tuple(f"m_{field.name}" for field in dataclasses.fields(MethodConfig))
+SCHEMA_VERSION = 2
 PHASES = ("forward", "score", "select", "gather", "decode")
+V1_METHOD_PREFIX = "m_"
 
 
-def _method_fields() -> list[pa.Field]:
-    return [
-        pa.field(f"m_{field.name}", _ARROW_TYPES[str(field.type)])
-        for field in dataclasses.fields(MethodConfig)
-    ]
+@dataclass(frozen=True)
+class Column:
+    """One declared result column: its Arrow type and the schema version that added it."""
 
+    name: str
+    type: pa.DataType
+    nullable: bool = True
+    since: int = 1
+
+
+def _strings(*names: str, since: int = 1) -> tuple[Column, ...]:
+    return tuple(Column(name, pa.string(), since=since) for name in names)
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("unit_id", pa.string(), nullable=False),
+    Column("schema_version", pa.int64(), nullable=False, since=2),
+    Column("run_id", pa.string()),
+    Column("attempt", pa.int64()),
+    Column("status", pa.string(), nullable=False),
+    *_strings("error", "worker", "dataset", "dataset_revision", "sample_id", "task", "length"),
+    *_strings("difficulty", "domain", "sub_domain", "question", "target", "method", "method_hash"),
+    *_strings("method_kind", "method_params", since=2),
+    Column("block_size_used", pa.int64()),
+    *_strings("model", "prompt_hash"),
+    *(Column(name, pa.int64()) for name in ("context_tokens", "question_tokens")),
+    Column("temperature", pa.float64()),
+    *(Column(name, pa.int64()) for name in ("max_new_tokens", "seed", "budget")),
+    *(Column(name, pa.int64()) for name in ("kept_tokens_final", "kept_tokens_max")),
+    Column("cache_length_per_block", pa.list_(pa.int64())),
+    *_strings("raw_output", "prediction"),
+    Column("correct", pa.bool_()),
+    *(Column(f"seconds_{phase}", pa.float64()) for phase in (*PHASES, "total")),
+    Column("peak_memory_bytes", pa.int64()),
+)
 
 RESULT_SCHEMA = pa.schema(
-    [
-        pa.field("unit_id", pa.string(), nullable=False),
-        pa.field("run_id", pa.string()),
-        pa.field("attempt", pa.int64()),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("error", pa.string()),
-        pa.field("worker", pa.string()),
-        *[
-            pa.field(name, pa.string())
-            for name in (
-                "dataset",
-                "dataset_revision",
-                "sample_id",
-                "task",
-                "length",
-                "difficulty",
-                "domain",
-                "sub_domain",
-                "question",
-                "target",
-                "method",
-                "method_hash",
-            )
-        ],
-        *_method_fields(),
-        pa.field("block_size_used", pa.int64()),
-        pa.field("model", pa.string()),
-        pa.field("prompt_hash", pa.string()),
-        pa.field("context_tokens", pa.int64()),
-        pa.field("question_tokens", pa.int64()),
-        pa.field("temperature", pa.float64()),
-        pa.field("max_new_tokens", pa.int64()),
-        pa.field("seed", pa.int64()),
-        pa.field("budget", pa.int64()),
-        pa.field("kept_tokens_final", pa.int64()),
-        pa.field("kept_tokens_max", pa.int64()),
-        pa.field("cache_length_per_block", pa.list_(pa.int64())),
-        pa.field("raw_output", pa.string()),
-        pa.field("prediction", pa.string()),
-        pa.field("correct", pa.bool_()),
-        *[pa.field(f"seconds_{phase}", pa.float64()) for phase in PHASES],
-        pa.field("seconds_total", pa.float64()),
-        pa.field("peak_memory_bytes", pa.int64()),
-    ]
+    [pa.field(column.name, column.type, nullable=column.nullable) for column in COLUMNS]
 )
-"""The schema every result shard has (checked when shards are read)."""
+"""The schema every result table has once read (older shards are upgraded to it)."""
+
+
+class SchemaError(ValueError):
+    """A table lacks columns that every laserkv result shard of its version has."""
+
+
+def _v1_method_columns(table: pa.Table) -> pa.Table:
+    """Version 1 -> 2: ``method_kind`` from ``m_selector``, ``method_params`` from every
+    ``m_<field>`` column but ``m_name`` (the label, already in ``method``)."""
+    fields = [name for name in table.column_names if name.startswith(V1_METHOD_PREFIX) and name != "m_name"]
+    if "m_selector" not in fields:
+        raise SchemaError("m_selector (a version 1 shard's method columns)")
+    per_row = table.select(fields).to_pylist()
+    params = [
+        json.dumps({name[len(V1_METHOD_PREFIX) :]: value for name, value in row.items()}, sort_keys=True)
+        for row in per_row
+    ]
+    table = table.append_column("method_params", pa.array(params, pa.string()))
+    return table.append_column("method_kind", table.column("m_selector").cast(pa.string()))
+
+
+def upgrade_table(table: pa.Table) -> pa.Table:
+    """Any stored version's rows in ``RESULT_SCHEMA`` (columns of later versions are kept out).
+
+    Raises:
+        SchemaError: a column its version must have is missing (the message names it).
+    """
+    version = 2 if "schema_version" in table.column_names else 1
+    missing = [
+        column.name for column in COLUMNS if column.since <= version and column.name not in table.column_names
+    ]
+    if missing:
+        raise SchemaError(", ".join(missing[:5]) + ("..." if len(missing) > 5 else ""))
+    if version == 1:
+        table = _v1_method_columns(table)
+        table = table.append_column("schema_version", pa.array([1] * table.num_rows, pa.int64()))
+    return table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA)
+
+
+def method_params(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's flat method parameters (``MethodConfig.params()`` as stored)."""
+    return dict(json.loads(row["method_params"])) if row.get("method_params") else {}
+
+
+def blank_row() -> dict[str, Any]:
+    """A row of this schema version with every other column empty."""
+    return {**dict.fromkeys(RESULT_SCHEMA.names), "schema_version": SCHEMA_VERSION}
 
 
 def base_row(unit: Any, run_id: str, attempt: int, worker: str) -> dict[str, Any]:
     """The columns known before running: identity, dataset fields, method, model, generation."""
     sample, method = unit.sample, unit.method
-    row: dict[str, Any] = dict.fromkeys(RESULT_SCHEMA.names)
+    row = blank_row()
     row.update(
         unit_id=unit.unit_id,
         run_id=run_id,
@@ -117,12 +147,13 @@ def base_row(unit: Any, run_id: str, attempt: int, worker: str) -> dict[str, Any
         target=sample.target,
         method=method.name,
         method_hash=method.config_hash,
+        method_kind=method.kind,
+        method_params=json.dumps(method.params(), sort_keys=True),
         model=unit.model,
         temperature=float(sample.generation.temperature),
         max_new_tokens=sample.generation.max_new_tokens,
         seed=unit.seed,
     )
-    row.update({f"m_{name}": value for name, value in method.to_dict().items()})
     return row
 
 

@@ -51,16 +51,16 @@ class EvalWorker:
             try:
                 return self.answer(unit, method, attempt)
             except Exception as error:  # every failure becomes a row; the run goes on
-                if is_out_of_memory(error) and try_index == 0 and method.block_size > 1:
+                if is_out_of_memory(error) and try_index == 0 and method.engine.block_size > 1:
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
-                    method = method.replace(block_size=max(1, method.block_size // 2))
+                    method = method.with_params(block_size=max(1, method.engine.block_size // 2))
                     continue
                 status = "oom" if is_out_of_memory(error) else "error"
                 row = error_row(
                     unit, self.run_id, attempt, self.name, status, f"{type(error).__name__}: {error}"
                 )
-                row["block_size_used"] = method.block_size
+                row["block_size_used"] = method.engine.block_size
                 return row
         raise AssertionError("unreachable: the loop returns on its second try")
 
@@ -80,7 +80,7 @@ class EvalWorker:
         row = base_row(unit, self.run_id, attempt, self.name)
         row.update(
             status="ok",
-            block_size_used=method.block_size,
+            block_size_used=method.engine.block_size,
             prompt_hash=hashlib.sha256(texts.full_prompt.encode()).hexdigest()[:16],
             context_tokens=stats.context_tokens,
             question_tokens=stats.question_tokens,

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cluster.rows import RESULT_SCHEMA
+from cluster.rows import RESULT_SCHEMA, SchemaError, upgrade_table
 from laserkv.errors import LaserKVError
 
 RESULTS = "results"
@@ -81,7 +81,8 @@ def shard_paths(output_dir: Path) -> list[Path]:
 
 
 def read_shard(path: Path) -> pa.Table:
-    """One shard, checked to be a laserkv result shard.
+    """One shard, checked to be a laserkv result shard, in the current schema (shards of an
+    earlier schema version are upgraded as they are read; the file is left as it is).
 
     Raises:
         ResultsError: unreadable Parquet or a schema without laserkv's result columns.
@@ -92,13 +93,12 @@ def read_shard(path: Path) -> pa.Table:
         raise ResultsError(
             f"{path} is not a readable Parquet file ({error}); move it out of the results dir"
         ) from error
-    missing = [name for name in RESULT_SCHEMA.names if name not in table.column_names]
-    if missing:
+    try:
+        return upgrade_table(table)
+    except SchemaError as error:
         raise ResultsError(
-            f"{path} is not a laserkv result shard (it lacks {', '.join(missing[:5])}"
-            f"{'...' if len(missing) > 5 else ''}); move it out of the results dir"
-        )
-    return table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA)
+            f"{path} is not a laserkv result shard (it lacks {error}); move it out of the results dir"
+        ) from error
 
 
 def read_results(output_dir: Path) -> pa.Table:

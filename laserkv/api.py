@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from laserkv.config import GenerationConfig, MethodConfig
+from laserkv.config import GenerationConfig
 from laserkv.engine import EngineResult, answer
+from laserkv.methods import method_from_params
 from laserkv.modeling import load_model_and_tokenizer
 
 
@@ -46,8 +47,7 @@ class RecursiveCompressionEngine:
         dtype: str | None = None,
         trust_remote_code: bool = False,
     ) -> None:
-        self.method = MethodConfig(
-            name=selector_type,
+        options: dict[str, object] = dict(
             selector=selector_type,
             compression_mode=compression_mode,
             backend=backend,
@@ -64,6 +64,7 @@ class RecursiveCompressionEngine:
             hybrid_secondary=hybrid_secondary,
             hybrid_ratio=hybrid_ratio,
         )
+        self.method = method_from_params(selector_type, options, lenient=True)
         self.generation = GenerationConfig(max_new_tokens=max_new_tokens)
         self.model, self.tokenizer = load_model_and_tokenizer(
             model_path, device=device, dtype=dtype, trust_remote_code=trust_remote_code

@@ -11,11 +11,12 @@ during a block forward. Called from the attention function registered in ``hooks
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from laserkv.errors import LaserKVError
 from laserkv.scorers.exact import (
     add_attention_mass,
     add_head_mass,
@@ -37,6 +38,7 @@ class ScoreRequest:
             layers / heads where that dimension is 1); see ``scorers.exact.add_attention_mass``.
         normalise_span: None = each row normalised over all its keys (eager semantics); else the
             key slots ``[start, stop)`` the original flash scorer normalised over (flash backend).
+        reported_layers: the layers whose scores were added (filled during the forward).
     """
 
     backend: str
@@ -44,6 +46,26 @@ class ScoreRequest:
     window_start: int
     totals: Tensor
     normalise_span: tuple[int, int] | None = None
+    reported_layers: set[int] = field(default_factory=set)
+
+    def check_reported(self, n_layers: int) -> None:
+        """Every layer added its scores exactly once during the forward.
+
+        Raises:
+            ScoreChannelError: some layer never saw the request (e.g. a transformers version that
+                no longer passes attention kwargs through to the attention function).
+        """
+        missing = sorted(set(range(n_layers)) - self.reported_layers)
+        if missing:
+            raise ScoreChannelError(
+                f"attention scores were requested from {n_layers} layers but layers {missing[:8]} "
+                "never reported: the laserkv attention function did not receive the score request "
+                "(does this transformers version still pass attention kwargs to attention functions?)"
+            )
+
+
+class ScoreChannelError(LaserKVError):
+    """A forward asked for scores and some layer did not report them."""
 
 
 def _bool_allowed(attention_mask: Tensor | None) -> Tensor | None:

@@ -1,7 +1,11 @@
 """Budget arithmetic: split a total token budget into anchors, local window and global part.
 
-Rounding rule (method.md section 2): ``anchors = local = floor(B / n)`` and the global part
-takes the rest, ``global = B - 2 * floor(B / n)``, so it absorbs the rounding.
+Two rules, chosen by the method:
+
+- LASER-KV's (method.md section 2), a protection divisor n >= 3: ``anchors = local = floor(B / n)``
+  and the global part takes the rest, ``global = B - 2 * floor(B / n)``, so it absorbs the rounding;
+- fixed slots (a rival's published split, e.g. StreamingLLM's 4 sink tokens): ``anchors = a``
+  tokens, ``local = l + floor(f * B)`` tokens, the global part the rest (possibly none).
 """
 
 from __future__ import annotations
@@ -39,6 +43,51 @@ def split_budget(budget_tokens: int, protection_divisor: int) -> BudgetSplit:
     return BudgetSplit(total=budget_tokens, anchors=share, local=share, global_=global_part)
 
 
+def split_fixed(
+    budget_tokens: int, anchor_tokens: int, local_tokens: int, local_fraction: float
+) -> BudgetSplit:
+    """Split ``budget_tokens`` into ``anchor_tokens`` anchors, a local window of
+    ``local_tokens + floor(local_fraction * B)`` tokens and the rest as the global part.
+
+    Raises:
+        ConfigError: budget <= 0, or a budget smaller than the anchors plus the local window.
+    """
+    if budget_tokens <= 0:
+        raise ConfigError("budget", budget_tokens, "a positive number of tokens")
+    local = local_tokens + math.floor(local_fraction * budget_tokens)
+    if anchor_tokens + local > budget_tokens:
+        raise ConfigError(
+            "budget",
+            budget_tokens,
+            f"at least the fixed slots: {anchor_tokens} anchors + {local} local tokens",
+        )
+    return BudgetSplit(budget_tokens, anchor_tokens, local, budget_tokens - anchor_tokens - local)
+
+
+def budget_from_ratio_fixed(
+    ratio: float, context_tokens: int, mode: str, block_size: int, fixed: tuple[int, int, float]
+) -> int:
+    """``budget_from_ratio`` for a fixed-slot split ``(anchor_tokens, local_tokens, local_fraction)``.
+
+    ``recursive``: ``B = floor(r S)``. ``accumulate``: the final cache holds the anchors, the last
+    local tail and the global part ``B - A - L`` of each of the ``S / b`` blocks, with
+    ``A + L = c0 + f B`` (``c0 = anchor_tokens + local_tokens``); setting that equal to ``r S``
+    gives ``B = floor((r S - c0 (1 - S / b)) / (f + (1 - f) S / b))``.
+
+    Raises:
+        ConfigError: the ratio gives B < 1 for this context.
+    """
+    if mode == "recursive":
+        budget = math.floor(ratio * context_tokens)
+    else:
+        fixed_tokens, fraction = fixed[0] + fixed[1], fixed[2]
+        blocks = context_tokens / block_size
+        budget = math.floor(
+            (ratio * context_tokens - fixed_tokens * (1 - blocks)) / (fraction + (1 - fraction) * blocks)
+        )
+    return _at_least_one(budget, ratio, context_tokens)
+
+
 def budget_from_ratio(ratio: float, context_tokens: int, mode: str, block_size: int, divisor: int) -> int:
     """The budget B that keeps about ``ratio`` of a ``context_tokens``-token context (S tokens).
 
@@ -61,6 +110,10 @@ def budget_from_ratio(ratio: float, context_tokens: int, mode: str, block_size: 
     else:
         denominator = 2 * (2 * block_size + (divisor - 2) * context_tokens)
         budget = math.floor(2 * ratio * block_size * context_tokens * divisor / denominator)
+    return _at_least_one(budget, ratio, context_tokens)
+
+
+def _at_least_one(budget: int, ratio: float, context_tokens: int) -> int:
     if budget < 1:
         raise ConfigError(
             "compression_ratio",

@@ -18,10 +18,11 @@ from transformers import PreTrainedModel
 from laserkv import hooks
 from laserkv.backends import ScoreRequest
 from laserkv.budget import BudgetSplit
-from laserkv.config import GenerationConfig, MethodConfig
+from laserkv.config import EngineConfig, GenerationConfig, MethodConfig
+from laserkv.evidence import block_evidence
 from laserkv.modes import BlockPlan, plan_block
 from laserkv.prompting import encode_context, encode_question, encode_text
-from laserkv.selection import block_evidence, lsh_planes, select_candidates
+from laserkv.selectors import ForwardNeeds
 from laserkv.state import CompressedKV, join_positions
 from laserkv.stats import CallStats, PhaseTimer, track_peak_memory
 
@@ -92,12 +93,12 @@ def forward_block(
 
 
 def original_flash_span(
-    method: MethodConfig, state_len: int, tail_len: int, plan: BlockPlan, block_end: int
+    engine: EngineConfig, state_len: int, tail_len: int, plan: BlockPlan, block_end: int
 ) -> tuple[int, int]:
     """The key slots the original flash scorer normalised over (reference sections 3 and 4.2):
     accumulate: the held tail and the whole block (without smoothing still shifted back by the
     tail's length, into the state); recursive: all history and the whole block."""
-    if method.compression_mode == "recursive":
+    if engine.compression_mode == "recursive":
         return 0, block_end
     start = state_len if plan.prefix_has_tail else max(0, state_len - tail_len)
     return start, block_end
@@ -105,7 +106,8 @@ def original_flash_span(
 
 def _score_request(
     model: PreTrainedModel,
-    method: MethodConfig,
+    engine: EngineConfig,
+    granularity: str,
     plan: BlockPlan,
     n_scoring_rows: int,
     normalise_span: tuple[int, int] | None,
@@ -114,16 +116,16 @@ def _score_request(
     and KV head where the granularity needs it."""
     window_start = int(plan.candidate_slots.min())
     window = int(plan.candidate_slots.max()) + 1 - window_start
-    rows = hooks.n_layers(model) if method.granularity != "token" else 1
-    heads = hooks.n_kv_heads(model) if method.granularity == "head" else 1
+    rows = hooks.n_layers(model) if granularity != "token" else 1
+    heads = hooks.n_kv_heads(model) if granularity == "head" else 1
     totals = torch.zeros(rows, heads, window, device=hooks.model_device(model))
-    return ScoreRequest(method.backend, n_scoring_rows, window_start, totals, normalise_span)
+    return ScoreRequest(engine.backend, n_scoring_rows, window_start, totals, normalise_span)
 
 
-def observation_rows(method: MethodConfig, plan: BlockPlan, block_len: int) -> int:
+def observation_rows(needs: ForwardNeeds, plan: BlockPlan, block_len: int) -> int:
     """Query-agnostic scoring rows: the block's last ``observation_window`` tokens, at most its
     local window (so no candidate scores itself); one row if the block has no local window."""
-    return max(1, min(method.observation_window, block_len, plan.local_len))
+    return max(1, min(needs.observation_window, block_len, plan.local_len))
 
 
 def _expand_fixed(fixed_slots: Tensor, chosen: Tensor) -> Tensor:
@@ -145,8 +147,8 @@ def prefill_compressed(
 
     Args:
         context_ids: (T,) context token ids (no BOS).
-        question_ids: (q,) chat-templated question ids, appended to a block when it is scored
-            with the question (``method.appends_question``).
+        question_ids: (q,) chat-templated question ids, appended to a block when the selector
+            scores with the question (its needs' ``scoring_rows="question"``).
         method: what to keep.
         split: this sample's budget split (``None``: the full cache).
         timer: receives per-phase seconds; ``timer.stats.cache_length_per_block`` is filled.
@@ -155,29 +157,28 @@ def prefill_compressed(
         The final compressed cache (state plus the last held tail).
     """
     context_len = int(context_ids.numel())
-    device = hooks.model_device(model)
     cache_shape = (hooks.n_layers(model), hooks.n_kv_heads(model))
-    planes = lsh_planes(method, hooks.head_dim(model), device)
+    engine, needs = method.engine, method.selector.needs()
     state, tail = CompressedKV.empty(), CompressedKV.empty()
-    for block_start in range(0, context_len, method.block_size):
-        block_ids = context_ids[block_start : block_start + method.block_size]
+    for block_start in range(0, context_len, engine.block_size):
+        block_ids = context_ids[block_start : block_start + engine.block_size]
         block_len = int(block_ids.numel())
         state_anchors = state.count_below(split.anchors) if split is not None else 0
-        plan = plan_block(method, split, state.length, state_anchors, tail.length, block_start, block_len)
+        plan = plan_block(engine, split, state.length, state_anchors, tail.length, block_start, block_len)
         prefix = state.concat(tail) if plan.prefix_has_tail else state
         must_choose = _must_choose(plan)
-        scored = must_choose and method.needs_scoring_rows
-        with_question = scored and method.appends_question
+        scored = must_choose and needs.scoring_rows is not None
+        with_question = scored and needs.scoring_rows == "question"
         n_scoring_rows = (
-            int(question_ids.numel()) if with_question else observation_rows(method, plan, block_len)
+            int(question_ids.numel()) if with_question else observation_rows(needs, plan, block_len)
         )
         request = None
-        if scored and method.uses_attention_scores:
+        if scored and needs.attention is not None:
             span = None
-            if method.score_norm == "window":
+            if engine.score_norm == "window":
                 block_end = prefix.length + block_len
-                span = original_flash_span(method, state.length, tail.length, plan, block_end)
-            request = _score_request(model, method, plan, n_scoring_rows, span)
+                span = original_flash_span(engine, state.length, tail.length, plan, block_end)
+            request = _score_request(model, engine, needs.attention, plan, n_scoring_rows, span)
         with timer.phase("forward"):  # 1. forward the block (+ question) over the compressed cache
             question = (question_ids, context_len) if with_question else None
             step = forward_block(model, prefix, block_ids, block_start, question, request)
@@ -185,15 +186,10 @@ def prefill_compressed(
         if must_choose:
             with timer.phase("score"):  # 2. collect the scores the selector needs
                 evidence = block_evidence(
-                    method,
-                    step,
-                    plan.candidate_slots,
-                    n_scoring_rows,
-                    None if request is None else request.totals,
-                    0 if request is None else request.window_start,
+                    needs, step, plan.candidate_slots, n_scoring_rows, request, cache_shape
                 )
             with timer.phase("select"):  # 3. select the global part
-                kept = select_candidates(method, evidence, plan.n_select, planes, cache_shape)
+                kept = method.selector.select(evidence, plan.n_select)
                 chosen = plan.candidate_slots[kept]
         with timer.phase("gather"):  # 4. gather the kept slots of every layer; hold back the tail
             keep = torch.sort(torch.cat([_expand_fixed(plan.fixed_slots, chosen), chosen], dim=-1)).values
@@ -289,13 +285,13 @@ def compress_and_generate(
     device = hooks.model_device(model)
     context = torch.tensor(context_ids, dtype=torch.long)
     question = torch.tensor(question_ids, dtype=torch.long)
-    ratio_without_context = not context_ids and method.compression_ratio is not None
+    ratio_without_context = not context_ids and method.engine.compression_ratio is not None
     split = None if ratio_without_context else method.split_for(len(context_ids))
     stats = CallStats(
         context_tokens=len(context_ids),
         question_tokens=len(question_ids),
         budget=None if split is None else split.total,
-        compression_ratio=method.compression_ratio,
+        compression_ratio=method.engine.compression_ratio,
     )
     timer = PhaseTimer(stats, device)
     with hooks.laserkv_attention(model), track_peak_memory(stats, device):
@@ -307,7 +303,7 @@ def compress_and_generate(
             )
     stats.generated_tokens = len(token_ids)
     positions = state.positions
-    if method.granularity != "token" and positions.dim() == 1:  # nothing was dropped: one shape always
+    if not method.selector.selects_one_set and positions.dim() == 1:  # nothing was dropped: one shape always
         positions = positions.expand(hooks.n_layers(model), hooks.n_kv_heads(model), positions.numel())
     return GeneratedIds(token_ids, first_logits.cpu(), positions, stats)
 

@@ -18,7 +18,7 @@ from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from laserkv.backends import ROW_SCORES, SCORED_ATTENTION, ScoreRequest
+from laserkv.backends import ROW_SCORES, SCORED_ATTENTION, ScoreChannelError, ScoreRequest
 from laserkv.errors import UnsupportedModelError
 
 ATTENTION_NAME = "laserkv"
@@ -47,6 +47,9 @@ def _laserkv_attention(
             return output
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     layer_index: int = module.layer_idx  # type: ignore[assignment]  # every supported architecture has it
+    if layer_index in request.reported_layers:
+        raise ScoreChannelError(f"layer {layer_index} reported its scores twice in one forward")
+    request.reported_layers.add(layer_index)
     if request.backend in ROW_SCORES:
         ROW_SCORES[request.backend](query, key, attention_mask, scale, request, layer_index)
         return output
@@ -160,6 +163,9 @@ def forward_body(
         cache: extended in place with the new tokens' keys and values.
         score_request: when given, every layer adds the question rows' attention mass to it.
 
+    Raises:
+        ScoreChannelError: a score request that some layer never received.
+
     Returns:
         (1, n, hidden) final hidden states.
     """
@@ -168,6 +174,8 @@ def forward_body(
     output = body(
         input_ids=input_ids, position_ids=position_ids, past_key_values=cache, use_cache=True, **extra
     )
+    if score_request is not None:
+        score_request.check_reported(n_layers(model))
     return output.last_hidden_state
 
 

@@ -1,9 +1,10 @@
-"""Method registry: name -> factory of a fresh, frozen ``MethodConfig``.
+"""Method registry: name -> factory of a fresh, frozen ``MethodConfig``, and building a method
+from flat parameters (``build_method``), the form overrides, sweep grids and result rows use.
 
 Holds LASER-KV (``laser``), the ablation grid of the original README and the baselines; they
 all run through the same engine. Unknown names fail with the nearest valid names; any
-registered method can be overridden field by field. ``scripts/update_readme_methods.py`` writes
-the README's method table from this registry.
+registered method can be overridden parameter by parameter. ``scripts/update_readme_methods.py``
+writes the README's method table from this registry.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import difflib
 import functools
 from collections.abc import Callable
 
-from laserkv.config import MethodConfig
+from laserkv.config import ENGINE_FIELDS, EngineConfig, MethodConfig
 from laserkv.errors import ConfigError
+from laserkv.selectors import PART_KEYS, build_selector, selector_param_names
 
 MethodFactory = Callable[[], MethodConfig]
 
@@ -43,10 +45,74 @@ METHODS: dict[str, MethodFactory] = {}
 DESCRIPTIONS: dict[str, str] = {}
 
 
+def known_param_names() -> set[str]:
+    """Every flat parameter name: ``selector``, the engine fields, every selector's parameters."""
+    return {"selector", *ENGINE_FIELDS, *selector_param_names()}
+
+
+def build_method(name: str = "custom", **params: object) -> MethodConfig:
+    """A method from flat parameters: ``selector`` (default ``exact``), engine fields, and the
+    selector's own parameters (a hybrid's parts: ``hybrid_primary`` / ``hybrid_secondary``).
+
+    Raises:
+        ConfigError: an unknown parameter, one the selector does not take, or a bad value.
+    """
+    return method_from_params(name, params)
+
+
+def method_from_params(name: str, params: dict[str, object], lenient: bool = False) -> MethodConfig:
+    """``build_method`` with the parameters as a dict.
+
+    Args:
+        lenient: drop known parameters the chosen selector does not declare, instead of failing
+            (for callers that pass one full set of options whatever the selector).
+
+    Raises:
+        ConfigError: an unknown parameter, one the selector does not take, or a bad value.
+    """
+    unknown = sorted(set(params) - known_param_names())
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known_param_names()), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ConfigError(
+            "override", unknown[0], f"{hint}a method parameter: {', '.join(sorted(known_param_names()))}"
+        )
+    kind = params.get("selector", "exact")
+    selector, used = build_selector(kind, params)
+    engine_params = {field: params[field] for field in ENGINE_FIELDS if field in params}
+    unused = sorted(set(params) - used - set(engine_params) - {"selector"})
+    if unused and not lenient:
+        raise ConfigError(
+            unused[0], params[unused[0]], f"a parameter of selector {selector.summary()!r} or the engine"
+        )
+    return MethodConfig(name, selector, EngineConfig(**engine_params))  # type: ignore[arg-type]
+
+
+def with_params(method: MethodConfig, **changes: object) -> MethodConfig:
+    """``method`` with some flat parameters changed (validated again).
+
+    Setting ``budget`` clears ``compression_ratio`` and the other way round; changing the
+    selector's kind (or a hybrid's part) keeps only the old parameters the new selector declares.
+
+    Raises:
+        ConfigError: an unknown parameter, one the selector does not take, or a bad value.
+    """
+    if method.selector.evicts and changes.keys() & {"budget", "compression_ratio"}:
+        changes.setdefault("budget", None)
+        changes.setdefault("compression_ratio", None)
+    current = method.params()
+    if not changes.keys() & {"selector", *PART_KEYS}:
+        return method_from_params(method.name, {**current, **changes})
+    declared = method_from_params(method.name, {**current, **changes}, lenient=True).params()
+    kept = {name: value for name, value in current.items() if name in declared}
+    return method_from_params(method.name, {**kept, **changes})
+
+
 def register(name: str, description: str, **fields: object) -> None:
-    """Add a method: ``name`` -> ``MethodConfig(name=name, **fields)``; backend ``flash`` unless given."""
+    """Add a method: ``name`` -> ``build_method(name, **fields)``; backend ``flash`` unless given."""
     fields.setdefault("backend", "flash")
-    METHODS[name] = functools.partial(MethodConfig, name=name, **fields)  # type: ignore[arg-type]
+    build_method(name, **fields)  # fail at import on a bad registration
+    METHODS[name] = functools.partial(build_method, name, **fields)
     DESCRIPTIONS[name] = description
 
 
@@ -109,7 +175,7 @@ _register_all()
 
 
 def get_method(name: str, **overrides: object) -> MethodConfig:
-    """A fresh config of the registered method ``name``, with fields overridden.
+    """A fresh config of the registered method ``name``, with flat parameters overridden.
 
     Setting ``budget`` clears ``compression_ratio`` and the other way round, so
     ``get_method("laser", budget=2048)`` works whichever one the method carries.
@@ -122,22 +188,14 @@ def get_method(name: str, **overrides: object) -> MethodConfig:
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise ConfigError("method", name, f"{hint}registered methods: {', '.join(METHODS)}")
     config = METHODS[name]()
-    if not overrides:
-        return config
-    unknown = sorted(set(overrides) - set(config.to_dict()))
-    if unknown:
-        raise ConfigError("override", unknown[0], f"a MethodConfig field: {', '.join(config.to_dict())}")
-    changes = dict(overrides)
-    if config.selector != "none" and changes.keys() & {"budget", "compression_ratio"}:
-        changes.setdefault("budget", None)
-        changes.setdefault("compression_ratio", None)
-    return config.replace(**changes)
+    return with_params(config, **overrides) if overrides else config
 
 
 def _budget_cell(config: MethodConfig) -> str:
-    if config.budget is None and config.compression_ratio is None:
+    engine = config.engine
+    if engine.budget is None and engine.compression_ratio is None:
         return "none"
-    return f"r={config.compression_ratio}" if config.budget is None else f"B={config.budget}"
+    return f"r={engine.compression_ratio}" if engine.budget is None else f"B={engine.budget}"
 
 
 def methods_markdown() -> str:
@@ -148,14 +206,9 @@ def methods_markdown() -> str:
     ]
     for name in METHODS:
         config = METHODS[name]()
-        selector = config.selector
-        if config.selector == "lsh":
-            selector = f"lsh {config.lsh_mode}"
-        elif config.selector == "hybrid":
-            selector = f"hybrid {config.hybrid_primary}+{config.lsh_mode} rho {config.hybrid_ratio}"
-        mode = "-" if config.selector == "none" else config.compression_mode
+        mode = config.engine.compression_mode if config.selector.evicts else "-"
         lines.append(
-            f"| `{name}` | {selector} | {mode} | {_budget_cell(config)} | `{config.config_hash}` "
-            f"| {DESCRIPTIONS[name]} |"
+            f"| `{name}` | {config.selector.summary()} | {mode} | {_budget_cell(config)} "
+            f"| `{config.config_hash}` | {DESCRIPTIONS[name]} |"
         )
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from laserkv.budget import BudgetSplit
-from laserkv.config import MethodConfig
+from laserkv.config import EngineConfig
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def block_roles(block_start: int, block_len: int, split: BudgetSplit) -> tuple[i
 
 
 def plan_block(
-    method: MethodConfig,
+    engine: EngineConfig,
     split: BudgetSplit | None,
     state_len: int,
     state_anchors: int,
@@ -64,10 +64,10 @@ def plan_block(
     block_start: int,
     block_len: int,
 ) -> BlockPlan:
-    """Plan one block step of ``method`` (see module docstring for the slot layout).
+    """Plan one block step of a method (see module docstring for the slot layout).
 
     Args:
-        method: the method config (mode and flags).
+        engine: the method's engine settings (mode and flags).
         split: the budget split for this sample (``None``: the full cache).
         state_len: tokens in the persistent state (per layer and head).
         state_anchors: how many of them are anchors (context positions below ``split.anchors``).
@@ -80,8 +80,8 @@ def plan_block(
         prefix = state_len + tail_len
         return BlockPlan(tail_len > 0, _span(0, prefix + block_len), empty, empty, 0, block_len)
     n_anchors, local_start = block_roles(block_start, block_len, split)
-    if method.compression_mode == "accumulate":
-        prefix_has_tail = method.boundary_smoothing and tail_len > 0
+    if engine.compression_mode == "accumulate":
+        prefix_has_tail = engine.boundary_smoothing and tail_len > 0
         block_base = state_len + (tail_len if prefix_has_tail else 0)
         held_tail = _span(state_len, block_base)
         block_candidates = block_base + _span(n_anchors, local_start)
@@ -101,8 +101,8 @@ def plan_block(
         candidates = torch.cat([_span(state_anchors, state_len), block_candidates])
         tail = empty
     n_select = split.global_
-    if method.compression_mode == "recursive" and not method.faithful_recursive_budget:
+    if engine.compression_mode == "recursive" and not engine.faithful_recursive_budget:
         n_select = split.total - int(fixed.numel())  # unused anchor/local slots go to the global part
-    if method.faithful_empty_block and block_candidates.numel() == 0:
+    if engine.faithful_empty_block and block_candidates.numel() == 0:
         n_select = 0  # the original skipped selection entirely, dropping tail / history
     return BlockPlan(prefix_has_tail, fixed, candidates, tail, n_select, block_len - local_start)

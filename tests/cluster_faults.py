@@ -16,7 +16,7 @@ class FaultyWorker(EvalWorker):
 
     def answer(self, unit: Any, method: Any, attempt: int) -> dict[str, Any]:
         if unit.method.name == "oom_probe":
-            raise torch.OutOfMemoryError(f"CUDA out of memory (test, block {method.block_size})")
+            raise torch.OutOfMemoryError(f"CUDA out of memory (test, block {method.engine.block_size})")
         if unit.method.name == "error_probe":
             raise RuntimeError("a bug in the unit")
         if unit.method.name == "slow_probe":

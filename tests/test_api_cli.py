@@ -50,8 +50,11 @@ def test_engine_object_takes_the_original_hybrid_arguments(tiny_llama_dir: Path)
         num_bits=4,
         device="cpu",
     )
-    assert engine.method.parts == ("exact", "lsh") and engine.method.lsh_mode == "magicpig_baseline"
-    assert (engine.method.hybrid_ratio, engine.method.lsh_bits) == (0.75, 4)
+    assert (engine.method.params()["hybrid_primary"], engine.method.params()["hybrid_secondary"]) == (
+        "exact",
+        "lsh",
+    ) and engine.method.params()["lsh_mode"] == "magicpig_baseline"
+    assert (engine.method.params()["hybrid_ratio"], engine.method.params()["lsh_bits"]) == (0.75, 4)
     assert engine(sentence(100, 3), sentence(5, 4))["stats"].cache_length_per_block == [24, 36, 48, 52]
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from laserkv import MethodConfig
+from laserkv import MethodConfig, build_method
 from laserkv.budget import budget_from_ratio, split_budget
 from laserkv.errors import ConfigError
 from laserkv.modes import plan_block
@@ -47,10 +47,10 @@ def realised_final_length(method: MethodConfig, context_tokens: int) -> int:
     split = method.split_for(context_tokens)
     assert split is not None
     state = tail = 0
-    for start in range(0, context_tokens, method.block_size):
-        block_len = min(method.block_size, context_tokens - start)
+    for start in range(0, context_tokens, method.engine.block_size):
+        block_len = min(method.engine.block_size, context_tokens - start)
         anchors = min(state, split.anchors)
-        plan = plan_block(method, split, state, anchors, tail, start, block_len)
+        plan = plan_block(method.engine, split, state, anchors, tail, start, block_len)
         kept = min(plan.n_select, int(plan.candidate_slots.numel()))
         state, tail = int(plan.fixed_slots.numel()) + kept, int(plan.tail_slots.numel())
     return state + tail
@@ -83,7 +83,7 @@ def test_accumulate_keeps_about_the_ratio_for_any_divisor(
 ) -> None:
     """The final cache of the engine's accumulate plans is r*S within one block's global part
     (the formula treats S/b as a real number of blocks) and the budget's rounding."""
-    method = MethodConfig(
+    method = build_method(
         budget=None, compression_ratio=ratio, block_size=block_size, protection_divisor=divisor
     )
     split = method.split_for(context_tokens)
@@ -94,7 +94,7 @@ def test_accumulate_keeps_about_the_ratio_for_any_divisor(
 
 @pytest.mark.parametrize("ratio", [0.75, 0.25, 0.1])
 def test_recursive_keeps_the_ratio(ratio: float) -> None:
-    method = MethodConfig(budget=None, compression_ratio=ratio, compression_mode="recursive", block_size=1024)
+    method = build_method(budget=None, compression_ratio=ratio, compression_mode="recursive", block_size=1024)
     assert realised_final_length(method, 10_000) == math.floor(ratio * 10_000)
 
 

@@ -23,10 +23,10 @@ import tests.cluster_faults
 from cluster.config import RunConfig
 from cluster.driver import run_eval
 from cluster.reduce import reduce_results
-from cluster.rows import RESULT_SCHEMA
+from cluster.rows import RESULT_SCHEMA, SCHEMA_VERSION, blank_row, method_params
 from cluster.writer import ResultsError, done_unit_ids, read_results
 from evals.babilong import compare_answers
-from laserkv import MethodConfig, get_method
+from laserkv import MethodConfig, build_method, get_method
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,16 +82,16 @@ def test_two_workers_two_methods_write_every_row_once(
         assert row["correct"] == compare_answers(row["target"], row["raw_output"], row["question"], "qa1")
         assert row["context_tokens"] > 1000 and row["question_tokens"] > 5 and row["prompt_hash"]
         assert row["seconds_forward"] > 0 and row["seconds_total"] >= row["seconds_forward"]
-        assert row["model"] == str(tiny_llama_dir) and row["m_name"] == row["method"]
-        assert (
-            row["method_hash"]
-            == get_method(
-                row["method"],
-                **({} if row["method"] == "full" else dict(budget=256, block_size=512, lsh_bits=4)),
-            ).config_hash
+        assert row["model"] == str(tiny_llama_dir) and row["schema_version"] == SCHEMA_VERSION
+        method = get_method(
+            row["method"],
+            **({} if row["method"] == "full" else dict(budget=256, block_size=512, lsh_bits=4)),
         )
+        assert row["method_hash"] == method.config_hash and row["method_kind"] == method.kind
+        assert method_params(row) == method.params()
         if row["method"] == "laser":
-            assert row["budget"] == 256 and row["m_hybrid_ratio"] == 0.75 and row["m_backend"] == "flash"
+            params = method_params(row)
+            assert row["budget"] == 256 and params["hybrid_ratio"] == 0.75 and params["backend"] == "flash"
             assert (
                 row["kept_tokens_final"] < row["context_tokens"] and row["cache_length_per_block"][0] == 256
             )
@@ -168,8 +168,8 @@ def test_failing_units_become_error_rows_and_the_run_goes_on(
 ) -> None:
     methods = (
         get_method("full"),
-        MethodConfig(name="oom_probe", budget=256, block_size=512),
-        MethodConfig(name="error_probe", budget=128, block_size=512),
+        build_method(name="oom_probe", budget=256, block_size=512),
+        build_method(name="error_probe", budget=128, block_size=512),
     )
     output = run_eval(config(tiny_llama_dir, tmp_path, methods), worker_cls=tests.cluster_faults.FaultyWorker)
     rows = {(row["method"], row["sample_id"]): row for row in rows_by_unit(output)}
@@ -197,7 +197,7 @@ def test_failing_units_become_error_rows_and_the_run_goes_on(
 def test_a_unit_over_the_timeout_is_a_timeout_row(
     ray_local: Any, tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
-    methods = (get_method("full"), MethodConfig(name="slow_probe", budget=256, block_size=512))
+    methods = (get_method("full"), build_method(name="slow_probe", budget=256, block_size=512))
     run = config(tiny_llama_dir, tmp_path, methods, demo_samples_per_cell=2, unit_timeout_s=4.0)
     output = run_eval(run, worker_cls=tests.cluster_faults.FaultyWorker)
     rows = {(row["method"], row["sample_id"]): row for row in rows_by_unit(output)}
@@ -223,7 +223,7 @@ def test_failed_units_count_as_wrong_and_pairs_use_both_sides(tmp_path: Path) ->
     """Hand-built shard: LongBench v2, 2 samples; full fails on one, laser answers both right."""
 
     def row(method: str, sample: str, status: str, output: str | None) -> dict[str, Any]:
-        values: dict[str, Any] = dict.fromkeys(RESULT_SCHEMA.names)
+        values: dict[str, Any] = blank_row()
         values.update(
             unit_id=f"{method}-{sample}", status=status, dataset="longbench_v2", dataset_revision="r",
             sample_id=sample, task="Single-Document QA", length="short", difficulty="easy", question="Q?",

@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from laserkv import GenerationConfig, MethodConfig, answer_ids, get_method, hooks
+from laserkv import GenerationConfig, MethodConfig, answer_ids, build_method, get_method, hooks
 from laserkv.backends import ScoreRequest
 from laserkv.engine import forward_block
 from laserkv.prompting import encode_context, encode_question
@@ -46,19 +46,19 @@ def reference_run(
 @pytest.mark.parametrize(
     "method",
     [
-        MethodConfig(budget=150, block_size=32),
-        MethodConfig(budget=150, block_size=32, compression_mode="recursive"),
-        MethodConfig(budget=200, block_size=50, protection_divisor=3),
-        MethodConfig(budget=151, block_size=7, compression_mode="recursive", protection_divisor=5),
-        MethodConfig(selector="none", budget=None, block_size=40),
-        MethodConfig(selector="recency", budget=150, block_size=64, compression_mode="recursive"),
+        build_method(budget=150, block_size=32),
+        build_method(budget=150, block_size=32, compression_mode="recursive"),
+        build_method(budget=200, block_size=50, protection_divisor=3),
+        build_method(budget=151, block_size=7, compression_mode="recursive", protection_divisor=5),
+        build_method(selector="none", budget=None, block_size=40),
+        build_method(selector="recency", budget=150, block_size=64, compression_mode="recursive"),
     ],
     ids=["accumulate", "recursive", "accumulate-n3", "recursive-b7-n5", "full", "streaming"],
 )
 def test_budget_at_least_context_reproduces_full_cache(tiny: Any, method: MethodConfig) -> None:
     model, tokenizer = tiny
     context, question = sample(tokenizer)
-    assert len(context) == 150 and len(context) > 2 * method.block_size
+    assert len(context) == 150 and len(context) > 2 * method.engine.block_size
     result = answer_ids(model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=12))
     logits, tokens = reference_run(model, context, question, 12)
     assert result.kept_positions.tolist() == list(range(150))
@@ -71,7 +71,7 @@ def test_empty_context_answers_from_the_question_alone(tiny: Any) -> None:
     model, tokenizer = tiny
     _, question = sample(tokenizer)
     result = answer_ids(
-        model, tokenizer, [], question, MethodConfig(budget=32), GenerationConfig(max_new_tokens=6)
+        model, tokenizer, [], question, build_method(budget=32), GenerationConfig(max_new_tokens=6)
     )
     logits, tokens = reference_run(model, [], question, 6)
     torch.testing.assert_close(result.first_token_logits, logits, **LOGIT_TOLERANCE)
@@ -120,16 +120,16 @@ def test_exact_scores_equal_brute_force(tiny: Any, tiny_model_dir: Any, prefix_l
         # anchors 8, local 8, global 16; blocks of 32 over T = 150 (the last has 22 tokens).
         # accumulate: block 1 keeps 8 anchors + 16 of its 16 candidates + holds 8; every later
         # block adds 16 chosen (out of tail 8 + 24, or 8 + 14 in the last) and holds a new tail.
-        (MethodConfig(budget=32, block_size=32), [32, 48, 64, 80, 96], 96),
-        (MethodConfig(budget=32, block_size=32, compression_mode="recursive"), [32, 32, 32, 32, 32], 32),
+        (build_method(budget=32, block_size=32), [32, 48, 64, 80, 96], 96),
+        (build_method(budget=32, block_size=32, compression_mode="recursive"), [32, 32, 32, 32, 32], 32),
         # no smoothing: the held tail is dropped; the last block's 14 candidates are all kept
-        (MethodConfig(budget=32, block_size=32, boundary_smoothing=False), [32, 48, 64, 80, 94], 94),
+        (build_method(budget=32, block_size=32, boundary_smoothing=False), [32, 48, 64, 80, 94], 94),
         (
-            MethodConfig(selector="recency", budget=32, block_size=32, compression_mode="recursive"),
+            build_method(selector="recency", budget=32, block_size=32, compression_mode="recursive"),
             [32] * 5,
             32,
         ),
-        (MethodConfig(selector="none", budget=None, block_size=32), [32, 64, 96, 128, 150], 150),
+        (build_method(selector="none", budget=None, block_size=32), [32, 64, 96, 128, 150], 150),
     ],
     ids=["accumulate", "recursive", "no-smoothing", "streaming", "full"],
 )
@@ -161,7 +161,7 @@ def test_anchors_and_local_window_always_kept(tiny: Any, name: str) -> None:
 def test_compression_changes_the_answer_path_and_reruns_are_identical(tiny: Any) -> None:
     model, tokenizer = tiny
     context, question = sample(tokenizer)
-    method = MethodConfig(budget=32, block_size=32)
+    method = build_method(budget=32, block_size=32)
     first = answer_ids(model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=8))
     other = answer_ids(
         model, tokenizer, *sample(tokenizer, seed=7), method, GenerationConfig(max_new_tokens=8)
@@ -179,7 +179,7 @@ def test_exact_selection_keeps_the_highest_scoring_candidates(tiny: Any) -> None
     candidates are the top 12 of the scores, which equal the brute force above."""
     model, tokenizer = tiny
     context, question = sample(tokenizer, 32)
-    method = MethodConfig(budget=24, block_size=32)
+    method = build_method(budget=24, block_size=32)
     kept = answer_ids(
         model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=1)
     ).kept_positions
@@ -196,7 +196,7 @@ def test_exact_selection_keeps_the_highest_scoring_candidates(tiny: Any) -> None
 def test_stops_at_any_eos_id_and_uses_no_full_logits_in_prefill(tiny: Any) -> None:
     model, tokenizer = tiny
     context, question = sample(tokenizer)
-    method = MethodConfig(budget=64, block_size=32)
+    method = build_method(budget=64, block_size=32)
     plain = answer_ids(model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=10))
     assert len(plain.token_ids) >= 4
     rows_seen: list[int] = []
@@ -221,7 +221,7 @@ def test_stats_are_recorded(tiny: Any) -> None:
         tokenizer,
         context,
         question,
-        MethodConfig(budget=32, block_size=32),
+        build_method(budget=32, block_size=32),
         GenerationConfig(max_new_tokens=3),
     )
     stats = result.stats
@@ -235,7 +235,7 @@ def test_stats_are_recorded(tiny: Any) -> None:
 def test_sampled_decoding_is_seeded(tiny: Any) -> None:
     model, tokenizer = tiny
     context, question = sample(tokenizer)
-    method = MethodConfig(budget=32, block_size=32)
+    method = build_method(budget=32, block_size=32)
 
     def tokens(**settings: Any) -> list[int]:
         generation = GenerationConfig(max_new_tokens=12, **settings)

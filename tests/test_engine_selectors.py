@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from laserkv import GenerationConfig, MethodConfig, answer_ids, hooks
+from laserkv import GenerationConfig, MethodConfig, answer_ids, build_method, hooks
 from laserkv.engine import prefill_compressed
 from laserkv.prompting import encode_context, encode_question
 from laserkv.scorers.exact import pool_scores
@@ -58,7 +58,7 @@ def test_per_layer_and_per_head_selection_equals_brute_force(
 ) -> None:
     model, tokenizer = tiny
     context, question = sample(tokenizer)
-    method = MethodConfig(budget=24, block_size=32, granularity=granularity)
+    method = build_method(budget=24, block_size=32, granularity=granularity)
     result = answer_ids(model, tokenizer, context, question, method, ONE_TOKEN)
     out, _ = plain_forward(tiny_model_dir, context, question, 32)
     mass = per_kv_head_mass(out.attentions, len(question))[..., 6:26]  # (2 layers, 2 kv heads, 20)
@@ -81,7 +81,7 @@ def test_per_head_caches_are_rectangular_and_hold_the_right_keys(
     model's own keys of the positions it says it kept."""
     model, tokenizer = tiny
     context, question = sample(tokenizer, 150)
-    method = MethodConfig(budget=32, block_size=32, granularity="head", compression_mode=mode)
+    method = build_method(budget=32, block_size=32, granularity="head", compression_mode=mode)
     stats = CallStats()
     with torch.no_grad(), hooks.laserkv_attention(model):
         state = prefill_compressed(
@@ -114,7 +114,7 @@ def test_query_agnostic_window_scores_equal_brute_force(tiny: Any, tiny_model_di
     """Scores from the block's own last 4 tokens (no question in the forward), optionally pooled."""
     model, tokenizer = tiny
     context, question = sample(tokenizer)
-    method = MethodConfig(
+    method = build_method(
         budget=24, block_size=32, query_source="window", observation_window=4, score_pooling=pooling
     )
     result = answer_ids(model, tokenizer, context, question, method, ONE_TOKEN)
@@ -134,7 +134,7 @@ def test_observation_window_never_reaches_into_the_candidates(tiny: Any) -> None
             tokenizer,
             context,
             question,
-            MethodConfig(budget=24, block_size=32, query_source="window", observation_window=window),
+            build_method(budget=24, block_size=32, query_source="window", observation_window=window),
             ONE_TOKEN,
         ).kept_positions
         for window in (6, 16)
@@ -149,7 +149,7 @@ def test_lsh_selection_hashes_the_last_layer_head_mean_keys(
     """Question vs candidate keys of the last layer (post-RoPE, question at T..), KV-head mean."""
     model, tokenizer = tiny
     context, question = sample(tokenizer)
-    method = MethodConfig(selector="lsh", lsh_mode=lsh_mode, lsh_bits=3, lsh_seed=4, budget=24, block_size=32)
+    method = build_method(selector="lsh", lsh_mode=lsh_mode, lsh_bits=3, lsh_seed=4, budget=24, block_size=32)
     result = answer_ids(model, tokenizer, context, question, method, ONE_TOKEN)
     _, cache = plain_forward(tiny_model_dir, context, question, 32)
     last = hooks.kv_from_cache(cache)[0][-1][0].mean(0)  # (32 + q, 8)
@@ -171,11 +171,12 @@ def run(tiny: Any, method: MethodConfig, seed: int = 31) -> Any:
 @pytest.mark.parametrize("mode", ["accumulate", "recursive"])
 def test_hybrid_at_rho_1_and_0_equals_its_parents_end_to_end(tiny: Any, mode: str) -> None:
     base = dict(budget=32, block_size=32, compression_mode=mode, lsh_bits=3, lsh_mode="magicpig_baseline")
-    exact = run(tiny, MethodConfig(selector="exact", **base))  # type: ignore[arg-type]
-    lsh = run(tiny, MethodConfig(selector="lsh", **base))  # type: ignore[arg-type]
-    at_one = run(tiny, MethodConfig(selector="hybrid", hybrid_ratio=1.0, **base))  # type: ignore[arg-type]
-    at_zero = run(tiny, MethodConfig(selector="hybrid", hybrid_ratio=0.0, **base))  # type: ignore[arg-type]
-    half = run(tiny, MethodConfig(selector="hybrid", hybrid_ratio=0.5, **base))  # type: ignore[arg-type]
+    engine_only = {k: v for k, v in base.items() if not k.startswith("lsh_")}
+    exact = run(tiny, build_method(selector="exact", **engine_only))  # type: ignore[arg-type]
+    lsh = run(tiny, build_method(selector="lsh", **base))  # type: ignore[arg-type]
+    at_one = run(tiny, build_method(selector="hybrid", hybrid_ratio=1.0, **base))  # type: ignore[arg-type]
+    at_zero = run(tiny, build_method(selector="hybrid", hybrid_ratio=0.0, **base))  # type: ignore[arg-type]
+    half = run(tiny, build_method(selector="hybrid", hybrid_ratio=0.5, **base))  # type: ignore[arg-type]
     assert torch.equal(at_one.kept_positions, exact.kept_positions)
     assert torch.equal(at_zero.kept_positions, lsh.kept_positions)
     assert not torch.equal(exact.kept_positions, lsh.kept_positions), "parents must differ to mean anything"
@@ -189,7 +190,7 @@ def test_runs_are_bit_identical_under_one_seed_and_differ_under_another(tiny: An
 
     method = get_method(name, budget=32, block_size=32, lsh_bits=3)
     first, again = run(tiny, method), run(tiny, method)
-    other = run(tiny, method.replace(lsh_seed=1))
+    other = run(tiny, method.with_params(lsh_seed=1))
     assert torch.equal(first.kept_positions, again.kept_positions)
     assert (
         torch.equal(first.first_token_logits, again.first_token_logits) and first.token_ids == again.token_ids
@@ -199,7 +200,7 @@ def test_runs_are_bit_identical_under_one_seed_and_differ_under_another(tiny: An
 
 @pytest.mark.parametrize(("mode", "ratio"), [("accumulate", 0.5), ("recursive", 0.5), ("accumulate", 0.25)])
 def test_compression_ratio_sets_the_budget_from_the_sample(tiny: Any, mode: str, ratio: float) -> None:
-    method = MethodConfig(budget=None, compression_ratio=ratio, compression_mode=mode, block_size=32)
+    method = build_method(budget=None, compression_ratio=ratio, compression_mode=mode, block_size=32)
     result = run(tiny, method)
     budget = {("accumulate", 0.5): 26, ("recursive", 0.5): 75, ("accumulate", 0.25): 13}[(mode, ratio)]
     # floor(2 r b S / (b + S)) with b = 32, S = 150: 2 * 0.5 * 32 * 150 / 182 = 26.37; r = 0.25: 13.19
@@ -237,7 +238,7 @@ def test_second_block_per_head_recursive_equals_brute_force(tiny: Any, tiny_mode
     history slots + 26 block candidates compete for 12 places per layer and KV head."""
     model, tokenizer = tiny
     context, question = sample(tokenizer, 64, seed=41)
-    method = MethodConfig(budget=24, block_size=32, compression_mode="recursive", granularity="head")
+    method = build_method(budget=24, block_size=32, compression_mode="recursive", granularity="head")
     result = answer_ids(model, tokenizer, context, question, method, ONE_TOKEN)
     out1, cache1 = plain_forward(tiny_model_dir, context[:32], question, 64)  # block one, question at T=64
     mass1 = per_kv_head_mass(out1.attentions, len(question))[..., 6:26]
@@ -267,7 +268,7 @@ def test_second_block_lsh_accumulate_ranks_tail_and_block_equals_brute_force(
     12 places by hashing the last layer's head-mean keys of the forward over state + tail."""
     model, tokenizer = tiny
     context, question = sample(tokenizer, 64, seed=43)
-    method = MethodConfig(selector="lsh", lsh_mode=lsh_mode, lsh_bits=3, budget=24, block_size=32)
+    method = build_method(selector="lsh", lsh_mode=lsh_mode, lsh_bits=3, budget=24, block_size=32)
     result = answer_ids(model, tokenizer, context, question, method, ONE_TOKEN)
     _, cache1 = plain_forward(tiny_model_dir, context[:32], question, 64)  # block one, question at T=64
     last1 = hooks.kv_from_cache(cache1)[0][-1][0].mean(0)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from laserkv import GenerationConfig, MethodConfig, answer_ids, get_method, hooks
+from laserkv import GenerationConfig, MethodConfig, answer_ids, build_method, get_method, hooks
 from laserkv.backends import ScoreRequest
 from laserkv.engine import forward_block
 from laserkv.prompting import encode_context, encode_question
@@ -94,11 +94,14 @@ def test_original_flash_span(
     from laserkv.engine import original_flash_span
     from laserkv.modes import BlockPlan
 
-    method = MethodConfig(compression_mode=mode, boundary_smoothing=smoothing)
+    method = build_method(compression_mode=mode, boundary_smoothing=smoothing)
     empty = torch.empty(0, dtype=torch.long)
     plan = BlockPlan(prefix_has_tail, empty, empty, empty, 0, 8)
     block_end = 40 + (8 if prefix_has_tail else 0) + 42
-    assert original_flash_span(method, state_len=40, tail_len=8, plan=plan, block_end=block_end) == expected
+    assert (
+        original_flash_span(method.engine, state_len=40, tail_len=8, plan=plan, block_end=block_end)
+        == expected
+    )
 
 
 def test_span_normalised_scores_equal_eager_probabilities_renormalised(
@@ -163,11 +166,11 @@ def test_flash_scores_equal_eager_scores_in_a_forward(tiny: Any, prefix_len: int
 @pytest.mark.parametrize(
     "method",
     [
-        MethodConfig(budget=32, block_size=32),
-        MethodConfig(budget=32, block_size=32, compression_mode="recursive"),
-        MethodConfig(budget=32, block_size=32, granularity="head"),
-        MethodConfig(budget=40, block_size=48, query_source="window", observation_window=8, score_pooling=3),
-        MethodConfig(selector="hybrid", lsh_mode="magicpig_baseline", lsh_bits=3, budget=32, block_size=32),
+        build_method(budget=32, block_size=32),
+        build_method(budget=32, block_size=32, compression_mode="recursive"),
+        build_method(budget=32, block_size=32, granularity="head"),
+        build_method(budget=40, block_size=48, query_source="window", observation_window=8, score_pooling=3),
+        build_method(selector="hybrid", lsh_mode="magicpig_baseline", lsh_bits=3, budget=32, block_size=32),
     ],
     ids=["accumulate", "recursive", "per-head", "query-agnostic", "hybrid"],
 )
@@ -181,7 +184,7 @@ def test_flash_keeps_what_eager_keeps(tiny: Any, method: MethodConfig) -> None:
             tokenizer,
             context,
             question,
-            method.replace(backend=backend),
+            method.with_params(backend=backend),
             GenerationConfig(max_new_tokens=4),
         )
         for backend in ("eager", "flash")
@@ -202,12 +205,12 @@ def test_window_normalisation_changes_the_selection_and_the_hash(tiny: Any) -> N
             tokenizer,
             context,
             question,
-            method.replace(score_norm=norm),
+            method.with_params(score_norm=norm),
             GenerationConfig(max_new_tokens=1),
         ).kept_positions
         for norm in ("all", "window")
     ]
     assert not torch.equal(kept[0], kept[1])
-    assert method.config_hash != method.replace(score_norm="window").config_hash  # recorded with results
+    assert method.config_hash != method.with_params(score_norm="window").config_hash  # recorded with results
     with pytest.raises(ValueError, match="score_norm='window' is not allowed: 'all' unless backend='flash'"):
-        MethodConfig(score_norm="window", backend="eager")
+        build_method(score_norm="window", backend="eager")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from laserkv import METHODS, GenerationConfig, MethodConfig, answer_ids, get_method
+from laserkv import METHODS, GenerationConfig, answer_ids, build_method, get_method
 from laserkv.modeling import load_model_and_tokenizer
 from laserkv.prompting import encode_context, encode_question
 from tests.tiny import sentence
@@ -23,7 +23,7 @@ def test_budget_at_least_context_on_cuda(tiny_llama_dir: Path, mode: str) -> Non
     model, tokenizer = load_model_and_tokenizer(str(tiny_llama_dir), device="cuda", dtype="float32")
     context = encode_context(tokenizer, sentence(300, 5))
     question = encode_question(tokenizer, sentence(6, 6))
-    method = MethodConfig(budget=300, block_size=64, compression_mode=mode)
+    method = build_method(budget=300, block_size=64, compression_mode=mode)
     result = answer_ids(model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=10))
     ids = torch.tensor([context + question], device="cuda")
     with torch.no_grad():
@@ -41,7 +41,7 @@ def test_compressed_run_on_cuda_bf16(tiny_llama_dir: Path) -> None:
     context = encode_context(tokenizer, sentence(300, 5))
     question = encode_question(tokenizer, sentence(6, 6))
     result = answer_ids(
-        model, tokenizer, context, question, MethodConfig(budget=48, block_size=64), GenerationConfig()
+        model, tokenizer, context, question, build_method(budget=48, block_size=64), GenerationConfig()
     )
     assert result.stats.cache_length_per_block[0] == 48
     assert result.kept_positions.tolist() == sorted(result.kept_positions.tolist())
@@ -59,7 +59,7 @@ def test_every_method_on_cuda_bf16(tiny_llama_dir: Path, name: str) -> None:
     result = answer_ids(model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=4))
     lengths = result.stats.cache_length_per_block
     assert len(lengths) == 5 and result.stats.final_cache_length == lengths[-1]
-    if method.compression_mode == "recursive" and name != "full":
+    if method.engine.compression_mode == "recursive" and name != "full":
         assert lengths == [48] * 5
     kept = result.kept_positions.reshape(-1, lengths[-1])
     assert all(row[:12] == list(range(12)) and row[-12:] == list(range(288, 300)) for row in kept.tolist())

@@ -36,19 +36,34 @@ GRID = [
 def test_registry_holds_laser_the_grid_and_the_baselines() -> None:
     assert set(METHODS) == {"laser", "laser_recursive", "full", "streaming", "snapkv", *GRID}
     laser = get_method("laser")
-    assert (laser.selector, laser.hybrid_primary, laser.hybrid_secondary, laser.lsh_mode) == (
+    assert (
+        laser.params()["selector"],
+        laser.params()["hybrid_primary"],
+        laser.params()["hybrid_secondary"],
+        laser.params()["lsh_mode"],
+    ) == (
         "hybrid",
         "exact",
         "lsh",
         "magicpig_baseline",
     )
-    assert (laser.hybrid_ratio, laser.compression_mode, laser.protection_divisor, laser.block_size) == (
+    assert (
+        laser.params()["hybrid_ratio"],
+        laser.params()["compression_mode"],
+        laser.params()["protection_divisor"],
+        laser.params()["block_size"],
+    ) == (
         0.75,
         "accumulate",
         4,
         4096,
     )
-    assert (laser.lsh_bits, laser.lsh_tables, laser.granularity, laser.query_source) == (
+    assert (
+        laser.params()["lsh_bits"],
+        laser.params()["lsh_tables"],
+        laser.params()["granularity"],
+        laser.params()["query_source"],
+    ) == (
         10,
         8,
         "token",
@@ -56,13 +71,21 @@ def test_registry_holds_laser_the_grid_and_the_baselines() -> None:
     )
     assert laser.config_hash == get_method("hybrid_magicpig_0.75").config_hash  # same config, other name
     hybrid = get_method("hybrid_frequency_rank_0.5_recursive")
-    assert (hybrid.lsh_mode, hybrid.hybrid_ratio, hybrid.compression_mode) == (
+    assert (
+        hybrid.params()["lsh_mode"],
+        hybrid.params()["hybrid_ratio"],
+        hybrid.params()["compression_mode"],
+    ) == (
         "frequency_rank",
         0.5,
         "recursive",
     )
     snapkv = get_method("snapkv")
-    assert (snapkv.query_source, snapkv.granularity, snapkv.score_pooling) == ("window", "head", 5)
+    assert (
+        snapkv.params()["query_source"],
+        snapkv.params()["granularity"],
+        snapkv.params()["score_pooling"],
+    ) == ("window", "head", 5)
 
 
 def test_hashes_are_pinned() -> None:
@@ -79,14 +102,19 @@ def test_hashes_are_pinned() -> None:
 
 def test_overrides_field_by_field_and_budget_or_ratio() -> None:
     laser = get_method("laser", budget=2048)
-    assert (laser.name, laser.budget, laser.compression_ratio, laser.hybrid_ratio) == (
+    assert (
+        laser.name,
+        laser.params()["budget"],
+        laser.params()["compression_ratio"],
+        laser.params()["hybrid_ratio"],
+    ) == (
         "laser",
         2048,
         None,
         0.75,
     )
     by_ratio = get_method("laser", compression_ratio=0.75)
-    assert (by_ratio.budget, by_ratio.compression_ratio) == (None, 0.75)
+    assert (by_ratio.params()["budget"], by_ratio.params()["compression_ratio"]) == (None, 0.75)
     assert get_method("laser", compression_ratio=0.75).config_hash != get_method("laser").config_hash
     with pytest.raises(ConfigError, match="override='budgte'"):
         get_method("laser", budgte=10)
@@ -117,7 +145,7 @@ def expected_lengths(
     ``global_`` candidates, so each selection fills its share)."""
     if name == "full":
         return seen
-    if get_method(name).compression_mode == "recursive":
+    if get_method(name).engine.compression_mode == "recursive":
         return [min(budget, tokens) for tokens in seen]
     return [min(tokens, anchors + (index + 1) * global_ + local) for index, tokens in enumerate(seen)]
 
@@ -129,7 +157,9 @@ def test_every_method_end_to_end(tiny: Any, name: str) -> None:
     question = encode_question(tokenizer, sentence(6, 12))
     overrides: dict[str, object] = {"block_size": 32}
     if name != "full":
-        overrides.update(budget=32, lsh_bits=3)  # anchors 8, local 8, global 16; 3 bits: collisions happen
+        overrides.update(budget=32)  # anchors 8, local 8, global 16
+    if "lsh_bits" in get_method(name).params():
+        overrides.update(lsh_bits=3)  # 3 bits: collisions happen
     method = get_method(name, **overrides)
     result = answer_ids(model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=4))
     seen = [32, 64, 96, 128, 150]
@@ -139,7 +169,7 @@ def test_every_method_end_to_end(tiny: Any, name: str) -> None:
         None if name == "full" else 32
     )
     kept = result.kept_positions.reshape(-1, final)  # one row per kept set (per layer / head)
-    assert kept.shape[0] == (2 * 2 if method.granularity == "head" else 1)
+    assert kept.shape[0] == (2 * 2 if method.params().get("granularity") == "head" else 1)
     for row in kept.tolist():
         assert row == sorted(set(row)) and row[-8:] == list(range(142, 150))  # local window kept
         assert row[:8] == list(range(8))  # anchors kept

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from laserkv import MethodConfig
+from laserkv import MethodConfig, build_method
 from laserkv.modes import BlockPlan, block_roles
 from laserkv.modes import plan_block as plan_with_split
 
@@ -20,11 +20,13 @@ def plan_block(
     """Plan with the method's fixed budget, counting the state's anchors from its positions."""
     split = method.split_for(1000)
     anchors = int((state < split.anchors).sum()) if split is not None else 0
-    return plan_with_split(method, split, int(state.numel()), anchors, tail_len, block_start, block_len)
+    return plan_with_split(
+        method.engine, split, int(state.numel()), anchors, tail_len, block_start, block_len
+    )
 
 
 def test_block_roles() -> None:
-    split = MethodConfig(budget=32).split_for(100)  # anchors 8, local 8, global 16
+    split = build_method(budget=32).split_for(100)  # anchors 8, local 8, global 16
     assert split is not None
     assert block_roles(0, 32, split) == (8, 24)  # anchors 0-7, local 24-31
     assert block_roles(0, 12, split) == (8, 8)  # local never overlaps anchors
@@ -33,7 +35,7 @@ def test_block_roles() -> None:
 
 
 def test_accumulate_with_smoothing() -> None:
-    method = MethodConfig(budget=32, block_size=32)
+    method = build_method(budget=32, block_size=32)
     state = positions((0, 8), (10, 20))  # 8 anchors + 10 kept
     plan = plan_block(method, state, tail_len=8, block_start=32, block_len=32)
     assert plan.prefix_has_tail
@@ -44,7 +46,7 @@ def test_accumulate_with_smoothing() -> None:
 
 
 def test_accumulate_without_smoothing_drops_the_tail() -> None:
-    method = MethodConfig(budget=32, block_size=32, boundary_smoothing=False)
+    method = build_method(budget=32, block_size=32, boundary_smoothing=False)
     plan = plan_block(method, positions((0, 18)), tail_len=8, block_start=32, block_len=32)
     assert not plan.prefix_has_tail
     assert plan.candidate_slots.tolist() == list(range(18, 18 + 24))
@@ -52,7 +54,7 @@ def test_accumulate_without_smoothing_drops_the_tail() -> None:
 
 
 def test_recursive_rescoring_all_history() -> None:
-    method = MethodConfig(budget=32, block_size=32, compression_mode="recursive")
+    method = build_method(budget=32, block_size=32, compression_mode="recursive")
     state = positions((0, 8), (12, 20), (24, 40))  # 8 anchors + 24 history
     plan = plan_block(method, state, tail_len=0, block_start=40, block_len=32)
     assert plan.fixed_slots.tolist() == list(range(8)) + list(range(32 + 24, 32 + 32))
@@ -63,9 +65,9 @@ def test_recursive_rescoring_all_history() -> None:
 
 def test_recursive_fills_the_budget_on_a_short_block() -> None:
     state = positions((0, 8), (12, 36))
-    filled = plan_block(MethodConfig(budget=32, compression_mode="recursive"), state, 0, 40, 3)
+    filled = plan_block(build_method(budget=32, compression_mode="recursive"), state, 0, 40, 3)
     assert filled.n_select == 32 - 8 - 3
-    faithful = MethodConfig(budget=32, compression_mode="recursive", faithful_recursive_budget=True)
+    faithful = build_method(budget=32, compression_mode="recursive", faithful_recursive_budget=True)
     assert plan_block(faithful, state, 0, 40, 3).n_select == 16
 
 
@@ -73,13 +75,13 @@ def test_recursive_fills_the_budget_on_a_short_block() -> None:
 def test_empty_candidate_block(mode: str) -> None:
     state = positions((0, 8), (12, 36)) if mode == "recursive" else positions((0, 20))
     tail = 8 if mode == "accumulate" else 0
-    fixed = MethodConfig(budget=32, compression_mode=mode)
+    fixed = build_method(budget=32, compression_mode=mode)
     plan = plan_block(fixed, state, tail, block_start=40, block_len=5)  # block <= local window
     assert plan.candidate_slots.numel() > 0 and plan.n_select >= 8  # history / tail still compete
-    faithful = fixed.replace(faithful_empty_block=True)
+    faithful = fixed.with_params(faithful_empty_block=True)
     assert plan_block(faithful, state, tail, block_start=40, block_len=5).n_select == 0
 
 
 def test_full_cache_keeps_everything() -> None:
-    plan = plan_block(MethodConfig(selector="none", budget=None), positions((0, 40)), 0, 40, 16)
+    plan = plan_block(build_method(selector="none", budget=None), positions((0, 40)), 0, 40, 16)
     assert plan.fixed_slots.tolist() == list(range(56)) and plan.candidate_slots.numel() == 0

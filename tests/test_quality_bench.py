@@ -3,6 +3,7 @@ realised kept tokens, the ablation table and the written report."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from benchmarks import quality
 from benchmarks.quality_cells import method_variant, unique_units
 from cluster.reduce import reduce_and_score
-from cluster.rows import RESULT_SCHEMA
+from cluster.rows import RESULT_SCHEMA, blank_row
 
 TARGET = "1234567"
 RIGHT, WRONG = f"The number is {TARGET}.", "The number is 7654321."
@@ -29,13 +30,13 @@ def build(directory: Path, outcomes: dict[str, tuple[int | None, int, tuple[int,
     rows: list[dict[str, Any]] = []
     for label, (budget, kept, right) in outcomes.items():
         for sample, ok in enumerate(right):
-            values: dict[str, Any] = dict.fromkeys(RESULT_SCHEMA.names)
+            values: dict[str, Any] = blank_row()
             values.update(
                 unit_id=f"{label}-{sample}", status="ok", dataset="babilong_demo", dataset_revision="r",
                 sample_id=f"1k/niah_single/{sample}", task="niah_single", length="1k", question="Q?",
                 target=TARGET, method=label, method_hash=label, model="tiny", temperature=0.0,
-                max_new_tokens=128, seed=0, m_budget=budget, budget=budget, kept_tokens_final=kept,
-                context_tokens=1000, raw_output=RIGHT if ok else WRONG,
+                max_new_tokens=128, seed=0, method_params=json.dumps({"budget": budget}), budget=budget,
+                kept_tokens_final=kept, context_tokens=1000, raw_output=RIGHT if ok else WRONG,
             )  # fmt: skip
             rows.append(values)
     (directory / "results").mkdir(parents=True)

@@ -17,7 +17,7 @@ import torch
 from benchmarks import cluster_scaling, kill_resume
 from benchmarks.gpu_util import UtilisationSampler, run_gpu_indices
 from cluster.driver import Progress
-from cluster.rows import RESULT_SCHEMA
+from cluster.rows import blank_row
 from cluster.writer import ShardWriter
 
 
@@ -25,7 +25,7 @@ def write_units(directory: Path, unit_ids: list[str]) -> None:
     """One result row per id (ids may repeat), through the real shard writer."""
     writer = ShardWriter(directory, run_id="r", rows_per_shard=2)
     for unit in unit_ids:
-        row: dict[str, Any] = dict.fromkeys(RESULT_SCHEMA.names)
+        row: dict[str, Any] = blank_row()
         row.update(unit_id=unit, status="ok", run_id="r", attempt=1)
         writer.add(row)
     writer.flush()

@@ -8,11 +8,13 @@ import math
 import pytest
 import torch
 
-from laserkv import MethodConfig
 from laserkv.scorers.exact import add_attention_mass, attention_probabilities, pool_scores
 from laserkv.scorers.lsh import hyperplanes, select_frequency_rank, select_magicpig
-from laserkv.selection import BlockEvidence, exact_part, exact_select, lsh_part, select_candidates
-from laserkv.selectors import hybrid_select, recency_part
+from laserkv.selectors import BlockEvidence, ForwardNeeds, MissingEvidenceError
+from laserkv.selectors.exact import ExactSelector
+from laserkv.selectors.hybrid import HybridSelector
+from laserkv.selectors.lsh import LshSelector
+from laserkv.topk import hybrid_select, recency_part
 
 N, D = 40, 8
 
@@ -21,14 +23,20 @@ def evidence(seed: int = 0, n: int = N) -> BlockEvidence:
     generator = torch.Generator().manual_seed(seed)
     return BlockEvidence(
         n_candidates=n,
-        attention=torch.rand(1, 1, n, generator=generator),
+        cache_shape=(2, 2),
+        window_mass=torch.rand(1, 1, n, generator=generator),
+        candidate_offsets=torch.arange(n),
         query_keys=torch.randn(6, D, generator=generator),
         candidate_keys=torch.randn(n, D, generator=generator),
     )
 
 
-def hybrid_method(lsh_mode: str, ratio: float, **fields: object) -> MethodConfig:
-    return MethodConfig(selector="hybrid", lsh_mode=lsh_mode, hybrid_ratio=ratio, lsh_bits=3, **fields)  # type: ignore[arg-type]
+def attention(found: BlockEvidence) -> list[float]:
+    return found.attention_mass()[0].flatten().tolist()
+
+
+def hybrid_method(lsh_mode: str, ratio: float, seed: int) -> HybridSelector:
+    return HybridSelector(ExactSelector(), LshSelector(lsh_mode=lsh_mode, lsh_bits=3, lsh_seed=seed), ratio)
 
 
 def top_by_loop(scores: list[float], k: int) -> list[int]:
@@ -42,13 +50,11 @@ def top_by_loop(scores: list[float], k: int) -> list[int]:
 def test_hybrid_at_rho_1_and_0_equals_its_parents(lsh_mode: str, n_select: int) -> None:
     found = evidence(n_select)
     planes = hyperplanes(D, 3, 8, seed=5)
-    exact_only = select_candidates(MethodConfig(), found, n_select, None, (2, 2))
-    lsh_only = select_candidates(
-        MethodConfig(selector="lsh", lsh_mode=lsh_mode, lsh_bits=3), found, n_select, planes, (2, 2)
-    )
-    at_one = select_candidates(hybrid_method(lsh_mode, 1.0), found, n_select, planes, (2, 2))
-    at_zero = select_candidates(hybrid_method(lsh_mode, 0.0), found, n_select, planes, (2, 2))
-    assert at_one.tolist() == exact_only.tolist() == top_by_loop(found.attention.flatten().tolist(), n_select)  # type: ignore[union-attr]
+    exact_only = ExactSelector().select(found, n_select)
+    lsh_only = LshSelector(lsh_mode=lsh_mode, lsh_bits=3, lsh_seed=5).select(found, n_select)
+    at_one = hybrid_method(lsh_mode, 1.0, 5).select(found, n_select)
+    at_zero = hybrid_method(lsh_mode, 0.0, 5).select(found, n_select)
+    assert at_one.tolist() == exact_only.tolist() == top_by_loop(attention(found), n_select)
     assert at_zero.tolist() == lsh_only.tolist()
     queries, keys = found.query_keys, found.candidate_keys
     if lsh_mode == "magicpig_baseline":
@@ -62,10 +68,10 @@ def test_hybrid_at_rho_1_and_0_equals_its_parents(lsh_mode: str, n_select: int) 
 def test_hybrid_splits_the_budget_and_secondary_sees_only_the_rest(ratio: float) -> None:
     found = evidence(3)
     planes = hyperplanes(D, 3, 8, seed=1)
-    method = hybrid_method("magicpig_baseline", ratio)
+    method = hybrid_method("magicpig_baseline", ratio, 1)
     n_select = 17
-    kept = select_candidates(method, found, n_select, planes, (2, 2))
-    primary = top_by_loop(found.attention.flatten().tolist(), math.floor(n_select * ratio))  # type: ignore[union-attr]
+    kept = method.select(found, n_select)
+    primary = top_by_loop(attention(found), math.floor(n_select * ratio))
     rest = [i for i in range(N) if i not in primary]
     # the secondary ranks the remaining candidates alone (their keys centred by their own mean)
     secondary_local = select_magicpig(
@@ -97,17 +103,17 @@ def test_frequency_rank_part_on_a_subset_equals_the_selector_on_that_subset() ->
     found = evidence(4)
     planes = hyperplanes(D, 3, 8, seed=2)
     subset = torch.tensor([1, 4, 5, 9, 20, 33, 38])
-    method = MethodConfig(selector="lsh", lsh_bits=3, tie_break="max_sim")
+    method = LshSelector(lsh_bits=3, tie_break="max_sim", lsh_seed=2)
     direct = select_frequency_rank(found.query_keys, found.candidate_keys[subset], 3, planes, 3, "max_sim")  # type: ignore[arg-type,index]
-    assert lsh_part(method, found, planes)(subset, 3).tolist() == subset[direct].tolist()
+    assert method.select_within(found, subset, 3).tolist() == subset[direct].tolist()
 
 
 def test_exact_part_and_recency_part_on_subsets() -> None:
     found = evidence(5)
     subset = torch.tensor([2, 3, 10, 11, 30])
-    scores = found.attention.flatten().tolist()  # type: ignore[union-attr]
+    scores = attention(found)
     expected = sorted(sorted(subset.tolist(), key=lambda i: (-scores[i], i))[:2])
-    assert exact_part(found)(subset, 2).tolist() == expected
+    assert ExactSelector().select_within(found, subset, 2).tolist() == expected
     assert recency_part(subset, 2).tolist() == [11, 30]
     assert recency_part(subset, 0).tolist() == [] and recency_part(subset, 9).tolist() == subset.tolist()
 
@@ -115,7 +121,8 @@ def test_exact_part_and_recency_part_on_subsets() -> None:
 @pytest.mark.parametrize(("layers", "heads"), [(3, 1), (3, 2), (1, 1)])
 def test_exact_select_per_layer_and_head_is_a_top_k_per_row(layers: int, heads: int) -> None:
     scores = torch.rand(layers, heads, 12, generator=torch.Generator().manual_seed(layers * 10 + heads))
-    kept = exact_select(scores, 5, n_layers=3, n_kv_heads=2)
+    found = BlockEvidence(12, (3, 2), window_mass=scores, candidate_offsets=torch.arange(12))
+    kept = ExactSelector(granularity="head" if heads > 1 else "layer").select(found, 5)
     if layers == heads == 1:
         assert kept.tolist() == top_by_loop(scores.flatten().tolist(), 5)
         return
@@ -154,3 +161,20 @@ def test_attention_mass_per_layer_and_kv_head(rows: int, heads: int) -> None:
     expected = per_kv_head if heads == 2 else per_kv_head.sum(0, keepdim=True)
     torch.testing.assert_close(totals[rows - 1], expected)
     assert totals[: rows - 1].abs().sum() == 0
+
+
+def test_evidence_a_selector_did_not_declare_is_an_error() -> None:
+    bare = BlockEvidence(n_candidates=5)
+    with pytest.raises(MissingEvidenceError, match="needs"):
+        ExactSelector().select(bare, 2)
+    with pytest.raises(MissingEvidenceError, match="needs"):
+        LshSelector().select(bare, 2)
+
+
+def test_needs_are_declared_and_a_hybrid_merges_its_parts() -> None:
+    assert ExactSelector(granularity="head").needs() == ForwardNeeds("question", 64, attention="head")
+    assert LshSelector(query_source="window", observation_window=8).needs() == ForwardNeeds(
+        "window", 8, last_layer_keys=True
+    )
+    merged = hybrid_method("magicpig_baseline", 0.75, 0).needs()
+    assert merged == ForwardNeeds("question", 64, attention="token", last_layer_keys=True)

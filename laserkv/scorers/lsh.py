@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from laserkv.selectors import select_top
+from laserkv.topk import select_top
 
 TIE_BREAKS = ("l2", "max_sim", "mahalanobis", "partitioned_centroid", "none")
 

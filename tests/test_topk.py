@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from laserkv.selectors import select_top
+from laserkv.topk import select_top
 
 
 def brute_force_top(scores: list[float], n_keep: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""Selection as pure functions: (scores, budget) -> kept indices, sorted ascending, and the
+"""Top-k selection as pure functions: (scores, budget) -> kept indices, sorted ascending, and the
 hybrid mixing of two selectors at a ratio.
 
 Ties go to the earlier position. Nothing here touches a model, a cache or a config.

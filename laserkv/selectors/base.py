@@ -1,0 +1,182 @@
+"""The selector plugin protocol.
+
+A selector kind is one frozen dataclass: its fields are its own typed parameters (validated in
+``__post_init__``), ``needs()`` declares what a block forward must collect for it, and
+``select_within`` turns that evidence into kept candidate indices. The engine runs the forward
+the declared needs ask for and never looks at the selector's kind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from laserkv.checks import check_choice, check_int
+from laserkv.errors import ConfigError, LaserKVError
+
+ROW_SOURCES = ("question", "window")
+"""question: the question appended to each block that must drop tokens (query-aware);
+window: the block's own last ``observation_window`` tokens (query-agnostic)."""
+GRANULARITIES = ("token", "layer", "head")
+"""token: one kept set for every layer and KV head; layer: one per layer; head: one per layer and
+KV head. Every set has the same size, so caches stay rectangular."""
+
+
+@dataclass(frozen=True)
+class ForwardNeeds:
+    """What one block forward must collect for a selector.
+
+    Attributes:
+        scoring_rows: ``None`` (no scoring rows: nothing is scored), or where they come from
+            (``ROW_SOURCES``).
+        observation_window: the number of rows when ``scoring_rows="window"``.
+        attention: ``None``, or the granularity (``GRANULARITIES``) of the scoring rows' exact
+            attention mass over the candidates, summed over layers and heads it does not split.
+        last_layer_keys: the last layer's head-mean keys of the scoring rows and candidates.
+    """
+
+    scoring_rows: str | None = None
+    observation_window: int = 64
+    attention: str | None = None
+    last_layer_keys: bool = False
+
+    def __post_init__(self) -> None:
+        if self.scoring_rows is not None:
+            check_choice("query_source", self.scoring_rows, ROW_SOURCES)
+        if self.attention is not None:
+            check_choice("granularity", self.attention, GRANULARITIES)
+        if (self.attention is not None or self.last_layer_keys) and self.scoring_rows is None:
+            raise ConfigError("scoring_rows", None, "a row source for scores or keys")
+
+    def merge(self, other: ForwardNeeds) -> ForwardNeeds:
+        """Both selectors' needs from one forward (a hybrid's parts share their scoring rows).
+
+        Raises:
+            ConfigError: the two ask for different scoring rows or attention granularities.
+        """
+        rows = {self.rows_key(), other.rows_key()} - {None}
+        if len(rows) > 1:
+            raise ConfigError("query_source", sorted(map(str, rows)), "the same scoring rows for both parts")
+        granularity = {item for item in (self.attention, other.attention) if item is not None}
+        if len(granularity) > 1:
+            raise ConfigError("granularity", sorted(granularity), "one attention granularity")
+        source = self if self.scoring_rows is not None else other
+        return ForwardNeeds(
+            source.scoring_rows,
+            source.observation_window,
+            self.attention or other.attention,
+            self.last_layer_keys or other.last_layer_keys,
+        )
+
+    def rows_key(self) -> tuple[str, int] | tuple[str] | None:
+        """The scoring rows as a comparable key (the window size counts only for ``window``)."""
+        if self.scoring_rows is None:
+            return None
+        if self.scoring_rows == "window":
+            return ("window", self.observation_window)
+        return (self.scoring_rows,)
+
+
+class MissingEvidenceError(LaserKVError):
+    """A selector read evidence that its declared needs did not ask the forward for."""
+
+
+@dataclass(frozen=True)
+class BlockEvidence:
+    """What one block forward collected about its ``n_candidates`` candidates.
+
+    Attributes:
+        n_candidates: how many candidates compete.
+        cache_shape: (layers, kv_heads) of the cache, for per-layer / per-head sets.
+        window_mass: (layers or 1, kv_heads or 1, w) fp32 exact attention mass of the scoring
+            rows over the slots of the scored window, or None if not asked for.
+        candidate_offsets: (n,) each candidate's slot relative to the scored window's start.
+        query_keys: (rows, d) last-layer head-mean keys of the scoring rows, or None.
+        candidate_keys: (n, d) last-layer head-mean keys of the candidates, or None.
+    """
+
+    n_candidates: int
+    cache_shape: tuple[int, int] = (1, 1)
+    window_mass: Tensor | None = None
+    candidate_offsets: Tensor | None = None
+    query_keys: Tensor | None = None
+    candidate_keys: Tensor | None = None
+
+    def attention_mass(self) -> tuple[Tensor, Tensor]:
+        """``(window_mass, candidate_offsets)``.
+
+        Raises:
+            MissingEvidenceError: the selector's needs did not ask for attention mass.
+        """
+        if self.window_mass is None or self.candidate_offsets is None:
+            raise MissingEvidenceError("attention mass was not collected: declare needs().attention")
+        return self.window_mass, self.candidate_offsets
+
+    def last_layer_keys(self) -> tuple[Tensor, Tensor]:
+        """``(query_keys, candidate_keys)``.
+
+        Raises:
+            MissingEvidenceError: the selector's needs did not ask for last-layer keys.
+        """
+        if self.query_keys is None or self.candidate_keys is None:
+            raise MissingEvidenceError("last-layer keys were not collected: declare needs().last_layer_keys")
+        return self.query_keys, self.candidate_keys
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Base of every selector kind (a frozen dataclass whose fields are its parameters).
+
+    Class attributes:
+        kind: the registered name.
+        description: one line for listings.
+        evicts: False only for the selector that keeps everything (no budget then).
+    """
+
+    kind: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    evicts: ClassVar[bool] = True
+
+    def needs(self) -> ForwardNeeds:
+        """What a block forward must collect for this selector (default: nothing)."""
+        return ForwardNeeds()
+
+    @property
+    def selects_one_set(self) -> bool:
+        """Whether it keeps one set for every layer and head (so it can be a hybrid's part)."""
+        return True
+
+    def select_within(self, evidence: BlockEvidence, subset: Tensor, n_keep: int) -> Tensor:
+        """The ``n_keep`` kept members of ``subset`` (ascending candidate indices), ascending."""
+        raise NotImplementedError(f"selector {self.kind!r} cannot select within a subset")
+
+    def select(self, evidence: BlockEvidence, n_select: int) -> Tensor:
+        """The kept candidates, as indices into the candidate list (CPU int64).
+
+        Returns:
+            (n_select,) ascending, or (layers, kv_heads, n_select) ascending along the last
+            dimension for selectors that keep one set per layer / head.
+        """
+        return self.select_within(evidence, torch.arange(evidence.n_candidates), n_select)
+
+    def flat_params(self) -> dict[str, object]:
+        """Its parameters by name (a hybrid adds its parts')."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    def flat_defaults(self) -> dict[str, object]:
+        """The default of each parameter ``flat_params`` returns."""
+        return {field.name: field.default for field in dataclasses.fields(self)}
+
+    def summary(self) -> str:
+        """A short description for tables, e.g. ``lsh magicpig_baseline``."""
+        return self.kind
+
+
+def rows_params(query_source: object, observation_window: object) -> None:
+    """Validate the scoring-row parameters shared by selectors that score with rows."""
+    check_choice("query_source", query_source, ROW_SOURCES)
+    check_int("observation_window", observation_window, 1)
