@@ -32,18 +32,12 @@ def methods_command() -> None:
 
 @app.command("datasets")
 def datasets_command() -> None:
-    """The datasets and their lengths and tasks."""
-    from evals import babilong
-    from evals.longbench_v2 import HUB_ID
+    """The benchmarks, with their sources, lengths and tasks."""
+    from evals.benchmarks import listing
 
     table = Table(title="laserkv datasets")
-    for column in ("dataset", "source", "lengths", "tasks"):
+    for column in ("dataset", "source", "lengths", "tasks", "what it is"):
         table.add_column(column, no_wrap=column == "dataset")
-    for name, lengths in babilong.LENGTHS.items():
-        source = babilong.HUB_IDS.get(name, "generated offline (RULER essays haystack)")
-        tasks = {task for length in lengths for task in babilong.tasks_for(name, length)}
-        qa = sorted((task for task in tasks if task.startswith("qa")), key=lambda task: int(task[2:]))
-        others = sorted(task for task in tasks if not task.startswith("qa"))
-        table.add_row(name, source, ", ".join(lengths), ", ".join([f"{qa[0]}-{qa[-1]}", *others]))
-    table.add_row("longbench_v2", HUB_ID, "short, medium, long", "6 domains, 503 items")
+    for row in listing():
+        table.add_row(*row)
     stdout.print(table)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from evals import babilong, demo_set
+from evals import demo_set
+from evals.benchmark import DataRequest
+from evals.benchmarks import BENCHMARKS, get_benchmark
 from laserkv.config import MethodConfig
 from laserkv.errors import ConfigError
 
-DATASETS = ("babilong_demo", "babilong", "babilong_1k", "longbench_v2")
+DATASETS = tuple(BENCHMARKS)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,6 @@ class RunConfig:
     overwrite: bool = False
     retry_failed: bool = False
     seed: int = 0
-    extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -78,10 +79,7 @@ class RunConfig:
         hashes = [method.config_hash for method in self.methods]
         if len(set(hashes)) != len(hashes):
             raise ConfigError("methods", names, "distinct configs (two names share one config, e.g. laser)")
-        if self.dataset != "longbench_v2":
-            for length in self.lengths:
-                for task in self.tasks:
-                    babilong.check_config(self.dataset, length, task)
+        get_benchmark(self.dataset).check(self.data_request())
         for name, minimum in (
             ("gpus", 0),
             ("workers_per_gpu", 1),
@@ -96,6 +94,12 @@ class RunConfig:
             raise ConfigError("limit", self.limit, "None or an integer >= 1")
         if not math.isfinite(self.unit_timeout_s) or self.unit_timeout_s <= 0:
             raise ConfigError("unit_timeout_s", self.unit_timeout_s, "a positive number of seconds")
+
+    def data_request(self) -> DataRequest:
+        """What this run asks of its benchmark."""
+        return DataRequest(
+            self.lengths, self.tasks, self.dataset_source, self.demo_samples_per_cell, self.greedy, self.model
+        )
 
     @property
     def n_workers(self) -> int:

@@ -35,6 +35,7 @@ from cluster.writer import (
     shard_paths,
     write_manifest,
 )
+from evals.benchmarks import get_benchmark
 from laserkv.errors import LaserKVError
 from laserkv.modeling import load_tokenizer
 
@@ -47,8 +48,6 @@ class WorkerStartError(LaserKVError):
 
 
 POLL_S = 1.0
-TOKENIZED_DATASETS = ("longbench_v2", "babilong_demo")
-"""Datasets whose samples depend on the model's tokenizer (truncation; generated lengths)."""
 
 
 @dataclass
@@ -194,7 +193,8 @@ def run_eval(
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     try:
         check_gpus(config)  # before anything slow: the tokenizer, the data, the workers
-        tokenizer = load_tokenizer(config.model) if config.dataset in TOKENIZED_DATASETS else None
+        needs_tokenizer = get_benchmark(config.dataset).needs_tokenizer  # truncation, generated lengths
+        tokenizer = load_tokenizer(config.model) if needs_tokenizer else None
         revision = dataset_revision(config)
         earlier = set() if config.overwrite else previous_revisions(output, config.dataset) - {revision}
         if earlier:  # resuming would mix two versions of the data in one set of cells

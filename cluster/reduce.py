@@ -1,8 +1,17 @@
 """The reducer: reads result shards only, scores them with ``evals`` (the official metric of
-each dataset, recomputed from the raw outputs), and writes ``summary.parquet`` and
-``summary.json``: accuracy per method x task x length with bootstrap 95% CIs, the official
-tables (BABILong qa1-qa5 headline, LongBench v2 overall/easy/hard/short/medium/long), a paired
-comparison with ``full`` on the same samples when it ran, and mean cost per method."""
+each benchmark, recomputed from the raw outputs), and writes ``summary.parquet`` and
+``summary.json``: accuracy per configuration x task x length with bootstrap 95% CIs, each
+benchmark's official tables, a paired comparison with ``full`` on the same samples when it ran,
+and mean cost per configuration.
+
+Everything is keyed by what a result is: (dataset, model, method name, method config hash);
+a configuration's label (``config``) is the method name, with ``#<hash>`` where one name ran
+with several configs and ``@ <model>`` where several models are present.
+
+Missing outputs: an ``ok`` row whose raw output is None or NaN is scored as the empty string
+(``evals.benchmark.output_text``: BABILong's metric judges it wrong, LongBench v2 skips it as
+pred.py skips ''); a failed unit (error, OOM, timeout) counts as wrong for every benchmark. The
+normalisation happens once, in ``scored_rows``, which every table and the report use."""
 
 from __future__ import annotations
 
@@ -17,8 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cluster.writer import ResultsError, read_results
-from evals import babilong, longbench_v2
-from evals.scoring import score_fields
+from evals.benchmark import output_text
+from evals.benchmarks import get_benchmark
 from evals.stats import bootstrap_ci, paired_comparison
 
 BASELINE = "full"
@@ -61,16 +70,37 @@ def scored_rows(table: pa.Table) -> list[dict[str, Any]]:
     rows = latest_rows(table)
     for row in rows:
         failed = row["status"] != "ok"
-        row["response"] = FAILED_OUTPUT if failed else row["raw_output"]
+        benchmark = get_benchmark(row["dataset"])
+        row["response"] = FAILED_OUTPUT if failed else output_text(row["raw_output"])
         row["answer"] = row["target"]
+        row["counts"] = benchmark.counts(row["response"])
         row["correct"] = (
             False
             if failed
-            else score_fields(
-                row["dataset"], row["target"], row["raw_output"] or "", row["question"] or "", row["task"]
-            )[1]
+            else benchmark.score(row["target"], row["response"], row["question"] or "", row["task"])[1]
         )
+    label_configs(rows)
     return rows
+
+
+def config_key(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    """What a result is: (dataset, model, method name, method config hash)."""
+    return row["dataset"], row["model"], row["method"], row["method_hash"]
+
+
+def label_configs(rows: list[dict[str, Any]]) -> None:
+    """Give every row its configuration's label, ``config`` (see the module docstring)."""
+    models = {row["model"] for row in rows}
+    hashes: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        hashes[row["method"]].add(row["method_hash"])
+    for row in rows:
+        label = row["method"]
+        if len(hashes[label]) > 1:
+            label += f" #{(row['method_hash'] or '')[:8]}"
+        if len(models) > 1:
+            label += f" @ {row['model']}"
+        row["config"] = label
 
 
 def baseline_key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -102,18 +132,23 @@ def paired_scores(
 
 
 def cell_summaries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One summary row per (dataset, method, task, length)."""
-    cells: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:  # a method name rerun with another config is another cell
-        cells[(row["dataset"], row["method"], row["task"], row["length"], row["method_hash"])].append(row)
+    """One summary row per configuration (``config_key``) x task x length."""
+    cells: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:  # a method name rerun with another config, or another model, is another cell
+        cell = (*config_key(row), row["task"], row["length"])
+        cells[cell].append(row)
     baseline = {baseline_key(row): row for row in rows if row["method"] == BASELINE}
     summaries = []
-    for (dataset, method, task, length, method_hash), members in sorted(cells.items()):
-        scored = [row for row in members if not (dataset == longbench_v2.DATASET and row["response"] == "")]
+    for (dataset, model, method, method_hash, task, length), members in sorted(
+        cells.items(), key=lambda item: tuple(str(part) for part in item[0])
+    ):
+        scored = [row for row in members if row["counts"]]
         accuracy = bootstrap_ci([float(row["correct"]) for row in scored]) if scored else None
         summary: dict[str, Any] = {
             "dataset": dataset,
+            "model": model,
             "method": method,
+            "config": members[0]["config"],
             "task": task,
             "length": length,
             "method_hash": method_hash,
@@ -148,24 +183,14 @@ def cell_summaries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def official_tables(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per dataset and method: BABILong's per task x length table and qa1-qa5 headline, or
-    LongBench v2's result.py row."""
-    by_dataset_method: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    """Per dataset and configuration label: the benchmark's official result
+    (``Benchmark.official_table``, from each row's official judgement)."""
+    by_config: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        by_dataset_method[(row["dataset"], row["method"])].append(row)
+        by_config[(row["dataset"], row["config"])].append(row)
     tables: dict[str, Any] = defaultdict(dict)
-    for (dataset, method), members in sorted(by_dataset_method.items()):
-        if dataset == longbench_v2.DATASET:
-            tables[dataset][method] = vars(longbench_v2.aggregate(members))
-        else:  # from the official per-row judgement already made (needle tasks have their own)
-            cells: dict[tuple[str, str], list[bool]] = defaultdict(list)
-            for row in members:
-                cells[(row["task"], row["length"])].append(row["correct"])
-            table = {cell: 100 * sum(values) / len(values) for cell, values in cells.items()}
-            tables[dataset][method] = {
-                "accuracy": {f"{task}/{length}": value for (task, length), value in sorted(table.items())},
-                "headline_qa1_qa5": babilong.headline(table),
-            }
+    for (dataset, label), members in sorted(by_config.items()):
+        tables[dataset][label] = get_benchmark(dataset).official_table(members)
     return dict(tables)
 
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.labels import base_name
-from cluster.reduce import BASELINE, baseline_key, mean_of, paired_scores, reduce_and_score
+from cluster.reduce import BASELINE, baseline_key, config_key, mean_of, paired_scores, reduce_and_score
 from cluster.writer import MANIFESTS
-from evals.babilong import length_tokens
-from evals.published import published_for
+from evals.babilong import length_order
+from evals.benchmarks import get_benchmark
 from evals.stats import bootstrap_ci, paired_comparison
 
 FORMATS = ("md", "html")
@@ -32,13 +32,6 @@ class Table:
     rows: list[tuple[str, ...]]
 
 
-def _length_key(length: str) -> tuple[int, str]:
-    try:
-        return length_tokens(length), length
-    except (KeyError, ValueError):
-        return 0, length
-
-
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -48,21 +41,26 @@ def _interval(estimate: float, low: float, high: float, sign: str) -> str:
 
 
 def length_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Task-pooled results per (dataset, length, method), with the paired comparison to ``full``."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    """Task-pooled results per (configuration, length), with the paired comparison to ``full``
+    (``method`` is the configuration's label, ``reduce.label_configs``)."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        groups[(row["dataset"], row["length"], row["method"])].append(row)
+        group = (*config_key(row), row["length"])
+        groups[group].append(row)
     baseline = {baseline_key(r): r for r in rows if r["method"] == BASELINE}
     results = []
-    for (dataset, length, method), members in sorted(
-        groups.items(), key=lambda item: (item[0][0], _length_key(item[0][1]), item[0][2])
+    for (dataset, model, name, _, length), members in sorted(
+        groups.items(), key=lambda item: (item[0][0], length_order(item[0][4]), item[1][0]["config"])
     ):
         ok = [row for row in members if row["status"] == "ok"]
-        accuracy = bootstrap_ci([float(row["correct"]) for row in members])
+        counted = [float(row["correct"]) for row in members if row["counts"]]
+        accuracy = bootstrap_ci(counted) if counted else None  # none: every output was skipped
         entry: dict[str, Any] = {
             "dataset": dataset,
+            "model": model,
             "length": length,
-            "method": method,
+            "method": members[0]["config"],
+            "base": name,
             "n": len(members),
             "errors": len(members) - len(ok),
             "accuracy": accuracy,
@@ -76,7 +74,7 @@ def length_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         peak = mean_of([row["peak_memory_bytes"] for row in ok])
         entry["peak_gib"] = None if peak is None else peak / 2**30
         ours, theirs = paired_scores(members, baseline)
-        if method != BASELINE and ours:
+        if name != BASELINE and ours:
             entry["comparison"] = paired_comparison(ours, theirs)
         results.append(entry)
     return results
@@ -108,7 +106,9 @@ def tables(output_dir: Path) -> tuple[list[Table], list[dict[str, Any]], dict[st
                 entry["method"],
                 str(entry["n"]),
                 str(entry["errors"]),
-                _interval(entry["accuracy"].estimate, entry["accuracy"].low, entry["accuracy"].high, ""),
+                "-" if entry["accuracy"] is None else _interval(
+                    entry["accuracy"].estimate, entry["accuracy"].low, entry["accuracy"].high, ""
+                ),
                 "-" if entry["comparison"] is None else _interval(
                     entry["comparison"].difference.estimate,
                     entry["comparison"].difference.low,
@@ -125,71 +125,29 @@ def tables(output_dir: Path) -> tuple[list[Table], list[dict[str, Any]], dict[st
             for entry in per_length
         ],
     )  # fmt: skip
-    result = [main, *official_tables(summary["official"]), *published_tables(models)]
+    datasets = sorted({row["dataset"] for row in rows})
+    result = [main, *official_tables(summary["official"]), *published_tables(models, datasets)]
     return result, per_length, about
 
 
 def official_tables(official: dict[str, Any]) -> list[Table]:
-    """BABILong's qa1-qa5 headline per length and LongBench v2's result.py row, per method."""
+    """Each benchmark's official tables, one row per configuration."""
     found = []
-    for dataset, by_method in sorted(official.items()):
-        if dataset == "longbench_v2":
-            header = (
-                "method",
-                "overall",
-                "easy",
-                "hard",
-                "short",
-                "medium",
-                "long",
-                "scored",
-                "empty outputs",
-            )
-            body = [
-                (
-                    method,
-                    *(_percent(scores[key]) for key in header[1:7]),
-                    str(scores["n_scored"]),
-                    str(scores["skipped_empty"]),
-                )
-                for method, scores in sorted(by_method.items())
-            ]
-            found.append(Table("LongBench v2, official table (%)", header, body))
-            continue
-        lengths = sorted(
-            {length for scores in by_method.values() for length in scores["headline_qa1_qa5"]},
-            key=_length_key,
-        )
-        if lengths:
-            body = [
-                (method, *(_percent(scores["headline_qa1_qa5"].get(length)) for length in lengths))
-                for method, scores in sorted(by_method.items())
-            ]
-            found.append(
-                Table(
-                    f"{dataset}: qa1-qa5 mean per length (%, the official headline)",
-                    ("method", *lengths),
-                    body,
-                )
-            )
-        cells = sorted({cell for scores in by_method.values() for cell in scores["accuracy"]})
-        body = [
-            (method, *(_percent(scores["accuracy"].get(cell)) for cell in cells))
-            for method, scores in sorted(by_method.items())
-        ]
-        found.append(Table(f"{dataset}: accuracy per task/length (%)", ("method", *cells), body))
+    for dataset, by_config in sorted(official.items()):
+        for table in get_benchmark(dataset).official_tables(by_config):
+            found.append(Table(table.title, table.header, table.rows))
     return found
 
 
-def published_tables(models: list[str]) -> list[Table]:
-    """Published full-cache numbers for the run's model, where known."""
+def published_tables(models: list[str], datasets: list[str]) -> list[Table]:
+    """Published full-cache numbers for the run's models on its benchmarks, where known."""
     found = []
     for model in models:
-        match = published_for(model)
-        if match is None:
-            continue
-        name, numbers = match
-        for dataset, values in numbers.items():
+        for dataset in datasets:
+            match = get_benchmark(dataset).published(model)
+            if match is None:
+                continue
+            name, values = match
             found.append(
                 Table(
                     f"Published full-cache numbers, {name}, {dataset} (%)",
@@ -200,14 +158,19 @@ def published_tables(models: list[str]) -> list[Table]:
     return found
 
 
+def series_name(label: str) -> str:
+    """A configuration label without its sweep settings: ``laser[budget=256] @ m`` -> ``laser @ m``."""
+    return re.sub(r"\[[^\]]*\]", "", label)
+
+
 def budget_series(per_length: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """For accuracy vs budget: one series per base method (``streaming[budget=128]`` and
     ``streaming[budget=256]`` are one line), one point per budget, lengths pooled by size (the
     band is the n-weighted mean of the per-length CIs: indicative, not a pooled bootstrap)."""
     pooled: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
     for entry in per_length:
-        if entry["budget"] is not None:
-            pooled[(base_name(entry["method"]), entry["budget"])].append(entry)
+        if entry["budget"] is not None and entry["accuracy"] is not None:
+            pooled[(series_name(entry["method"]), entry["budget"])].append(entry)
     series: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (method, budget), entries in sorted(pooled.items()):
         total = sum(entry["n"] for entry in entries)
@@ -253,14 +216,14 @@ def plots(per_length: list[dict[str, Any]], directory: Path) -> list[Path]:
                 lows = [
                     e["accuracy"].low
                     for e in sorted(entries, key=lambda e: e[xkey] or 0)
-                    if e[xkey] is not None
+                    if e[xkey] is not None and e["accuracy"] is not None
                 ]
                 highs = [
                     e["accuracy"].high
                     for e in sorted(entries, key=lambda e: e[xkey] or 0)
-                    if e[xkey] is not None
+                    if e[xkey] is not None and e["accuracy"] is not None
                 ]
-                if len(lows) == len(xs):
+                if len(lows) == len(xs) and all(e["accuracy"] is not None for e in entries):
                     axes.fill_between(xs, lows, highs, alpha=0.15)
         axes.set_xlabel(xlabel)
         axes.set_ylabel(ylabel)

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 from cluster.config import RunConfig
-from evals import babilong, demo_set, longbench_v2
+from evals.benchmarks import get_benchmark
 from evals.sample import EvalSample
-
-
-def demo_spec(config: RunConfig) -> demo_set.DemoSpec:
-    """The demo set a run uses: lengths counted by the run model's tokenizer."""
-    return demo_set.DemoSpec(
-        samples_per_cell=config.demo_samples_per_cell, counter=f"tokenizer:{config.model}"
-    )
 
 
 def dataset_revision(config: RunConfig) -> str:
     """What version of the data the rows come from (part of every unit id)."""
-    if config.dataset == "babilong_demo":
-        return f"demo:{demo_spec(config).cache_key()}"
-    if config.dataset_source is not None:
-        return f"local:{Path(config.dataset_source).expanduser().resolve()}"
-    return "hub:main"
+    return get_benchmark(config.dataset).revision(config.data_request())
 
 
 def limit_per_cell(samples: Iterable[EvalSample], limit: int | None) -> Iterator[EvalSample]:
@@ -51,21 +39,11 @@ def interleave_cells(samples: Iterable[EvalSample]) -> list[EvalSample]:
 
 
 def load_samples(config: RunConfig, tokenizer: Any | None) -> list[EvalSample]:
-    """The run's samples, cells interleaved. LongBench v2 prompts are middle-truncated with
-    ``tokenizer``; demo-set lengths are counted with it."""
-    if config.dataset == "longbench_v2":
-        items = longbench_v2.load_samples(
-            config.dataset_source or longbench_v2.HUB_ID, tokenizer, greedy=config.greedy
-        )
-        samples = list(items)
+    """The run's samples: per cell up to the limit, cells interleaved (a benchmark without cells:
+    the first ``limit`` samples). ``tokenizer`` is the run model's, for benchmarks that need it."""
+    benchmark = get_benchmark(config.dataset)
+    found = benchmark.load(config.data_request(), tokenizer)
+    if not benchmark.cells:
+        samples = list(found)
         return samples if config.limit is None else samples[: config.limit]
-    if config.dataset == "babilong_demo":
-        if tokenizer is None:
-            raise ValueError("the demo set counts tokens with the run model's tokenizer: pass it")
-        counter = demo_set.tokenizer_counter(tokenizer)
-        found: Iterable[EvalSample] = demo_set.load_samples(
-            config.lengths, config.tasks, demo_spec(config), counter
-        )
-    else:
-        found = babilong.load_samples(config.dataset, config.lengths, config.tasks, config.dataset_source)
     return interleave_cells(limit_per_cell(found, config.limit))

@@ -14,13 +14,17 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evals import needle
+from evals.benchmark import DataRequest, OfficialTable, output_text, percent_cell
 from evals.errors import EvalError
 from evals.loading import check_fields, load_hub, load_local
+from evals.published import published_for
 from evals.resources import data_json
 from evals.sample import EvalSample, GenerationSettings, PromptParts, split_at_suffix
 
@@ -217,12 +221,12 @@ def accuracy_table(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], f
 
     Args:
         records: dicts with ``task``, ``length``, ``target``, ``output``, ``question``; an output of
-            None (NaN in the official CSVs) is scored as "".
+            None or NaN (a missing value in the official CSVs) is scored as "".
     """
     totals: dict[tuple[str, str], list[int]] = {}
     for record in records:
         correct = compare_answers(
-            record["target"], record["output"] or "", record["question"], record["task"]
+            record["target"], output_text(record["output"]), record["question"], record["task"]
         )
         cell = totals.setdefault((record["task"], record["length"]), [0, 0])
         cell[0] += int(correct)
@@ -239,3 +243,101 @@ def headline(table: dict[tuple[str, str], float]) -> dict[str, float]:
         for length in sorted(lengths, key=length_tokens)
         if all((task, length) in table for task in HEADLINE_TASKS)
     }
+
+
+def score_output(target: str, raw_output: str, question: str, task: str) -> tuple[str, bool]:
+    """The stripped output and its judgement: ``compare_answers``, or RULER's string match for
+    the demo set's needle tasks."""
+    output = raw_output.strip()
+    if task in needle.TASKS:
+        return output, needle.string_match_all(target, output)
+    return output, compare_answers(target, output, question, task)
+
+
+def length_order(length: str) -> tuple[int, str]:
+    """Sort key of a length config (unknown names last, by name)."""
+    try:
+        return length_tokens(length), length
+    except (KeyError, ValueError):
+        return 10**12, length
+
+
+@dataclass(frozen=True)
+class BabilongBenchmark:
+    """BABILong (``babilong``, ``babilong_1k``): the ``evals.benchmark.Benchmark`` protocol."""
+
+    name: str
+    description: str
+    source: str
+    needs_tokenizer: bool = False
+    cells: bool = True
+
+    def lengths(self) -> tuple[str, ...]:
+        return LENGTHS[self.name]
+
+    def tasks(self, length: str) -> tuple[str, ...]:
+        return tasks_for(self.name, length)
+
+    def check(self, request: DataRequest) -> None:
+        for length in request.lengths:
+            for task in request.tasks:
+                check_config(self.name, length, task)
+
+    def revision(self, request: DataRequest) -> str:
+        if request.source is not None:
+            return f"local:{Path(request.source).expanduser().resolve()}"
+        return "hub:main"
+
+    def load(self, request: DataRequest, tokenizer: Any | None) -> Iterable[EvalSample]:
+        return load_samples(self.name, request.lengths, request.tasks, request.source)
+
+    def score(self, target: str, raw_output: str, question: str, task: str) -> tuple[str | None, bool]:
+        return score_output(target, raw_output, question, task)
+
+    def counts(self, raw_output: str) -> bool:
+        return True
+
+    def official_table(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Accuracy per task/length from each row's official judgement, and the headline."""
+        cells: dict[tuple[str, str], list[bool]] = defaultdict(list)
+        for row in rows:
+            cells[(row["task"], row["length"])].append(bool(row["correct"]))
+        table = {cell: 100 * sum(values) / len(values) for cell, values in cells.items()}
+        return {
+            "accuracy": {f"{task}/{length}": value for (task, length), value in sorted(table.items())},
+            "headline_qa1_qa5": headline(table),
+        }
+
+    def official_tables(self, results: dict[str, dict[str, Any]]) -> list[OfficialTable]:
+        found = []
+        lengths = sorted(
+            {length for scores in results.values() for length in scores["headline_qa1_qa5"]}, key=length_order
+        )
+        if lengths:
+            body = [
+                (label, *(percent_cell(scores["headline_qa1_qa5"].get(length)) for length in lengths))
+                for label, scores in sorted(results.items())
+            ]
+            title = f"{self.name}: qa1-qa5 mean per length (%, the official headline)"
+            found.append(OfficialTable(title, ("method", *lengths), body))
+        cells = sorted({cell for scores in results.values() for cell in scores["accuracy"]})
+        body = [
+            (label, *(percent_cell(scores["accuracy"].get(cell)) for cell in cells))
+            for label, scores in sorted(results.items())
+        ]
+        found.append(OfficialTable(f"{self.name}: accuracy per task/length (%)", ("method", *cells), body))
+        return found
+
+    def published(self, model: str) -> tuple[str, dict[str, float]] | None:
+        match = published_for(model)
+        if match is None or "babilong" not in match[1]:
+            return None
+        return match[0], match[1]["babilong"]
+
+
+BABILONG = BabilongBenchmark(
+    "babilong", "BABILong, 100 samples per task and length (10M: qa1-qa5 only)", HUB_IDS["babilong"]
+)
+BABILONG_1K = BabilongBenchmark(
+    "babilong_1k", "BABILong, 1000 samples per task and length (0k-128k)", HUB_IDS["babilong_1k"]
+)

@@ -23,6 +23,7 @@ from typing import Any
 import datasets
 
 from evals import babilong, needle
+from evals.benchmark import DataRequest
 from evals.errors import EvalError
 from evals.haystack import haystack_sentences
 from evals.sample import EvalSample
@@ -223,3 +224,30 @@ def load_samples(
         raise EvalError(f"samples_per_cell={spec.samples_per_cell} is not allowed: at least 1")
     directory = ensure_demo_set(lengths, tasks, spec, count_tokens, root)
     yield from babilong.load_samples(DATASET, lengths, tasks, source=str(directory))
+
+
+@dataclass(frozen=True)
+class DemoBenchmark(babilong.BabilongBenchmark):
+    """The offline demo set: BABILong's prompts, metric and tables (RULER's string match for the
+    needle tasks), generated per model tokenizer; no published numbers."""
+
+    needs_tokenizer: bool = True
+
+    def revision(self, request: DataRequest) -> str:
+        return f"demo:{model_spec(request.model, request.samples_per_cell).cache_key()}"
+
+    def load(self, request: DataRequest, tokenizer: Any | None) -> Iterable[EvalSample]:
+        if tokenizer is None:
+            raise EvalError("the demo set counts tokens with the run model's tokenizer: pass it")
+        spec = model_spec(request.model, request.samples_per_cell)
+        return load_samples(request.lengths, request.tasks, spec, tokenizer_counter(tokenizer))
+
+    def published(self, model: str) -> tuple[str, dict[str, float]] | None:
+        return None
+
+
+DEMO = DemoBenchmark(
+    DATASET,
+    "offline demo set: bAbI qa1-qa3 facts and RULER-style needles in Paul Graham essays",
+    "generated offline (RULER essays haystack)",
+)

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evals.benchmark import DataRequest, OfficialTable, percent_cell
 from evals.loading import check_fields, load_hub, load_local
+from evals.published import published_for
 from evals.resources import data_text
 from evals.sample import EvalSample, GenerationSettings, PromptParts, split_at_suffix
 
@@ -229,3 +231,76 @@ def aggregate(records: Iterable[dict[str, Any]], compensated: bool = False) -> L
         n_scored=scored,
         skipped_empty=skipped,
     )
+
+
+SCORE_COLUMNS = ("overall", "easy", "hard", "short", "medium", "long")
+LENGTH_CLASSES = ("short", "medium", "long")
+DOMAINS = (
+    "Single-Document QA",
+    "Multi-Document QA",
+    "Long In-context Learning",
+    "Long-dialogue History Understanding",
+    "Code Repository Understanding",
+    "Long Structured Data Understanding",
+)
+
+
+@dataclass(frozen=True)
+class LongBenchV2Benchmark:
+    """LongBench v2: the ``evals.benchmark.Benchmark`` protocol (503 items, no cells: a limit
+    counts items in all; ``--lengths`` / ``--tasks`` do not apply)."""
+
+    name: str = DATASET
+    description: str = "LongBench v2, 503 multiple-choice items in 6 domains (0-shot, w/o CoT)"
+    source: str = HUB_ID
+    needs_tokenizer: bool = True
+    cells: bool = False
+
+    def lengths(self) -> tuple[str, ...]:
+        return LENGTH_CLASSES
+
+    def tasks(self, length: str) -> tuple[str, ...]:
+        return DOMAINS
+
+    def check(self, request: DataRequest) -> None:
+        return None
+
+    def revision(self, request: DataRequest) -> str:
+        if request.source is not None:
+            return f"local:{Path(request.source).expanduser().resolve()}"
+        return "hub:main"
+
+    def load(self, request: DataRequest, tokenizer: Any | None) -> Iterable[EvalSample]:
+        return load_samples(request.source or HUB_ID, tokenizer, greedy=request.greedy)
+
+    def score(self, target: str, raw_output: str, question: str, task: str) -> tuple[str | None, bool]:
+        prediction = extract_answer(raw_output.strip())
+        return prediction, prediction == target
+
+    def counts(self, raw_output: str) -> bool:
+        return raw_output != ""  # pred.py skips '' before stripping
+
+    def official_table(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return vars(aggregate(rows))
+
+    def official_tables(self, results: dict[str, dict[str, Any]]) -> list[OfficialTable]:
+        header = ("method", *SCORE_COLUMNS, "scored", "empty outputs")
+        body = [
+            (
+                label,
+                *(percent_cell(scores[key]) for key in SCORE_COLUMNS),
+                str(scores["n_scored"]),
+                str(scores["skipped_empty"]),
+            )
+            for label, scores in sorted(results.items())
+        ]
+        return [OfficialTable("LongBench v2, official table (%)", header, body)]
+
+    def published(self, model: str) -> tuple[str, dict[str, float]] | None:
+        match = published_for(model)
+        if match is None or DATASET not in match[1]:
+            return None
+        return match[0], match[1][DATASET]
+
+
+LONGBENCH_V2 = LongBenchV2Benchmark()

@@ -1,0 +1,123 @@
+"""The benchmark protocol: what the orchestrator, the reducer and the CLI may ask of a benchmark.
+Nothing outside ``evals`` names a dataset; everything goes through a ``Benchmark`` from
+``evals.benchmarks.get_benchmark``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from evals.sample import EvalSample
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """The data a run asks for.
+
+    Attributes:
+        lengths / tasks: the cells (benchmarks with ``cells=False`` ignore them).
+        source: a local copy of the data (None: the hub, or a generated set).
+        samples_per_cell: samples generated per cell (generated benchmarks).
+        greedy: greedy decoding instead of the official sampling (LongBench v2).
+        model: the run's model (generated sets count lengths with its tokenizer).
+    """
+
+    lengths: tuple[str, ...] = ("1k",)
+    tasks: tuple[str, ...] = ("qa1",)
+    source: str | None = None
+    samples_per_cell: int = 100
+    greedy: bool = False
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class OfficialTable:
+    """One table of a benchmark's official results, rendered as it is by the report."""
+
+    title: str
+    header: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+
+
+class Benchmark(Protocol):
+    """One benchmark with its official protocol.
+
+    Attributes:
+        name: the registered name (``--dataset``).
+        description: one line for ``laserkv datasets``.
+        source: where the data comes from (hub id, or how it is generated).
+        needs_tokenizer: whether samples depend on the model's tokenizer (truncation, lengths).
+        cells: whether samples come in (task, length) cells (``--lengths`` / ``--tasks``; a
+            limit is per cell); otherwise the limit counts samples in all.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def needs_tokenizer(self) -> bool: ...
+
+    @property
+    def cells(self) -> bool: ...
+
+    def lengths(self) -> tuple[str, ...]:
+        """The lengths a run may ask for (or the length classes, without cells)."""
+        ...
+
+    def tasks(self, length: str) -> tuple[str, ...]:
+        """The tasks there are at ``length``."""
+        ...
+
+    def check(self, request: DataRequest) -> None:
+        """Refuse unknown lengths or tasks (``EvalError`` naming the valid ones)."""
+        ...
+
+    def revision(self, request: DataRequest) -> str:
+        """The data's version (part of every unit id)."""
+        ...
+
+    def load(self, request: DataRequest, tokenizer: Any | None) -> Iterable[EvalSample]:
+        """The samples, prompted as the official code prompts them."""
+        ...
+
+    def score(self, target: str, raw_output: str, question: str, task: str) -> tuple[str | None, bool]:
+        """The parsed prediction of one raw output and whether it is right, as the official
+        code decides."""
+        ...
+
+    def counts(self, raw_output: str) -> bool:
+        """Whether a row with this raw output enters the accuracy (official skips)."""
+        ...
+
+    def official_table(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """The official result of one configuration's scored rows (``correct``, ``task``,
+        ``length``, ``response``, ... as the reducer has them), as plain JSON-able data."""
+        ...
+
+    def official_tables(self, results: dict[str, dict[str, Any]]) -> list[OfficialTable]:
+        """``official_table`` results per configuration label, as the tables to show."""
+        ...
+
+    def published(self, model: str) -> tuple[str, dict[str, float]] | None:
+        """Published full-cache numbers for ``model`` (the name they were published under)."""
+        ...
+
+
+def percent_cell(value: float | None) -> str:
+    """A percentage as a table shows it (``-`` for none)."""
+    return "-" if value is None else f"{value:.1f}"
+
+
+def output_text(raw_output: object) -> str:
+    """A stored raw output as text: None (no output) and NaN (a missing value in a pandas or CSV
+    copy of the rows) are the empty string, as the official pipelines treat a missing output."""
+    if raw_output is None or (isinstance(raw_output, float) and raw_output != raw_output):
+        return ""
+    return str(raw_output)
