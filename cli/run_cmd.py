@@ -40,53 +40,48 @@ def run(
     protection_divisor: Annotated[
         int, typer.Option(help="n: anchors = local = B/n.", rich_help_panel="Budget")
     ] = 4,
-    task: Annotated[str, typer.Option(help="qa1 or qa2.", rich_help_panel="Sample")] = "qa1",
+    dataset: Annotated[
+        str, typer.Option(help="A benchmark with cells (see laserkv datasets).", rich_help_panel="Sample")
+    ] = "babilong_demo",
+    source: Annotated[
+        str | None, typer.Option(help="A local copy of the dataset.", rich_help_panel="Sample")
+    ] = None,
+    task: Annotated[
+        str,
+        typer.Option(
+            help="e.g. qa1, qa2, qa3, niah_single (see laserkv datasets).", rich_help_panel="Sample"
+        ),
+    ] = "qa1",
     length: Annotated[
-        str, typer.Option(help="Context length: 1k, 2k, 4k, 8k, 16k or 32k.", rich_help_panel="Sample")
+        str, typer.Option(help="Context length, e.g. 1k, 2k, 4k.", rich_help_panel="Sample")
     ] = "2k",
     sample: Annotated[
         int, typer.Option(help="Index of the sample in its cell.", rich_help_panel="Sample")
     ] = 0,
     max_new_tokens: Annotated[
-        int, typer.Option(help="Answer length limit (BABILong: 20).", rich_help_panel="Sample")
-    ] = 20,
+        int | None,
+        typer.Option(help="Answer length limit (default: the benchmark's).", rich_help_panel="Sample"),
+    ] = None,
 ) -> None:
-    """Compress and answer one demo-set sample (like the original run_single_sample.py).
+    """Compress and answer one benchmark sample (like the original run_single_sample.py).
 
-    The sample comes from the offline BABILong-format demo set and is prompted and scored as
-    BABILong.
+    By default a sample of the offline demo set, prompted and scored by its benchmark's official
+    code (the same path as a worker of laserkv eval).
     """
     with laserkv_errors():
-        from evals import demo_set
-        from evals.babilong import check_config, compare_answers
-        from evals.chat import engine_texts
-        from laserkv import GenerationConfig, answer_texts, get_method, load_model_and_tokenizer
+        from cluster.unit import SingleRun, run_single
+        from laserkv import get_method
 
         overrides: dict[str, object] = {"block_size": block_size}
         if method != "full":
             overrides.update(budget=budget, protection_divisor=protection_divisor)
         config = get_method(method, **overrides)
-        if sample < 0:
-            raise ValueError(f"sample={sample} is not allowed: an index >= 0")
-        check_config(demo_set.DATASET, length, task)  # before the model loads
-        with stdout.status(f"loading {model}"):
-            loaded_model, tokenizer = load_model_and_tokenizer(model, device=device, dtype=dtype)
-        spec = demo_set.model_spec(model, max(sample + 1, demo_set.DemoSpec().samples_per_cell))
-        with stdout.status(f"demo set: {length}/{task}"):
-            counter = demo_set.tokenizer_counter(tokenizer)
-            chosen = list(demo_set.load_samples([length], [task], spec, counter))[sample]
-        texts = engine_texts(tokenizer, chosen.parts)
-        with stdout.status(f"{config.name}: compressing and answering"):
-            result = answer_texts(
-                loaded_model,
-                tokenizer,
-                texts.context_text,
-                texts.question_text,
-                config,
-                GenerationConfig(max_new_tokens=max_new_tokens),
-            )
-    stats = result.stats
-    correct = compare_answers(chosen.target, result.text, chosen.fields["question"], chosen.task)
+        run_spec = SingleRun(
+            model, dataset, length, task, sample, config, source, device, dtype, max_new_tokens
+        )  # checked before the model loads
+        with stdout.status(f"{config.name} on {dataset} {length}/{task}/{sample}"):
+            chosen, outcome = run_single(run_spec)
+    stats = outcome.result.stats
     table = Table(title=f"laserkv run: {chosen.dataset} {chosen.sample_id}", show_header=False)
     rows = [
         ("model", model),
@@ -96,8 +91,8 @@ def run(
         ("cache length per block", ", ".join(map(str, stats.cache_length_per_block))),
         ("question", chosen.fields["question"]),
         ("expected", chosen.target),
-        ("answer", result.text),
-        ("correct", "[green]yes[/]" if correct else "[red]no[/]"),
+        ("answer", outcome.result.text),
+        ("correct", "[green]yes[/]" if outcome.correct else "[red]no[/]"),
         ("seconds", ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in stats.seconds.items())),
     ]
     for key, value in rows:

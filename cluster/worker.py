@@ -3,19 +3,16 @@ plain row dicts. The driver wraps it in a Ray actor (one GPU each, or CPU only).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
-import time
 from typing import Any
 
 import torch
 
 from cluster.plan import WorkUnit
 from cluster.rows import PHASES, base_row, error_row
-from evals.chat import engine_texts
-from evals.scoring import score_output
-from laserkv import GenerationConfig, answer_texts, load_model_and_tokenizer
+from cluster.unit import run_unit
+from laserkv import load_model_and_tokenizer
 from laserkv.config import MethodConfig
 
 
@@ -65,23 +62,14 @@ class EvalWorker:
         raise AssertionError("unreachable: the loop returns on its second try")
 
     def answer(self, unit: WorkUnit, method: MethodConfig, attempt: int) -> dict[str, Any]:
-        """Run the engine on the unit's sample and build its row."""
-        start = time.perf_counter()
-        texts = engine_texts(self.tokenizer, unit.sample.parts)
-        settings = unit.generation
-        generation = GenerationConfig(
-            max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=unit.seed
-        )
-        result = answer_texts(
-            self.model, self.tokenizer, texts.context_text, texts.question_text, method, generation
-        )
-        prediction, correct = score_output(unit.sample, result.raw_text)
-        stats = result.stats
+        """Run the unit (``cluster.unit.run_unit``) and build its row."""
+        outcome = run_unit(self.model, self.tokenizer, unit.sample, method, unit.seed)
+        result, stats = outcome.result, outcome.result.stats
         row = base_row(unit, self.run_id, attempt, self.name)
         row.update(
             status="ok",
             block_size_used=method.engine.block_size,
-            prompt_hash=hashlib.sha256(texts.full_prompt.encode()).hexdigest()[:16],
+            prompt_hash=outcome.prompt_hash,
             context_tokens=stats.context_tokens,
             question_tokens=stats.question_tokens,
             budget=stats.budget,
@@ -89,10 +77,10 @@ class EvalWorker:
             kept_tokens_max=stats.max_cache_length,
             cache_length_per_block=list(stats.cache_length_per_block),
             raw_output=result.raw_text,
-            prediction=prediction,
-            correct=correct,
+            prediction=outcome.prediction,
+            correct=outcome.correct,
             peak_memory_bytes=stats.peak_memory_bytes,
-            seconds_total=time.perf_counter() - start,
+            seconds_total=outcome.seconds,
         )
         row.update({f"seconds_{phase}": stats.seconds[phase] for phase in PHASES})
         return row

@@ -154,3 +154,20 @@ def test_sliding_window_models_are_refused(tmp_path: Path) -> None:
     build_tokenizer(tmp_path)
     with pytest.raises(UnsupportedModelError, match="sliding-window attention"):
         load_model_and_tokenizer(str(tmp_path), device="cpu")
+
+
+@pytest.mark.parametrize("task", ["qa3", "niah_single", "niah_multikey"])
+def test_cli_run_takes_every_demo_task_end_to_end(tiny_llama_dir: Path, task: str) -> None:
+    """Needle tasks are scored by RULER's string match through the same unit path as a worker
+    (they used to end in a BABILong label-set error after the whole run)."""
+    args = ["run", "--model", str(tiny_llama_dir), "--device", "cpu", "--length", "1k", "--task", task]
+    result = CliRunner().invoke(
+        app, [*args, "--budget", "256", "--block-size", "512", "--max-new-tokens", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"babilong_demo 1k/{task}/0" in result.output and "correct" in result.output
+
+
+def test_cli_run_refuses_a_bad_cell_before_loading_the_model() -> None:
+    result = CliRunner().invoke(app, ["run", "--model", "/nonexistent", "--task", "qa9"])
+    assert result.exit_code == 2 and "task='qa9'" in result.output

@@ -1,0 +1,112 @@
+"""One work unit, the same way everywhere: sample -> its official prompt through the model's chat
+template -> the engine -> the benchmark's official score. The Ray worker and ``laserkv run``
+both call ``run_unit``."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from evals.benchmark import DataRequest
+from evals.benchmarks import get_benchmark
+from evals.chat import engine_texts
+from evals.errors import EvalError
+from evals.sample import EvalSample
+from evals.scoring import score_output
+from laserkv import GenerationConfig, answer_texts, load_model_and_tokenizer
+from laserkv.config import MethodConfig
+from laserkv.engine import EngineResult
+
+
+@dataclass(frozen=True)
+class UnitOutcome:
+    """What one unit produced.
+
+    Attributes:
+        result: the engine's answer and its costs.
+        prediction: the official parse of the raw output.
+        correct: the official judgement.
+        prompt_hash: sha256 (16 hex digits) of the chat-templated prompt.
+        seconds: wall time of the whole unit (prompt, engine, scoring).
+    """
+
+    result: EngineResult
+    prediction: str | None
+    correct: bool
+    prompt_hash: str
+    seconds: float
+
+
+def run_unit(model: Any, tokenizer: Any, sample: EvalSample, method: MethodConfig, seed: int) -> UnitOutcome:
+    """Run ``method`` on ``sample`` with its benchmark's official decoding settings and score it.
+
+    Args:
+        seed: the sampling seed (used when the sample's temperature is > 0).
+    """
+    start = time.perf_counter()
+    texts = engine_texts(tokenizer, sample.parts)
+    settings = sample.generation
+    generation = GenerationConfig(
+        max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=seed
+    )
+    result = answer_texts(model, tokenizer, texts.context_text, texts.question_text, method, generation)
+    prediction, correct = score_output(sample, result.raw_text)
+    prompt_hash = hashlib.sha256(texts.full_prompt.encode()).hexdigest()[:16]
+    return UnitOutcome(result, prediction, correct, prompt_hash, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class SingleRun:
+    """``laserkv run``: one sample of a benchmark under one method.
+
+    Attributes:
+        model / device / dtype: what to load.
+        dataset / source: the benchmark (and a local copy of its data).
+        length / task / index: which sample (the ``index``-th of its cell).
+        method: the method to run.
+        max_new_tokens: None = the benchmark's official answer length.
+    """
+
+    model: str
+    dataset: str
+    length: str
+    task: str
+    index: int
+    method: MethodConfig
+    source: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    max_new_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.index < 0:
+            raise EvalError(f"sample={self.index} is not allowed: an index >= 0")
+        benchmark = get_benchmark(self.dataset)
+        if not benchmark.cells:
+            raise EvalError(f"dataset={self.dataset!r} has no (task, length) cells: use laserkv eval --limit")
+        benchmark.check(self.request())
+
+    def request(self) -> DataRequest:
+        """The data request of the one cell (a generated set generates up to the sample)."""
+        samples = max(self.index + 1, DataRequest().samples_per_cell)
+        return DataRequest((self.length,), (self.task,), self.source, samples, model=self.model)
+
+
+def run_single(run: SingleRun) -> tuple[EvalSample, UnitOutcome]:
+    """Load the model and the sample, then ``run_unit`` it (seed 0).
+
+    Raises:
+        EvalError: the cell has fewer samples than ``run.index + 1``.
+    """
+    model, tokenizer = load_model_and_tokenizer(run.model, device=run.device, dtype=run.dtype)
+    samples = list(get_benchmark(run.dataset).load(run.request(), tokenizer))
+    if run.index >= len(samples):
+        raise EvalError(f"sample={run.index} is not allowed: {run.length}/{run.task} has {len(samples)}")
+    sample = samples[run.index]
+    if run.max_new_tokens is not None:
+        generation = dataclasses.replace(sample.generation, max_new_tokens=run.max_new_tokens)
+        sample = dataclasses.replace(sample, generation=generation)
+    return sample, run_unit(model, tokenizer, sample, run.method, seed=0)
