@@ -25,8 +25,8 @@ from typing import Any
 from benchmarks.gpu_util import UtilisationSampler, run_gpu_indices
 from cluster.config import RunConfig
 from cluster.driver import Progress, run_eval
-from cluster.presets import methods_with_overrides
 from cluster.reduce import latest_rows
+from cluster.run_options import build_run_config
 from cluster.writer import read_results
 from laserkv.errors import LaserKVError
 
@@ -140,23 +140,14 @@ def _gpu_counts(text: str) -> list[int]:
 
 def run_counts(args: argparse.Namespace) -> list[dict[str, Any]]:
     """``measure`` for each GPU count in turn; one JSON line each."""
-    overrides = {"budget": args.budget, "block_size": args.block_size}
-    methods = methods_with_overrides(tuple(args.method), overrides)
+    options = {
+        "model": args.model, "dataset": args.dataset, "methods": args.method, "lengths": args.lengths,
+        "tasks": args.tasks, "limit": args.limit, "demo_samples": args.demo_samples, "budget": args.budget,
+        "block_size": args.block_size, "max_in_flight": args.in_flight, "overwrite": True,
+    }  # fmt: skip
     results = []
     for gpus in args.gpus:
-        config = RunConfig(
-            model=args.model,
-            dataset=args.dataset,
-            methods=methods,
-            output_dir=str(Path(args.output) / f"gpus{gpus}"),
-            lengths=tuple(args.lengths.split(",")),
-            tasks=tuple(args.tasks.split(",")),
-            limit=args.limit,
-            demo_samples_per_cell=args.demo_samples,
-            gpus=gpus,
-            max_in_flight=args.in_flight,
-            overwrite=True,
-        )
+        config = build_run_config({**options, "gpus": gpus, "output": str(Path(args.output) / f"gpus{gpus}")})
         results.append(measure(config))
         print(json.dumps(results[-1]), flush=True)
     return results

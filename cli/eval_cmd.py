@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,7 +14,7 @@ app = typer.Typer()
 Dataset = Annotated[
     str | None,
     typer.Option(
-        help="babilong_demo, babilong, babilong_1k or longbench_v2 (default: the offline demo set).",
+        help="A benchmark (see laserkv datasets; default: the offline demo set).",
         rich_help_panel="Data",
     ),
 ]
@@ -37,10 +36,11 @@ Limit = Annotated[
     int | None, typer.Option(help="Samples per task x length (LongBench: in all).", rich_help_panel="Data")
 ]
 DemoSamples = Annotated[
-    int, typer.Option(help="Demo-set samples generated per cell.", rich_help_panel="Data")
+    int | None,
+    typer.Option(help="Demo-set samples generated per cell (default: 100).", rich_help_panel="Data"),
 ]
 Greedy = Annotated[
-    bool, typer.Option(help="LongBench v2: greedy instead of temperature 0.1.", rich_help_panel="Data")
+    bool | None, typer.Option(help="LongBench v2: greedy instead of temperature 0.1.", rich_help_panel="Data")
 ]
 Budget = Annotated[
     int | None, typer.Option(help="Token budget B for every method.", rich_help_panel="Budget")
@@ -54,18 +54,29 @@ Divisor = Annotated[
 ]
 BlockSize = Annotated[int | None, typer.Option(help="Context tokens per block.", rich_help_panel="Budget")]
 Gpus = Annotated[
-    int,
+    int | None,
     typer.Option(
-        help="GPUs to use (one worker each by default); 0 = CPU workers.", rich_help_panel="Cluster"
+        help="GPUs to use (one worker each by default); 0 = CPU workers (default: 0).",
+        rich_help_panel="Cluster",
     ),
 ]
 WorkersPerGpu = Annotated[
-    int,
+    int | None,
     typer.Option(
-        help="Workers sharing each GPU (small models: 4-8 raise throughput).", rich_help_panel="Cluster"
+        help="Workers sharing each GPU (small models: 4-8 raise throughput) (default: 1).",
+        rich_help_panel="Cluster",
     ),
 ]
-Workers = Annotated[int, typer.Option(help="CPU workers when --gpus 0.", rich_help_panel="Cluster")]
+Workers = Annotated[
+    int | None, typer.Option(help="CPU workers when --gpus 0 (default: 1).", rich_help_panel="Cluster")
+]
+MaxInFlight = Annotated[
+    int | None, typer.Option(help="Units queued per worker at once (default: 1).", rich_help_panel="Cluster")
+]
+MaxRetries = Annotated[
+    int | None,
+    typer.Option(help="Re-queues of a unit whose worker died (default: 2).", rich_help_panel="Cluster"),
+]
 Address = Annotated[
     str | None, typer.Option(help="An existing Ray cluster: auto or host:port.", rich_help_panel="Cluster")
 ]
@@ -74,28 +85,42 @@ Device = Annotated[
     typer.Option(help="Worker device (default: cuda with GPUs, else cpu).", rich_help_panel="Cluster"),
 ]
 Dtype = Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.", rich_help_panel="Cluster")]
-Timeout = Annotated[float, typer.Option(help="Seconds a unit may run.", rich_help_panel="Cluster")]
+Timeout = Annotated[
+    float | None, typer.Option(help="Seconds a unit may run (default: 3600).", rich_help_panel="Cluster")
+]
+Seed = Annotated[
+    int | None, typer.Option(help="Sampling seed (temperature > 0) (default: 0).", rich_help_panel="Method")
+]
 Output = Annotated[
-    Path, typer.Option(help="Results directory (resumed if it holds rows).", rich_help_panel="Output")
+    str | None,
+    typer.Option(
+        help="Results directory, resumed if it holds rows (default: results/eval, sweeps results/sweep).",
+        rich_help_panel="Output",
+    ),
 ]
 Overwrite = Annotated[
-    bool, typer.Option(help="Delete previous results instead of resuming.", rich_help_panel="Output")
+    bool | None, typer.Option(help="Delete previous results instead of resuming.", rich_help_panel="Output")
 ]
 RetryFailed = Annotated[
-    bool, typer.Option(help="On resume, rerun failed units too.", rich_help_panel="Output")
+    bool | None, typer.Option(help="On resume, rerun failed units too.", rich_help_panel="Output")
+]
+RunFile = Annotated[
+    str | None,
+    typer.Option(
+        help="A YAML run file with any of these options (flags given here override it).",
+        rich_help_panel="Output",
+    ),
 ]
 Quiet = Annotated[bool, typer.Option(help="No progress display.", rich_help_panel="Output")]
 
 
-def _launch(config_kwargs: dict[str, object], methods: object, quiet: bool) -> None:
+def _launch(config: object, quiet: bool) -> None:
     from cli.progress import run_progress
-    from cluster.config import RunConfig
     from cluster.driver import run_eval
     from cluster.reduce import reduce_results
 
-    config = RunConfig(methods=methods, **config_kwargs)  # type: ignore[arg-type]
     with run_progress(quiet) as progress:
-        output = run_eval(config, progress=progress)
+        output = run_eval(config, progress=progress)  # type: ignore[arg-type]
     summary = reduce_results(output)
     table = Table(title=f"laserkv eval: {output}")
     for column in (
@@ -114,7 +139,7 @@ def _launch(config_kwargs: dict[str, object], methods: object, quiet: bool) -> N
         delta = cell["delta_vs_full"]
         table.add_row(
             cell["dataset"],
-            cell["method"],
+            cell["config"],
             cell["task"],
             cell["length"],
             str(cell["n"]),
@@ -127,49 +152,12 @@ def _launch(config_kwargs: dict[str, object], methods: object, quiet: bool) -> N
     stdout.print(f"results, summary: {output}  (laserkv report {output})")
 
 
-def _data_kwargs(
-    dataset: str | None,
-    model: str | None,
-    source: str | None,
-    lengths: str | None,
-    tasks: str | None,
-    limit: int | None,
-    demo_samples: int,
-    greedy: bool,
-    gpus: int,
-    workers_per_gpu: int,
-    workers: int,
-    address: str | None,
-    device: str | None,
-    dtype: str | None,
-    timeout: float,
-    output: Path,
-    overwrite: bool,
-    retry_failed: bool,
-) -> dict[str, object]:
-    from cluster import presets
-
-    embedded = dataset is None and model is None
-    return dict(
-        model=model or presets.EMBEDDED_MODEL,
-        dataset=dataset or presets.EMBEDDED_DATASET,
-        dataset_source=source,
-        lengths=tuple((lengths or ",".join(presets.EMBEDDED_LENGTHS)).split(",")),
-        tasks=tuple((tasks or ",".join(presets.EMBEDDED_TASKS)).split(",")),
-        limit=limit if limit is not None else (presets.EMBEDDED_LIMIT if embedded else None),
-        demo_samples_per_cell=demo_samples,
-        greedy=greedy,
-        gpus=gpus,
-        workers_per_gpu=workers_per_gpu,
-        workers=workers,
-        address=address,
-        device=device,
-        dtype=dtype,
-        unit_timeout_s=timeout,
-        output_dir=str(output),
-        overwrite=overwrite,
-        retry_failed=retry_failed,
-    )
+def _flags(values: dict[str, object]) -> dict[str, object]:
+    """A command's parameters as run options (``--method`` -> ``methods``)."""
+    flags = {key: value for key, value in values.items() if key not in ("run_file", "quiet")}
+    if "method" in flags:
+        flags["methods"] = flags.pop("method") or None
+    return flags
 
 
 @app.command("eval")
@@ -183,22 +171,26 @@ def eval_command(
     lengths: Lengths = None,
     tasks: Tasks = None,
     limit: Limit = None,
-    demo_samples: DemoSamples = 100,
-    greedy: Greedy = False,
+    demo_samples: DemoSamples = None,
+    greedy: Greedy = None,
     budget: Budget = None,
     ratio: Ratio = None,
     protection_divisor: Divisor = None,
     block_size: BlockSize = None,
-    gpus: Gpus = 0,
-    workers_per_gpu: WorkersPerGpu = 1,
-    workers: Workers = 1,
+    seed: Seed = None,
+    gpus: Gpus = None,
+    workers_per_gpu: WorkersPerGpu = None,
+    workers: Workers = None,
+    max_in_flight: MaxInFlight = None,
+    max_retries: MaxRetries = None,
     address: Address = None,
     device: Device = None,
     dtype: Dtype = None,
-    timeout: Timeout = 3600.0,
-    output: Output = Path("results/eval"),
-    overwrite: Overwrite = False,
-    retry_failed: RetryFailed = False,
+    timeout: Timeout = None,
+    output: Output = None,
+    overwrite: Overwrite = None,
+    retry_failed: RetryFailed = None,
+    run_file: RunFile = None,
     quiet: Quiet = False,
 ) -> None:
     """Run methods on a benchmark, sharded over Ray workers.
@@ -206,102 +198,53 @@ def eval_command(
     With no dataset and no model: the offline demo set with SmolLM2-135M-Instruct, methods full
     and laser at 1k-4k tokens.
     """
+    flags = _flags(dict(locals()))
     with laserkv_errors():
-        from cluster import presets
+        from cluster.run_options import build_run_config
 
-        embedded = dataset is None and model is None
-        names = tuple(method or presets.EMBEDDED_METHODS)
-        overrides: dict[str, object] = {
-            "budget": budget,
-            "compression_ratio": ratio,
-            "protection_divisor": protection_divisor,
-            "block_size": block_size,
-        }
-        if embedded and all(value is None for value in overrides.values()):
-            overrides.update(presets.EMBEDDED_OVERRIDES)
-        methods = presets.methods_with_overrides(names, overrides)
-        kwargs = _data_kwargs(
-            dataset,
-            model,
-            source,
-            lengths,
-            tasks,
-            limit,
-            demo_samples,
-            greedy,
-            gpus,
-            workers_per_gpu,
-            workers,
-            address,
-            device,
-            dtype,
-            timeout,
-            output,
-            overwrite,
-            retry_failed,
-        )
-        _launch(kwargs, methods, quiet)
+        _launch(build_run_config(flags, run_file), quiet)
 
 
 @app.command("sweep")
 def sweep_command(
     grid: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="A preset (ablation, laser-budgets, quality) or a YAML file.", rich_help_panel="Method"
+            help="A preset (ablation, laser-budgets, quality) or a YAML file (default: ablation).",
+            rich_help_panel="Method",
         ),
-    ] = "ablation",
+    ] = None,
     dataset: Dataset = None,
     model: Model = None,
     source: Source = None,
     lengths: Lengths = None,
     tasks: Tasks = None,
     limit: Limit = None,
-    demo_samples: DemoSamples = 100,
-    greedy: Greedy = False,
+    demo_samples: DemoSamples = None,
+    greedy: Greedy = None,
     budget: Budget = None,
     ratio: Ratio = None,
+    protection_divisor: Divisor = None,
     block_size: BlockSize = None,
-    gpus: Gpus = 0,
-    workers_per_gpu: WorkersPerGpu = 1,
-    workers: Workers = 1,
+    seed: Seed = None,
+    gpus: Gpus = None,
+    workers_per_gpu: WorkersPerGpu = None,
+    workers: Workers = None,
+    max_in_flight: MaxInFlight = None,
+    max_retries: MaxRetries = None,
     address: Address = None,
     device: Device = None,
     dtype: Dtype = None,
-    timeout: Timeout = 3600.0,
-    output: Output = Path("results/sweep"),
-    overwrite: Overwrite = False,
-    retry_failed: RetryFailed = False,
+    timeout: Timeout = None,
+    output: Output = None,
+    overwrite: Overwrite = None,
+    retry_failed: RetryFailed = None,
+    run_file: RunFile = None,
     quiet: Quiet = False,
 ) -> None:
     """Run a grid of methods as one job (every worker loads its model once)."""
+    flags = _flags(dict(locals()))
     with laserkv_errors():
-        from cluster import presets
+        from cluster.run_options import build_run_config
 
-        overrides: dict[str, object] = {
-            "budget": budget,
-            "compression_ratio": ratio,
-            "block_size": block_size,
-        }
-        methods = presets.sweep_methods(grid, overrides)
-        kwargs = _data_kwargs(
-            dataset,
-            model,
-            source,
-            lengths,
-            tasks,
-            limit,
-            demo_samples,
-            greedy,
-            gpus,
-            workers_per_gpu,
-            workers,
-            address,
-            device,
-            dtype,
-            timeout,
-            output,
-            overwrite,
-            retry_failed,
-        )
-        _launch(kwargs, methods, quiet)
+        _launch(build_run_config(flags, run_file, sweep=True), quiet)

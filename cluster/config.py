@@ -6,12 +6,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from evals import demo_set
 from evals.benchmark import DataRequest
 from evals.benchmarks import BENCHMARKS, get_benchmark
-from laserkv.config import MethodConfig
 from laserkv.errors import ConfigError
+
+if TYPE_CHECKING:
+    from laserkv.config import MethodConfig
 
 DATASETS = tuple(BENCHMARKS)
 

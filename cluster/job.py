@@ -10,63 +10,50 @@ import sys
 
 from cluster.config import DATASETS, RunConfig
 from cluster.driver import Progress, run_eval
-from cluster.presets import methods_with_overrides
 from cluster.reduce import reduce_results
+from cluster.run_options import build_run_config
+from laserkv.errors import LaserKVError
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The run options as flags (unset = not given: the run file's value, else the default)."""
     parser = argparse.ArgumentParser(prog="python -m cluster.job", description=__doc__)
-    parser.add_argument("--model", required=True, help="local directory, HF id or packaged model name")
-    parser.add_argument("--dataset", default="babilong_demo", choices=DATASETS)
-    parser.add_argument("--method", action="append", required=True, help="registered method (repeat)")
-    parser.add_argument("--output", required=True, help="output directory (results/, manifests/, summary)")
-    parser.add_argument("--source", default=None, help="local copy of the dataset")
-    parser.add_argument("--lengths", default="1k", help="comma-separated, e.g. 1k,2k")
-    parser.add_argument("--tasks", default="qa1", help="comma-separated, e.g. qa1,qa2")
-    parser.add_argument("--limit", type=int, default=None, help="samples per cell (LongBench: in all)")
-    parser.add_argument("--demo-samples", type=int, default=100, help="demo-set samples per cell")
-    parser.add_argument("--budget", type=int, default=None, help="override every method's budget")
-    parser.add_argument("--ratio", type=float, default=None, help="override with a compression ratio")
-    parser.add_argument("--block-size", type=int, default=None)
-    parser.add_argument("--gpus", type=int, default=0)
-    parser.add_argument("--workers-per-gpu", type=int, default=1, help="worker actors sharing each GPU")
-    parser.add_argument("--workers", type=int, default=1, help="CPU workers when --gpus 0")
-    parser.add_argument("--address", default=None, help="existing Ray cluster (auto or host:port)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None)
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per unit")
-    parser.add_argument(
-        "--greedy", action="store_true", help="LongBench v2: greedy instead of temperature 0.1"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="drop previous results instead of resuming")
-    parser.add_argument("--retry-failed", action="store_true", help="on resume, rerun failed units too")
+    add = parser.add_argument
+    add("--run-file", default=None, help="YAML run file (cluster.run_options); flags override it")
+    add("--model", default=None, help="local directory, HF id or packaged model name")
+    add("--dataset", default=None, choices=DATASETS)
+    add("--method", dest="methods", action="append", default=None, help="registered method (repeat)")
+    add("--grid", default=None, help="a sweep preset or grid YAML instead of --method")
+    add("--output", default=None, help="output directory (results/, manifests/, summary)")
+    add("--source", default=None, help="local copy of the dataset")
+    add("--lengths", default=None, help="comma-separated, e.g. 1k,2k (default 1k,2k,4k)")
+    add("--tasks", default=None, help="comma-separated, e.g. qa1,qa2 (default qa1,qa2)")
+    add("--limit", type=int, default=None, help="samples per cell (LongBench: in all)")
+    add("--demo-samples", type=int, default=None, help="demo-set samples per cell (default 100)")
+    add("--budget", type=int, default=None, help="override every method's budget")
+    add("--ratio", type=float, default=None, help="override with a compression ratio")
+    add("--protection-divisor", type=int, default=None, help="override every method's divisor n")
+    add("--block-size", type=int, default=None)
+    add("--seed", type=int, default=None, help="sampling seed (default 0)")
+    add("--gpus", type=int, default=None, help="GPUs (default 0: CPU workers)")
+    add("--workers-per-gpu", type=int, default=None, help="worker actors sharing each GPU (default 1)")
+    add("--workers", type=int, default=None, help="CPU workers when --gpus 0 (default 1)")
+    add("--max-in-flight", type=int, default=None, help="units queued per worker (default 1)")
+    add("--max-retries", type=int, default=None, help="re-queues of a unit whose worker died (default 2)")
+    add("--address", default=None, help="existing Ray cluster (auto or host:port)")
+    add("--device", default=None)
+    add("--dtype", default=None)
+    add("--timeout", type=float, default=None, help="seconds per unit (default 3600)")
+    add("--greedy", action="store_true", default=None, help="LongBench v2: greedy instead of temperature 0.1")
+    add("--overwrite", action="store_true", default=None, help="drop previous results instead of resuming")
+    add("--retry-failed", action="store_true", default=None, help="on resume, rerun failed units too")
     return parser.parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    overrides = {"budget": args.budget, "compression_ratio": args.ratio, "block_size": args.block_size}
-    methods = methods_with_overrides(tuple(args.method), overrides)
-    return RunConfig(
-        model=args.model,
-        dataset=args.dataset,
-        methods=methods,
-        output_dir=args.output,
-        dataset_source=args.source,
-        lengths=tuple(args.lengths.split(",")),
-        tasks=tuple(args.tasks.split(",")),
-        limit=args.limit,
-        demo_samples_per_cell=args.demo_samples,
-        greedy=args.greedy,
-        gpus=args.gpus,
-        workers_per_gpu=args.workers_per_gpu,
-        workers=args.workers,
-        address=args.address,
-        device=args.device,
-        dtype=args.dtype,
-        unit_timeout_s=args.timeout,
-        overwrite=args.overwrite,
-        retry_failed=args.retry_failed,
-    )
+    """The run of these flags (``cluster.run_options.build_run_config``)."""
+    flags = {key: value for key, value in vars(args).items() if key != "run_file"}
+    return build_run_config(flags, args.run_file)
 
 
 def print_progress(progress: Progress) -> None:
@@ -74,7 +61,12 @@ def print_progress(progress: Progress) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = config_from_args(parse_args(sys.argv[1:] if argv is None else argv))
+    """Run (or resume) the run the flags describe, then reduce it; bad input is one line, exit 2."""
+    try:
+        config = config_from_args(parse_args(sys.argv[1:] if argv is None else argv))
+    except (LaserKVError, ValueError) as error:  # EvalError is a ValueError
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     output = run_eval(config, progress=print_progress)
     summary = reduce_results(output)
     print(json.dumps(summary["official"], indent=1))

@@ -1,5 +1,5 @@
-"""Method lists for runs: registered methods with field overrides, sweep grids (a preset or a
-YAML file), and the embedded default run (offline demo set, SmolLM2, ``full`` and ``laser``)."""
+"""Method lists for runs: registered methods with parameter overrides and sweep grids (a preset
+or a YAML file). The embedded default run is in ``cluster.run_options``."""
 
 from __future__ import annotations
 
@@ -13,16 +13,6 @@ from cluster.labels import sweep_label
 from laserkv.config import MethodConfig
 from laserkv.errors import ConfigError
 from laserkv.methods import METHODS, get_method
-
-EMBEDDED_MODEL = "smollm2-135m-instruct"
-EMBEDDED_DATASET = "babilong_demo"
-EMBEDDED_METHODS = ("full", "laser")
-EMBEDDED_LENGTHS = ("1k", "2k", "4k")
-EMBEDDED_TASKS = ("qa1", "qa2")
-EMBEDDED_OVERRIDES: dict[str, object] = {"budget": 512, "block_size": 512}
-EMBEDDED_LIMIT = 10
-"""The embedded default: 10 demo samples per cell at 1k-4k, where SmolLM2 can still find facts,
-compressed to a 512-token budget in 512-token blocks."""
 
 ALIASES = ("laser", "laser_recursive")  # the same configs as hybrid_magicpig_0.75 (+ _recursive)
 QUALITY_METHODS = (

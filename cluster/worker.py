@@ -33,8 +33,16 @@ class EvalWorker:
     def __init__(self, model: str, device: str | None, dtype: str | None, run_id: str) -> None:
         self.model_id = model
         self.run_id = run_id
-        self.model, self.tokenizer = load_model_and_tokenizer(model, device=device, dtype=dtype)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.problem: str | None = None
+        try:
+            self.model, self.tokenizer = load_model_and_tokenizer(model, device=device, dtype=dtype)
+        except Exception as error:  # reported by start_error(), so the driver names the cause
+            self.problem = f"{type(error).__name__}: {error}"
+
+    def start_error(self) -> str | None:
+        """Why this worker cannot run units (its model did not load), or None when it can."""
+        return self.problem
 
     def pid(self) -> int:
         """This worker's process id (fault-injection tests kill it)."""
@@ -43,6 +51,10 @@ class EvalWorker:
     def run(self, unit: WorkUnit, attempt: int = 1) -> dict[str, Any]:
         """One unit -> one row. Out of memory is retried once with half the block size, then
         recorded as an ``oom`` row; any other exception becomes an ``error`` row."""
+        if self.problem is not None:
+            return error_row(
+                unit, self.run_id, attempt, self.name, "error", f"worker did not start: {self.problem}"
+            )
         method = unit.method
         for try_index in range(2):
             try:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evals import needle
-from evals.benchmark import DataRequest, OfficialTable, output_text, percent_cell
+from evals.benchmark import DataRequest, OfficialTable, check_source, output_text, percent_cell
 from evals.errors import EvalError
 from evals.loading import check_fields, load_hub, load_local
 from evals.published import published_for
@@ -279,6 +279,7 @@ class BabilongBenchmark:
         return tasks_for(self.name, length)
 
     def check(self, request: DataRequest) -> None:
+        check_source(request.source)
         for length in request.lengths:
             for task in request.tasks:
                 check_config(self.name, length, task)

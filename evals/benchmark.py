@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+from evals.errors import DatasetNotAvailableError
 from evals.sample import EvalSample
 
 
@@ -121,3 +123,13 @@ def output_text(raw_output: object) -> str:
     if raw_output is None or (isinstance(raw_output, float) and raw_output != raw_output):
         return ""
     return str(raw_output)
+
+
+def check_source(source: str | None) -> None:
+    """A local copy of the data, if given, must exist.
+
+    Raises:
+        DatasetNotAvailableError: it does not.
+    """
+    if source is not None and not Path(source).expanduser().exists():
+        raise DatasetNotAvailableError(f"source={source!r} does not exist: pass a local copy of the dataset")

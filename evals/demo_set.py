@@ -20,12 +20,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import datasets
-
 from evals import babilong, needle
 from evals.benchmark import DataRequest
 from evals.errors import EvalError
 from evals.haystack import haystack_sentences
+from evals.loading import datasets_package
 from evals.sample import EvalSample
 
 DATASET = "babilong_demo"
@@ -206,7 +205,7 @@ def ensure_demo_set(
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(f".{os.getpid()}.partial")
             rows = generate_rows(spec, length, task, count_tokens)
-            datasets.Dataset.from_list(rows).to_parquet(str(partial))
+            datasets_package().Dataset.from_list(rows).to_parquet(str(partial))
             partial.replace(path)
     return directory
 

@@ -7,13 +7,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import datasets
-
 from evals.errors import DatasetNotAvailableError, EvalError
 
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
-datasets.disable_progress_bars()  # laserkv reports its own progress; datasets' bars would interleave
+
+def datasets_package() -> Any:
+    """The ``datasets`` package, imported on first load (it takes a second; checking a run's
+    arguments must not wait for it), with its progress bars off (laserkv reports progress)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    return datasets
 
 
 def offline_hint(hub_id: str) -> str:
@@ -29,6 +34,7 @@ def load_local(path: Path, split: str | None = None) -> Any:
     """A local file or directory through ``datasets``: a saved dataset (``save_to_disk``), one
     data file, or a directory of data files. Returns a ``Dataset`` (or ``DatasetDict`` if no
     split is given and the data has several)."""
+    datasets = datasets_package()
     if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
         loaded = datasets.load_from_disk(str(path))
         if split is not None and isinstance(loaded, datasets.DatasetDict):
@@ -48,6 +54,7 @@ def load_hub(hub_id: str, name: str | None, split: str | None, revision: str | N
     Raises:
         DatasetNotAvailableError: the hub is unreachable and nothing is cached.
     """
+    datasets = datasets_package()
     try:
         return datasets.load_dataset(hub_id, name, split=split, revision=revision)
     except (ConnectionError, FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evals.benchmark import DataRequest, OfficialTable, percent_cell
+from evals.benchmark import DataRequest, OfficialTable, check_source, percent_cell
 from evals.loading import check_fields, load_hub, load_local
 from evals.published import published_for
 from evals.resources import data_text
@@ -263,7 +263,7 @@ class LongBenchV2Benchmark:
         return DOMAINS
 
     def check(self, request: DataRequest) -> None:
-        return None
+        check_source(request.source)
 
     def revision(self, request: DataRequest) -> str:
         if request.source is not None:

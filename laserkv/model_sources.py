@@ -184,3 +184,50 @@ def resolve_model_path(model_id: str) -> str:
     """A path or HF id ``from_pretrained`` can load: packaged names become their converted copy."""
     packaged = PACKAGED_MODELS.get(model_id)
     return str(converted_dir(packaged)) if packaged else model_id
+
+
+def _looks_like_path(model_id: str) -> bool:
+    return model_id.startswith(("/", ".", "~")) or model_id.count("/") != 1 or model_id.endswith("/")
+
+
+def check_model_available(model_id: str) -> None:
+    """A quick check (no weights read) that ``model_id`` can be loaded here, so a run fails in
+    seconds, before any worker starts, with the real cause.
+
+    Raises:
+        ModelNotAvailableError: a packaged model whose package is missing (with its install
+            command), a local directory that does not exist or holds no ``config.json``, or an HF
+            id that is not in the local cache while ``HF_HUB_OFFLINE`` is set.
+    """
+    packaged = PACKAGED_MODELS.get(model_id)
+    if packaged is not None:
+        if (
+            _complete(cache_root() / "models" / packaged.name)
+            or (cache_root() / "gguf" / f"{packaged.name}.gguf").is_file()
+        ):
+            return
+        if any(package_dir(module) is None for module, _ in packaged.files):
+            raise ModelNotAvailableError(
+                f"model {model_id!r} needs its weights package(s): {packaged.install}"
+            )
+        return
+    path = Path(model_id).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelNotAvailableError(f"{path} holds no config.json: not a model directory")
+        return
+    if _looks_like_path(model_id):
+        names = ", ".join(PACKAGED_MODELS)
+        raise ModelNotAvailableError(
+            f"model {model_id!r}: no such directory, and not an HF id (org/name) "
+            f"or a packaged model ({names})"
+        )
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(model_id, "config.json"), str) and os.environ.get(
+        "HF_HUB_OFFLINE"
+    ):
+        raise ModelNotAvailableError(
+            f"model {model_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
+            "download it first, or pass a local directory"
+        )

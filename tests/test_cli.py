@@ -111,7 +111,11 @@ def test_sweep_runs_a_yaml_grid_as_one_job(tiny_llama_dir: Path, tmp_path: Path)
     ("args", "message"),
     [
         (["eval", "--dataset", "squad", "--model", "x"], "dataset='squad' is not allowed"),
-        (["eval", "--method", "lazer", "--model", "x"], "method='lazer' is not allowed: did you mean laser"),
+        (["eval", "--method", "lazer"], "method='lazer' is not allowed: did you mean laser"),
+        (["eval", "--model", "x"], "model 'x': no such directory, and not an HF id"),
+        (["eval", "--model", "/no/such/dir"], "model '/no/such/dir': no such directory"),
+        (["eval", "--dataset", "babilong", "--source", "/no/copy"], "source='/no/copy' does not exist"),
+        (["eval", "--run-file", "/no/run.yaml"], "run_file='/no/run.yaml' is not allowed: a YAML file"),
         (["eval", "--lengths", "3k"], "length='3k' is not in babilong_demo"),
         (["eval", "--budget", "100", "--ratio", "0.5"], "exactly one of budget and compression_ratio"),
         (["sweep", "--grid", "no-such-grid"], "a preset (ablation, laser-budgets, quality) or a YAML file"),
@@ -122,13 +126,55 @@ def test_sweep_runs_a_yaml_grid_as_one_job(tiny_llama_dir: Path, tmp_path: Path)
         (["report", "/no/such/dir"], "is not a directory"),
         (["methods", "--bogus"], "No such option"),
         (["eval", "--timeout", "nan"], "unit_timeout_s=nan is not allowed"),
-        (["eval", "--gpus", "1", "--model", "x"], "gpus=1 but the Ray cluster has 0 GPU(s)"),
     ],
 )
 def test_bad_input_is_one_red_line_and_exit_2(args: list[str], message: str) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_bad_model_or_data_fails_before_ray_in_under_two_seconds() -> None:
+    code = (
+        "import time, sys; from typer.testing import CliRunner; from cli.main import app; "
+        "start = time.monotonic(); result = CliRunner().invoke(app, sys.argv[1:]); "
+        "print(result.exit_code, round(time.monotonic() - start, 2), 'ray' in sys.modules)"
+    )
+    for args in (["eval", "--model", "/no/such/model"], ["eval", "--dataset", "babilong", "--lengths", "3x"]):
+        result = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+        )
+        exit_code, seconds, ray_loaded = result.stdout.split()
+        assert exit_code == "2" and float(seconds) < 2.0 and ray_loaded == "False", result.stdout
+
+
+def test_more_gpus_than_the_cluster_has_is_one_line(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    args = ["eval", "--gpus", "1", "--model", str(tiny_llama_dir), "--limit", "1", "--demo-samples", "1"]
+    result = runner.invoke(app, [*args, "--lengths", "1k", "--tasks", "qa1", "--output", str(tmp_path)])
+    assert result.exit_code == 2 and "gpus=1 but the Ray cluster has 0 GPU(s)" in result.output
+
+
+def test_a_run_file_is_read_and_flags_override_it(tmp_path: Path) -> None:
+    from cluster.run_options import build_run_config
+
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(
+        "dataset: babilong_demo\nlengths: [2k, 4k]\ntasks: qa1\nmethods: [full, streaming]\n"
+        "budget: 256\nmax_in_flight: 3\nmax_retries: 5\noutput: out\n"
+    )
+    config = build_run_config({"budget": 128, "model": None}, str(run_file))
+    assert (config.lengths, config.tasks, config.max_in_flight, config.max_retries) == (
+        ("2k", "4k"),
+        ("qa1",),
+        3,
+        5,
+    )
+    assert [method.name for method in config.methods] == ["full", "streaming"]
+    assert config.methods[1].engine.budget == 128 and config.output_dir == "out"
+    assert config.limit is None, "a run file with a dataset is not the embedded default"
+    run_file.write_text("datset: babilong\n")
+    with pytest.raises(Exception, match="run_file='datset' is not allowed: one of the run options"):
+        build_run_config({}, str(run_file))
 
 
 def test_missing_model_and_bad_results_dirs(tmp_path: Path) -> None:
@@ -150,7 +196,7 @@ def test_missing_model_and_bad_results_dirs(tmp_path: Path) -> None:
             "--quiet",
         ],
     )
-    assert missing.exit_code == 2 and "offline" in missing.output
+    assert missing.exit_code == 2 and "no such directory" in missing.output
     empty = tmp_path / "empty"
     empty.mkdir()
     result = runner.invoke(app, ["report", str(empty)])

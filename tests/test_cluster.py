@@ -21,7 +21,7 @@ import ray
 
 import tests.cluster_faults
 from cluster.config import RunConfig
-from cluster.driver import run_eval
+from cluster.driver import FaultInjection, execute, run_eval
 from cluster.reduce import reduce_results
 from cluster.rows import RESULT_SCHEMA, SCHEMA_VERSION, blank_row, method_params
 from cluster.writer import ResultsError, done_unit_ids, read_results
@@ -120,7 +120,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
             pools.append(pool)
 
     run = config(tiny_llama_dir, tmp_path, TWO_METHODS, demo_samples_per_cell=4)
-    output = run_eval(run, on_row=kill_one)
+    output = execute(run, None, FaultInjection(on_row=kill_one))
     rows = rows_by_unit(output)
     assert killed and pools[0].replaced >= 1, "the dead worker was noticed and replaced"
     assert len(rows) == 8 and len({row["unit_id"] for row in rows}) == 8
@@ -171,7 +171,9 @@ def test_failing_units_become_error_rows_and_the_run_goes_on(
         build_method(name="oom_probe", budget=256, block_size=512),
         build_method(name="error_probe", budget=128, block_size=512),
     )
-    output = run_eval(config(tiny_llama_dir, tmp_path, methods), worker_cls=tests.cluster_faults.FaultyWorker)
+    output = execute(
+        config(tiny_llama_dir, tmp_path, methods), None, FaultInjection(tests.cluster_faults.FaultyWorker)
+    )
     rows = {(row["method"], row["sample_id"]): row for row in rows_by_unit(output)}
     assert len(rows) == 9
     for sample in ("1k/qa1/0", "1k/qa1/1", "1k/qa1/2"):
@@ -199,7 +201,7 @@ def test_a_unit_over_the_timeout_is_a_timeout_row(
 ) -> None:
     methods = (get_method("full"), build_method(name="slow_probe", budget=256, block_size=512))
     run = config(tiny_llama_dir, tmp_path, methods, demo_samples_per_cell=2, unit_timeout_s=4.0)
-    output = run_eval(run, worker_cls=tests.cluster_faults.FaultyWorker)
+    output = execute(run, None, FaultInjection(tests.cluster_faults.FaultyWorker))
     rows = {(row["method"], row["sample_id"]): row for row in rows_by_unit(output)}
     assert len(rows) == 4
     assert {rows[("full", sample)]["status"] for sample in ("1k/qa1/0", "1k/qa1/1")} == {"ok"}

@@ -1,0 +1,94 @@
+"""The worker actors of a run: started together, checked ready, replaceable one by one. Each
+slot has a generation that counts its replacements, so a unit knows whether the actor it was
+sent to is still the one there (no Ray internals are read)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+
+from cluster.config import RunConfig
+from laserkv.errors import LaserKVError
+
+START_TIMEOUT_S = 1800.0
+
+
+class WorkerStartError(LaserKVError):
+    """Worker actors failed in their constructor (model or tokenizer not loadable)."""
+
+
+def check_gpus(config: RunConfig) -> None:
+    """Refuse a run that asks for more GPUs than the Ray cluster has.
+
+    Raises:
+        WorkerStartError: too few GPUs.
+    """
+    available = ray.cluster_resources().get("GPU", 0)
+    if config.gpus > available:
+        raise WorkerStartError(f"gpus={config.gpus} but the Ray cluster has {available:g} GPU(s)")
+
+
+class WorkerPool:
+    """``config.n_workers`` actors of ``worker_cls`` (each loads the model once).
+
+    Args:
+        resources: extra Ray resources each worker asks for (tests place workers on a node).
+    """
+
+    def __init__(
+        self, config: RunConfig, worker_cls: type, run_id: str, resources: dict[str, float] | None = None
+    ) -> None:
+        self.config, self.run_id, self.resources = config, run_id, resources or {}
+        check_gpus(config)
+        self.actor_cls: Any = ray.remote(worker_cls)
+        self.actors: list[Any] = [self._start() for _ in range(config.n_workers)]
+        self.generations = [0] * len(self.actors)
+        self.replaced = 0
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Block until every worker has loaded its model (at most ``START_TIMEOUT_S``).
+
+        Raises:
+            WorkerStartError: a worker could not start (its own message: e.g. the model is not
+                available), or did not start in time.
+        """
+        try:
+            problems = ray.get([actor.start_error.remote() for actor in self.actors], timeout=START_TIMEOUT_S)
+        except GetTimeoutError as error:
+            self.shutdown()
+            raise WorkerStartError(f"the workers did not start within {START_TIMEOUT_S:.0f} s") from error
+        except RayActorError as error:
+            self.shutdown()
+            raise WorkerStartError(
+                f"a worker process died while starting ({type(error).__name__})"
+            ) from error
+        problem = next((problem for problem in problems if problem), None)
+        if problem is not None:
+            self.shutdown()
+            raise WorkerStartError(f"the workers could not start: {problem}")
+
+    def _start(self) -> Any:
+        gpus = 1 / self.config.workers_per_gpu if self.config.gpus > 0 else 0
+        device = self.config.device or ("cuda" if gpus else "cpu")
+        options = self.actor_cls.options(
+            num_gpus=gpus, num_cpus=1, max_restarts=0, max_concurrency=1, resources=self.resources
+        )
+        return options.remote(self.config.model, device, self.config.dtype, self.run_id)
+
+    def replace(self, index: int, generation: int) -> None:
+        """Replace worker ``index`` by a fresh one, unless it was already replaced since
+        ``generation`` (several of its units can report its death)."""
+        if self.generations[index] != generation:
+            return
+        ray.kill(self.actors[index], no_restart=True)
+        self.actors[index] = self._start()
+        self.generations[index] += 1
+        self.replaced += 1
+
+    def shutdown(self) -> None:
+        """Stop every worker."""
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)

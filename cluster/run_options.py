@@ -1,0 +1,198 @@
+"""The one place a ``RunConfig`` is built: defaults, then an optional YAML run file, then flags.
+``laserkv eval``, ``laserkv sweep``, ``python -m cluster.job`` and the benchmark scripts all call
+``build_run_config``; the model and the data are checked here, before any Ray cluster starts.
+
+A run file holds the same options as the flags, by the names in ``DEFAULTS``::
+
+    dataset: babilong
+    model: meta-llama/Llama-3.1-8B-Instruct
+    lengths: [4k, 32k]          # or "4k,32k"
+    tasks: [qa1, qa2]
+    methods: [laser, full]      # or grid: quality (a sweep preset or a grid YAML file)
+    ratio: 0.75
+    gpus: 8
+    max_in_flight: 2
+    output: results/babilong
+
+With neither a dataset nor a model anywhere, the run is the embedded default: the offline demo
+set with SmolLM2-135M-Instruct (``cluster.presets``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from evals.benchmark import DataRequest
+from evals.benchmarks import get_benchmark
+from laserkv.errors import ConfigError
+from laserkv.model_sources import check_model_available
+
+if TYPE_CHECKING:
+    from cluster.config import RunConfig
+    from laserkv.config import MethodConfig
+
+EMBEDDED_MODEL = "smollm2-135m-instruct"
+EMBEDDED_DATASET = "babilong_demo"
+EMBEDDED_METHODS = ("full", "laser")
+EMBEDDED_OVERRIDES: dict[str, object] = {"budget": 512, "block_size": 512}
+EMBEDDED: dict[str, Any] = {"limit": 10}
+"""The embedded default run, beyond ``DEFAULTS``: 10 demo samples per cell at 1k-4k, where
+SmolLM2 can still find facts, ``full`` and ``laser`` at a 512-token budget in 512-token blocks."""
+
+DEFAULTS: dict[str, Any] = {
+    "dataset": EMBEDDED_DATASET,
+    "model": EMBEDDED_MODEL,
+    "source": None,
+    "lengths": "1k,2k,4k",
+    "tasks": "qa1,qa2",
+    "limit": None,
+    "demo_samples": 100,
+    "greedy": False,
+    "methods": None,
+    "grid": None,
+    "budget": None,
+    "ratio": None,
+    "protection_divisor": None,
+    "block_size": None,
+    "gpus": 0,
+    "workers_per_gpu": 1,
+    "workers": 1,
+    "address": None,
+    "device": None,
+    "dtype": None,
+    "timeout": 3600.0,
+    "max_in_flight": 1,
+    "max_retries": 2,
+    "output": None,
+    "overwrite": False,
+    "retry_failed": False,
+    "seed": 0,
+}
+"""Every option of a run and its default (``output``: ``results/eval``, or ``results/sweep`` for
+a grid; ``grid``: ``ablation`` for ``laserkv sweep``)."""
+BUDGET_OPTIONS = {
+    "budget": "budget",
+    "ratio": "compression_ratio",
+    "protection_divisor": "protection_divisor",
+    "block_size": "block_size",
+}
+"""Run options that override every method's parameter of that name."""
+
+
+def read_run_file(path: str) -> dict[str, Any]:
+    """The options of a YAML run file.
+
+    Raises:
+        ConfigError: a missing or unreadable file, or an unknown option (the message lists them).
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError("run_file", path, "a YAML file that exists")
+    try:
+        loaded: Any = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError("run_file", path, f"valid YAML ({error})") from error
+    if not isinstance(loaded, dict):
+        raise ConfigError("run_file", path, "a YAML mapping of run options")
+    unknown = sorted(set(loaded) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError("run_file", unknown[0], f"one of the run options: {', '.join(DEFAULTS)}")
+    return dict(loaded)
+
+
+def merged_options(
+    flags: dict[str, Any], run_file: str | None = None, sweep: bool = False
+) -> tuple[dict[str, Any], bool]:
+    """Defaults, then the run file, then the flags that were given (None = not given).
+
+    Returns:
+        ``(options, embedded)``: embedded when neither a dataset nor a model was given.
+    """
+    unknown = sorted(set(flags) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError("option", unknown[0], f"one of the run options: {', '.join(DEFAULTS)}")
+    given = {
+        **(read_run_file(run_file) if run_file else {}),
+        **{k: v for k, v in flags.items() if v is not None},
+    }
+    options = {**DEFAULTS, **given}
+    embedded = "dataset" not in given and "model" not in given
+    if embedded:
+        options.update({key: value for key, value in EMBEDDED.items() if key not in given})
+    if sweep and options["grid"] is None:
+        options["grid"] = "ablation"
+    if options["output"] is None:
+        options["output"] = "results/sweep" if options["grid"] is not None else "results/eval"
+    return options, embedded
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A list option given as ``a,b``, a YAML list or a repeated flag."""
+    if isinstance(value, str):
+        return tuple(part for part in value.split(",") if part)
+    return tuple(str(part) for part in value)
+
+
+def run_methods(options: dict[str, Any], embedded: bool) -> tuple[MethodConfig, ...]:
+    """The methods of a run: a grid (sweep), or the named methods with the budget options."""
+    from cluster import presets  # the method registry loads torch
+
+    overrides = {field: options[option] for option, field in BUDGET_OPTIONS.items()}
+    if options["grid"] is not None:
+        if options["methods"] is not None:
+            raise ConfigError("methods", options["methods"], "no methods with a grid (the grid names them)")
+        return presets.sweep_methods(options["grid"], overrides)
+    names = _names(options["methods"]) if options["methods"] is not None else EMBEDDED_METHODS
+    if embedded and all(value is None for value in overrides.values()):
+        overrides.update(EMBEDDED_OVERRIDES)
+    return presets.methods_with_overrides(names, overrides)
+
+
+def build_run_config(flags: dict[str, Any], run_file: str | None = None, sweep: bool = False) -> RunConfig:
+    """The run the user asked for (see the module docstring), checked before Ray starts.
+
+    Args:
+        flags: options given on the command line (None = not given).
+        run_file: a YAML run file (its options come before the flags).
+        sweep: ``laserkv sweep`` (the grid defaults to ``ablation``).
+
+    Raises:
+        ConfigError, EvalError: a bad option, method, dataset, length or task.
+        ModelNotAvailableError: the model cannot be loaded here (named with the real cause).
+    """
+    options, embedded = merged_options(flags, run_file, sweep)
+    lengths, tasks = _names(options["lengths"]), _names(options["tasks"])
+    request = DataRequest(
+        lengths, tasks, options["source"], options["demo_samples"], model=str(options["model"])
+    )
+    get_benchmark(str(options["dataset"])).check(request)  # torch-free, so a bad argument fails fast
+    check_model_available(str(options["model"]))
+    from cluster.config import RunConfig  # the method registry loads torch
+
+    return RunConfig(
+        model=str(options["model"]),
+        dataset=str(options["dataset"]),
+        methods=run_methods(options, embedded),
+        output_dir=str(options["output"]),
+        dataset_source=options["source"],
+        lengths=lengths,
+        tasks=tasks,
+        limit=options["limit"],
+        demo_samples_per_cell=options["demo_samples"],
+        greedy=bool(options["greedy"]),
+        gpus=options["gpus"],
+        workers_per_gpu=options["workers_per_gpu"],
+        workers=options["workers"],
+        address=options["address"],
+        device=options["device"],
+        dtype=options["dtype"],
+        max_in_flight=options["max_in_flight"],
+        unit_timeout_s=float(options["timeout"]),
+        max_retries=options["max_retries"],
+        overwrite=bool(options["overwrite"]),
+        retry_failed=bool(options["retry_failed"]),
+        seed=options["seed"],
+    )
