@@ -40,11 +40,12 @@ from laserkv.modeling import load_tokenizer
 @dataclass(frozen=True)
 class FaultInjection:
     """Test-only hooks (not part of ``run_eval``): another worker class, a callback after each
-    written row (with the worker pool), extra Ray resources each worker asks for."""
+    written row (with the worker pool), Ray resources the first workers ask for (to place them
+    on one node)."""
 
     worker_cls: type = EvalWorker
     on_row: Callable[[dict[str, Any], WorkerPool], None] | None = None
-    worker_resources: dict[str, float] = field(default_factory=dict)
+    first_placement: dict[str, float] = field(default_factory=dict)
 
 
 def connect(config: RunConfig) -> bool:
@@ -128,7 +129,7 @@ def _dispatch(
 ) -> None:
     """Start the workers, then let a ``Dispatcher`` run ``todo`` into a ``ShardWriter``."""
     old_shards = shard_paths(output) if config.overwrite else []
-    pool = WorkerPool(config, faults.worker_cls, run_id, faults.worker_resources)
+    pool = WorkerPool(config, faults.worker_cls, run_id, faults.first_placement)
     for path in old_shards:  # --overwrite: the workers are up, the previous rows can go
         path.unlink()
     writer = ShardWriter(output, run_id)

@@ -34,16 +34,21 @@ class WorkerPool:
     """``config.n_workers`` actors of ``worker_cls`` (each loads the model once).
 
     Args:
-        resources: extra Ray resources each worker asks for (tests place workers on a node).
+        first_placement: extra Ray resources the first workers ask for (tests place them on one
+            node); their replacements go wherever Ray finds room.
     """
 
     def __init__(
-        self, config: RunConfig, worker_cls: type, run_id: str, resources: dict[str, float] | None = None
+        self,
+        config: RunConfig,
+        worker_cls: type,
+        run_id: str,
+        first_placement: dict[str, float] | None = None,
     ) -> None:
-        self.config, self.run_id, self.resources = config, run_id, resources or {}
+        self.config, self.run_id = config, run_id
         check_gpus(config)
         self.actor_cls: Any = ray.remote(worker_cls)
-        self.actors: list[Any] = [self._start() for _ in range(config.n_workers)]
+        self.actors: list[Any] = [self._start(first_placement or {}) for _ in range(config.n_workers)]
         self.generations = [0] * len(self.actors)
         self.replaced = 0
         self.wait_ready()
@@ -70,11 +75,11 @@ class WorkerPool:
             self.shutdown()
             raise WorkerStartError(f"the workers could not start: {problem}")
 
-    def _start(self) -> Any:
+    def _start(self, resources: dict[str, float]) -> Any:
         gpus = 1 / self.config.workers_per_gpu if self.config.gpus > 0 else 0
         device = self.config.device or ("cuda" if gpus else "cpu")
         options = self.actor_cls.options(
-            num_gpus=gpus, num_cpus=1, max_restarts=0, max_concurrency=1, resources=self.resources
+            num_gpus=gpus, num_cpus=1, max_restarts=0, max_concurrency=1, resources=resources
         )
         return options.remote(self.config.model, device, self.config.dtype, self.run_id)
 
@@ -84,7 +89,7 @@ class WorkerPool:
         if self.generations[index] != generation:
             return
         ray.kill(self.actors[index], no_restart=True)
-        self.actors[index] = self._start()
+        self.actors[index] = self._start({})
         self.generations[index] += 1
         self.replaced += 1
 

@@ -9,6 +9,8 @@ from pathlib import Path
 # No hub is reachable here: fail fast instead of retrying (datasets reads these at import).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Ray binds and connects to 127.0.0.1 only (read once, when ray is first imported).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 import pytest
 
