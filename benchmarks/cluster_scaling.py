@@ -28,6 +28,7 @@ from cluster.driver import Progress, run_eval
 from cluster.reduce import latest_rows
 from cluster.run_options import build_run_config
 from cluster.writer import read_results
+from evals.benchmarks import OFFLINE_DEFAULT
 from laserkv.errors import LaserKVError
 
 
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cluster_scaling", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--model", required=True)
-    parser.add_argument("--dataset", default="babilong_demo")
+    parser.add_argument("--dataset", default=OFFLINE_DEFAULT)
     parser.add_argument("--lengths", default="32k")
     parser.add_argument("--tasks", default="qa1")
     parser.add_argument("--limit", type=int, default=24, help="samples per cell")

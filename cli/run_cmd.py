@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from cli.render import laserkv_errors, stdout
+from evals.benchmarks import OFFLINE_DEFAULT
 
 app = typer.Typer()
 
@@ -42,7 +43,7 @@ def run(
     ] = 4,
     dataset: Annotated[
         str, typer.Option(help="A benchmark with cells (see laserkv datasets).", rich_help_panel="Sample")
-    ] = "babilong_demo",
+    ] = OFFLINE_DEFAULT,
     source: Annotated[
         str | None, typer.Option(help="A local copy of the dataset.", rich_help_panel="Sample")
     ] = None,

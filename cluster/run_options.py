@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from evals.benchmark import DataRequest
-from evals.benchmarks import get_benchmark
+from evals.benchmarks import OFFLINE_DEFAULT, get_benchmark
 from laserkv.errors import ConfigError
 from laserkv.model_sources import check_model_available
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from laserkv.config import MethodConfig
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
-EMBEDDED_DATASET = "babilong_demo"
+EMBEDDED_DATASET = OFFLINE_DEFAULT
 EMBEDDED_METHODS = ("full", "laser")
 EMBEDDED_OVERRIDES: dict[str, object] = {"budget": 512, "block_size": 512}
 EMBEDDED: dict[str, Any] = {"limit": 10}

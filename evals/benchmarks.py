@@ -16,6 +16,9 @@ BENCHMARKS: dict[str, Benchmark] = {
     benchmark.name: benchmark for benchmark in (DEMO, BABILONG, BABILONG_1K, LONGBENCH_V2)
 }
 
+OFFLINE_DEFAULT = DEMO.name
+"""The benchmark a run uses when none is named: the offline demo set (no hub needed)."""
+
 
 def get_benchmark(name: str) -> Benchmark:
     """The registered benchmark ``name``.

@@ -5,6 +5,7 @@ head, with every unit written exactly once."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,21 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import ray
 
 from benchmarks.kill_resume import kill_session, session_members
-from cluster.config import RunConfig
-from cluster.driver import FaultInjection, execute
 from cluster.writer import read_manifests, read_results
-from laserkv import get_method
 
 RAY = str(Path(sys.executable).parent / "ray")
+ROOT = Path(__file__).resolve().parents[1]
 HEAD_PORT = 26479
 LOOPBACK = "127.0.0.1"
 CLUSTER_ENV = {  # loopback only, and a silent node is declared dead within seconds
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    # The driver is this test process, where ray was imported (and its auth mode fixed) before
-    # the cluster existed; the cluster listens on 127.0.0.1 only, for this test alone.
+    # loopback only and for this test alone; the driver process gets the same environment
     "RAY_AUTH_MODE": "disabled",
     "RAY_health_check_initial_delay_ms": "1000",
     "RAY_health_check_period_ms": "500",
@@ -67,11 +64,8 @@ def wait_for_port(port: int, node: subprocess.Popen[bytes], timeout_s: float = 1
 
 
 @pytest.fixture
-def two_nodes(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """(head address, the second node's ``ray start`` process); both sessions ended at teardown.
-    The test process (the driver) gets the cluster's environment too."""
-    for name, value in CLUSTER_ENV.items():
-        monkeypatch.setenv(name, value)
+def two_nodes() -> Any:
+    """(head address, the second node's ``ray start`` process); both sessions ended at teardown."""
     head = start_node(["--head", f"--port={HEAD_PORT}", "--num-cpus=2", "--include-dashboard=false"])
     second = None
     try:
@@ -97,30 +91,15 @@ def test_losing_a_node_mid_run_loses_and_duplicates_no_unit(
     two_nodes: tuple[str, subprocess.Popen[bytes]], tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
     address, second = two_nodes
-    ray.init(address=address, log_to_driver=False)
-    try:
-        deadline = time.monotonic() + 120
-        while ray.cluster_resources().get("second_node", 0) < 2:
-            assert time.monotonic() < deadline, "the second node did not join"
-            time.sleep(0.5)
-        methods = (get_method("full"), get_method("streaming", budget=256, block_size=512))
-        config = RunConfig(
-            model=str(tiny_llama_dir), dataset="babilong_demo", methods=methods, output_dir=str(tmp_path),
-            lengths=("1k",), tasks=("qa1",), demo_samples_per_cell=6, workers=2, device="cpu",
-            dtype="float32", address=address, max_retries=3,
-        )  # fmt: skip
-        killed: list[int] = []
-
-        def kill_the_second_node(row: dict[str, Any], pool: Any) -> None:
-            if not killed:
-                killed.append(second.pid)
-                kill_session(second.pid)
-
-        execute(config, None, FaultInjection(on_row=kill_the_second_node, first_placement={"second_node": 1}))
-        rows = read_results(tmp_path).to_pylist()
-        assert killed and ray.cluster_resources().get("second_node", 0) == 0, "the node is gone"
-    finally:
-        ray.shutdown()
+    driver = [sys.executable, "-m", "tests.node_loss_driver", address, str(tiny_llama_dir), str(tmp_path)]
+    env = {**os.environ, **CLUSTER_ENV}
+    done = subprocess.run(
+        [*driver, str(second.pid)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=400
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome == {"killed": True, "second_node_left": 0}, "the node is gone"
+    rows = read_results(tmp_path).to_pylist()
     assert len(rows) == 12 and len({row["unit_id"] for row in rows}) == 12, "none lost, none twice"
     assert {row["status"] for row in rows} == {"ok"}
     assert max(row["attempt"] for row in rows) >= 2, "units of the lost node ran again"

@@ -183,7 +183,7 @@ def test_cluster_scaling_refuses_bad_input_in_one_line(
         (["--method", "laser", "--gpus", "0"], "every GPU count must be at least 1"),
     ):
         with pytest.raises(SystemExit) as exit_info:
-            cluster_scaling.main(["--model", "m", "--output", str(tmp_path), *argv])
+            cluster_scaling.main(["--model", "smollm2-135m-instruct", "--output", str(tmp_path), *argv])
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err
 
