@@ -322,3 +322,27 @@ def test_cluster_launcher_config_passes_rays_validator() -> None:
     )
     assert prepared["head_node_type"] == "head_cpu"
     assert any("pip install -e ." in command for command in prepared["setup_commands"])
+
+
+def test_the_dispatcher_refuses_a_unit_id_twice(ray_local: Any, tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """Bookkeeping errors are errors: a plan with one id twice, or a second row for a written id."""
+    from cluster.dispatcher import BookkeepingError, Dispatcher
+    from cluster.plan import plan_units
+    from cluster.pool import WorkerPool
+    from cluster.samples import load_samples
+    from laserkv.modeling import load_tokenizer
+
+    run = config(tiny_llama_dir, tmp_path, (get_method("full"),), workers=1, demo_samples_per_cell=1)
+    units = plan_units(load_samples(run, load_tokenizer(run.model)), run.methods, run.model, "r")
+    pool = WorkerPool(run, tests.cluster_faults.FaultyWorker, "run")
+    try:
+        with pytest.raises(BookkeepingError, match="the plan holds a unit id twice"):
+            Dispatcher(run, pool, [units[0], units[0]], lambda row: None, "run")
+        written: list[dict[str, Any]] = []
+        dispatcher = Dispatcher(run, pool, units, written.append, "run")
+        dispatcher.run()
+        assert [row["unit_id"] for row in written] == [units[0].unit_id]
+        with pytest.raises(BookkeepingError, match="came back twice"):
+            dispatcher.write(written[0])
+    finally:
+        pool.shutdown()
