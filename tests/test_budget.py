@@ -101,3 +101,29 @@ def test_recursive_keeps_the_ratio(ratio: float) -> None:
 def test_too_small_a_ratio_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"compression_ratio=0.001 .*10-token context \(it gives B=0\)"):
         budget_from_ratio(0.001, 10, "accumulate", 4096, 4)
+
+
+@pytest.mark.parametrize(
+    ("anchor_tokens", "local_tokens", "local_fraction"), [(4, 0, 0.0), (0, 64, 0.0), (4, 0, 0.25)]
+)
+@pytest.mark.parametrize("ratio", [0.5, 0.25, 0.1])
+@pytest.mark.parametrize(("context_tokens", "block_size"), [(8192, 1024), (20000, 2048), (5000, 512)])
+def test_accumulate_keeps_about_the_ratio_with_fixed_slots(
+    anchor_tokens: int,
+    local_tokens: int,
+    local_fraction: float,
+    ratio: float,
+    context_tokens: int,
+    block_size: int,
+) -> None:
+    """A method's own fixed slots (``protection_divisor=None``): the same closeness to r*S."""
+    method = build_method(
+        budget=None, compression_ratio=ratio, block_size=block_size, protection_divisor=None,
+        anchor_tokens=anchor_tokens, local_tokens=local_tokens, local_fraction=local_fraction,
+    )  # fmt: skip
+    split = method.split_for(context_tokens)
+    assert split is not None and split.anchors == anchor_tokens
+    final = realised_final_length(method, context_tokens)
+    assert abs(final - ratio * context_tokens) <= split.global_ + context_tokens / block_size + 2
+    recursive = method.with_params(compression_mode="recursive")
+    assert recursive.budget_for(context_tokens) == math.floor(ratio * context_tokens)
