@@ -3,7 +3,9 @@ worker, in the order they were sent) with the time each really started, and the 
 
 A worker actor runs one unit at a time, in the order its units were sent (Ray runs the tasks one
 caller sends to an actor in that order), so the first in-flight unit of a worker is the one
-running there: it started when it was sent to an idle worker or when the one before it finished.
+running there: it started when it was sent to an idle worker or when the one before it finished,
+and not before the worker had loaded its model (a replacement's load, or its wait for a node
+with room, never counts against the unit's timeout).
 A unit id written twice is a bookkeeping bug and raises ``BookkeepingError``.
 """
 
@@ -154,9 +156,10 @@ class Dispatcher:
         """A running unit past the timeout becomes a ``timeout`` row; its worker is replaced
         (its other units then come back as actor errors and are re-queued)."""
         now = time.monotonic()
-        for sent in self.order:
+        for index, sent in enumerate(self.order):
             if not sent:
                 continue
+            self._mark_started(index)
             item = self.running[sent[0]]
             if item.started is None or now - item.started <= self.config.unit_timeout_s:
                 continue
@@ -204,12 +207,11 @@ class Dispatcher:
 
     def _mark_started(self, worker: int) -> None:
         sent = self.order[worker]
-        if sent and self.running[sent[0]].started is None:
+        if sent and self.running[sent[0]].started is None and self.pool.is_ready(worker):
             self.running[sent[0]].started = time.monotonic()
 
     def _replace(self, item: InFlight) -> None:
         """Replace the item's worker if it is still the actor the item was sent to; the units
         still sent there will come back as actor errors (each re-queued then)."""
-        if self.pool.generations[item.worker] == item.generation:
-            self.pool.replace(item.worker, item.generation)
+        if self.pool.replace(item.worker, item.generation):
             self.order[item.worker].clear()

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from evals.sample import EvalSample, GenerationSettings
+from evals.sample import EvalSample
 from laserkv.config import MethodConfig
 
 
@@ -33,11 +33,6 @@ class WorkUnit:
     model: str
     dataset_revision: str
     seed: int
-
-    @property
-    def generation(self) -> GenerationSettings:
-        """The sample's official decoding settings."""
-        return self.sample.generation
 
 
 def unit_id(sample: EvalSample, method: MethodConfig, model: str, dataset_revision: str, seed: int) -> str:

@@ -46,10 +46,11 @@ class WorkerPool:
         first_placement: dict[str, float] | None = None,
     ) -> None:
         self.config, self.run_id = config, run_id
-        check_gpus(config)
         self.actor_cls: Any = ray.remote(worker_cls)
         self.actors: list[Any] = [self._start(first_placement or {}) for _ in range(config.n_workers)]
         self.generations = [0] * len(self.actors)
+        self.readiness: list[Any] = [actor.start_error.remote() for actor in self.actors]
+        self.ready = [False] * len(self.actors)
         self.replaced = 0
         self.wait_ready()
 
@@ -61,7 +62,7 @@ class WorkerPool:
                 available), or did not start in time.
         """
         try:
-            problems = ray.get([actor.start_error.remote() for actor in self.actors], timeout=START_TIMEOUT_S)
+            problems = ray.get(self.readiness, timeout=START_TIMEOUT_S)
         except GetTimeoutError as error:
             self.shutdown()
             raise WorkerStartError(f"the workers did not start within {START_TIMEOUT_S:.0f} s") from error
@@ -74,6 +75,15 @@ class WorkerPool:
         if problem is not None:
             self.shutdown()
             raise WorkerStartError(f"the workers could not start: {problem}")
+        self.ready = [True] * len(self.actors)
+
+    def is_ready(self, index: int) -> bool:
+        """Whether worker ``index`` has finished loading its model (a replacement may still be
+        loading, or waiting for a node with room); never blocks."""
+        if not self.ready[index]:
+            done, _ = ray.wait([self.readiness[index]], timeout=0)
+            self.ready[index] = bool(done)
+        return self.ready[index]
 
     def _start(self, resources: dict[str, float]) -> Any:
         gpus = 1 / self.config.workers_per_gpu if self.config.gpus > 0 else 0
@@ -83,15 +93,18 @@ class WorkerPool:
         )
         return options.remote(self.config.model, device, self.config.dtype, self.run_id)
 
-    def replace(self, index: int, generation: int) -> None:
+    def replace(self, index: int, generation: int) -> bool:
         """Replace worker ``index`` by a fresh one, unless it was already replaced since
-        ``generation`` (several of its units can report its death)."""
+        ``generation`` (several of its units can report its death). Returns whether it did."""
         if self.generations[index] != generation:
-            return
+            return False
         ray.kill(self.actors[index], no_restart=True)
         self.actors[index] = self._start({})
+        self.readiness[index] = self.actors[index].start_error.remote()
+        self.ready[index] = False
         self.generations[index] += 1
         self.replaced += 1
+        return True
 
     def shutdown(self) -> None:
         """Stop every worker."""

@@ -17,6 +17,7 @@ from typing import Any
 from cluster.reduce import BASELINE, baseline_key, config_key, mean_of, paired_scores, reduce_and_score
 from cluster.writer import MANIFESTS
 from evals.babilong import length_order
+from evals.benchmark import percent_cell
 from evals.benchmarks import get_benchmark
 from evals.stats import bootstrap_ci, paired_comparison
 
@@ -30,10 +31,6 @@ class Table:
     title: str
     header: tuple[str, ...]
     rows: list[tuple[str, ...]]
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
 
 
 def _interval(estimate: float, low: float, high: float, sign: str) -> str:
@@ -152,7 +149,7 @@ def published_tables(models: list[str], datasets: list[str]) -> list[Table]:
                 Table(
                     f"Published full-cache numbers, {name}, {dataset} (%)",
                     tuple(values),
-                    [tuple(_percent(float(value)) for value in values.values())],
+                    [tuple(percent_cell(float(value)) for value in values.values())],
                 )
             )
     return found

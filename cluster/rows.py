@@ -8,7 +8,8 @@ Columns (all nullable unless noted):
 - dataset: ``dataset``, ``dataset_revision``, ``sample_id``, ``task``, ``length``,
   ``difficulty``, ``domain``, ``sub_domain``, ``question``, ``target``;
 - method: ``method`` (name), ``method_hash``, ``method_kind`` (the selector's kind) and
-  ``method_params`` (JSON of the flat parameters, ``MethodConfig.params()``);
+  ``method_params`` (JSON of the flat parameters, ``MethodConfig.params()``; rows upgraded from
+  version 1 hold every field of the then flat config, also those their selector ignored);
   ``block_size_used`` (after an OOM retry with a smaller block);
 - model and prompt: ``model``, ``prompt_hash`` (sha256 of the chat-templated prompt),
   ``context_tokens``, ``question_tokens``, ``temperature``, ``max_new_tokens``, ``seed``;

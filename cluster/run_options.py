@@ -20,6 +20,7 @@ set with SmolLM2-135M-Instruct (``cluster.presets``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,7 +123,7 @@ def merged_options(
     embedded = "dataset" not in given and "model" not in given
     if embedded:
         options.update({key: value for key, value in EMBEDDED.items() if key not in given})
-    if sweep and options["grid"] is None:
+    if sweep and options["grid"] is None and options["methods"] is None:
         options["grid"] = "ablation"
     if options["output"] is None:
         options["output"] = "results/sweep" if options["grid"] is not None else "results/eval"
@@ -168,8 +169,11 @@ def build_run_config(flags: dict[str, Any], run_file: str | None = None, sweep: 
     request = DataRequest(
         lengths, tasks, options["source"], options["demo_samples"], model=str(options["model"])
     )
-    get_benchmark(str(options["dataset"])).check(request)  # torch-free, so a bad argument fails fast
-    check_model_available(str(options["model"]))
+    benchmark = get_benchmark(str(options["dataset"]))
+    benchmark.check(request)  # torch-free, so a bad argument fails fast
+    local = options["address"] is None and not os.environ.get("RAY_ADDRESS")
+    if local or benchmark.needs_tokenizer:  # on a cluster the workers may hold the model elsewhere
+        check_model_available(str(options["model"]))
     from cluster.config import RunConfig  # the method registry loads torch
 
     return RunConfig(

@@ -7,6 +7,7 @@ import os
 import socket
 from typing import Any
 
+import ray
 import torch
 
 from cluster.plan import WorkUnit
@@ -51,10 +52,8 @@ class EvalWorker:
     def run(self, unit: WorkUnit, attempt: int = 1) -> dict[str, Any]:
         """One unit -> one row. Out of memory is retried once with half the block size, then
         recorded as an ``oom`` row; any other exception becomes an ``error`` row."""
-        if self.problem is not None:
-            return error_row(
-                unit, self.run_id, attempt, self.name, "error", f"worker did not start: {self.problem}"
-            )
+        if self.problem is not None:  # a replacement whose model did not load: die, so the
+            ray.actor.exit_actor()  # dispatcher re-queues the unit (with backoff, up to max_retries)
         method = unit.method
         for try_index in range(2):
             try:

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from evals import needle
-from evals.benchmark import DataRequest, OfficialTable, check_source, output_text, percent_cell
+from evals.benchmark import (
+    DataRequest,
+    OfficialTable,
+    check_source,
+    output_text,
+    percent_cell,
+    source_revision,
+)
 from evals.errors import EvalError
 from evals.loading import check_fields, load_hub, load_local
 from evals.published import published_for
@@ -255,11 +262,11 @@ def score_output(target: str, raw_output: str, question: str, task: str) -> tupl
 
 
 def length_order(length: str) -> tuple[int, str]:
-    """Sort key of a length config (unknown names last, by name)."""
+    """Sort key of a length config (other names, e.g. LongBench's classes, first, by name)."""
     try:
         return length_tokens(length), length
     except (KeyError, ValueError):
-        return 10**12, length
+        return 0, length
 
 
 @dataclass(frozen=True)
@@ -285,9 +292,7 @@ class BabilongBenchmark:
                 check_config(self.name, length, task)
 
     def revision(self, request: DataRequest) -> str:
-        if request.source is not None:
-            return f"local:{Path(request.source).expanduser().resolve()}"
-        return "hub:main"
+        return source_revision(request.source)
 
     def load(self, request: DataRequest, tokenizer: Any | None) -> Iterable[EvalSample]:
         return load_samples(self.name, request.lengths, request.tasks, request.source)

@@ -133,3 +133,10 @@ def check_source(source: str | None) -> None:
     """
     if source is not None and not Path(source).expanduser().exists():
         raise DatasetNotAvailableError(f"source={source!r} does not exist: pass a local copy of the dataset")
+
+
+def source_revision(source: str | None) -> str:
+    """The data version of a hub dataset (``hub:main``) or of a local copy (its resolved path)."""
+    if source is not None:
+        return f"local:{Path(source).expanduser().resolve()}"
+    return "hub:main"

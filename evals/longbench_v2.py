@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evals.benchmark import DataRequest, OfficialTable, check_source, percent_cell
+from evals.benchmark import DataRequest, OfficialTable, check_source, percent_cell, source_revision
 from evals.loading import check_fields, load_hub, load_local
 from evals.published import published_for
 from evals.resources import data_text
@@ -266,9 +266,7 @@ class LongBenchV2Benchmark:
         check_source(request.source)
 
     def revision(self, request: DataRequest) -> str:
-        if request.source is not None:
-            return f"local:{Path(request.source).expanduser().resolve()}"
-        return "hub:main"
+        return source_revision(request.source)
 
     def load(self, request: DataRequest, tokenizer: Any | None) -> Iterable[EvalSample]:
         return load_samples(request.source or HUB_ID, tokenizer, greedy=request.greedy)

@@ -169,11 +169,18 @@ class Selector:
 
     def flat_defaults(self) -> dict[str, object]:
         """The default of each parameter ``flat_params`` returns."""
-        return {field.name: field.default for field in dataclasses.fields(self)}
+        return {field.name: _default(field) for field in dataclasses.fields(self)}
 
     def summary(self) -> str:
         """A short description for tables, e.g. ``lsh magicpig_baseline``."""
         return self.kind
+
+
+def _default(field: dataclasses.Field[object]) -> object:
+    """A dataclass field's default value (made by its factory where it has one)."""
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
 
 
 def rows_params(query_source: object, observation_window: object) -> None:
