@@ -96,8 +96,8 @@ def test_job_submission_runs_the_entry_point(
         ],
         "env_vars": {"LASERKV_CACHE": os.environ["LASERKV_CACHE"], "HF_HUB_OFFLINE": "1"},
     }  # fmt: skip
-    ready = time.monotonic() + 120
-    while True:  # the head's job agent may still be starting on a busy machine
+    ready = time.monotonic() + 300
+    while True:  # the head's job agent may still be starting on a busy machine (minutes on 2 cores)
         try:
             job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
             break
