@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,13 @@ from cluster.writer import read_results
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
 DASHBOARD_PORT = 28265
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -39,6 +47,7 @@ def ray_head(tmp_path: Path) -> Any:
     command = [
         RAY, "start", "--head", "--port=26379", "--num-cpus=2", "--include-dashboard=true",
         "--dashboard-host=127.0.0.1", f"--dashboard-port={DASHBOARD_PORT}", "--disable-usage-stats",
+        f"--dashboard-agent-listen-port={free_port()}",  # not Ray's fixed 52365: another Ray may hold it
         "--block",
     ]  # fmt: skip
     head = subprocess.Popen(
