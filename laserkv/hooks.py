@@ -114,12 +114,6 @@ def n_kv_heads(model: PreTrainedModel) -> int:
     return int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
 
 
-def head_dim(model: PreTrainedModel) -> int:
-    """Size of one attention head's keys."""
-    config = model.config
-    return int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
-
-
 def cache_from_kv(model: PreTrainedModel, keys: list[Tensor], values: list[Tensor]) -> DynamicCache:
     """A ``DynamicCache`` holding the given per-layer (1, kv_heads, n, head_dim) keys and values.
 
