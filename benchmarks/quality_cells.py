@@ -39,6 +39,12 @@ def length_order(length: str) -> int:
     return length_tokens(length)
 
 
+FIRST_NAMES = {"streaming_laser_split": "streaming", "snapkv_laser_split": "snapkv"}
+"""Issue 8's rivals were registered as ``streaming`` and ``snapkv``; issue 17 renamed them (those
+names now mean the published methods). Rows of either name are the same configs (same hashes),
+so this study keeps calling them by their first names."""
+
+
 def method_variant(label: str) -> str:
     """A sweep label without its budget: ``laser[budget=1024]`` -> ``laser``; settings other than
     B stay, ``laser[budget=1024,score_pooling=7]`` -> ``laser[score_pooling=7]`` (a variant)."""
@@ -48,6 +54,7 @@ def method_variant(label: str) -> str:
         for change in label[len(name) + 1 : -1].split(",")
         if change and not change.startswith("budget=")
     ]
+    name = FIRST_NAMES.get(name, name)
     return f"{name}[{','.join(changes)}]" if changes else name
 
 

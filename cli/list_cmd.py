@@ -12,21 +12,15 @@ app = typer.Typer()
 
 @app.command("methods")
 def methods_command() -> None:
-    """The registered methods (LASER-KV, the ablation grid, the baselines)."""
-    from laserkv.methods import DESCRIPTIONS, METHODS
+    """The registered methods: LASER-KV, its ablations, the native rivals, kvpress's presses."""
+    from laserkv.methods import LISTING_COLUMNS, method_listing
 
+    shown = ("method", "protocol", "budget split", "source", "what it is")  # the README has every column
     table = Table(title="laserkv methods")
-    table.add_column("method", no_wrap=True)
-    for column in ("selector", "mode", "backend", "default budget", "what it is"):
-        table.add_column(column)
-    for name, factory in METHODS.items():
-        config = factory()
-        engine = config.engine
-        budget = "-" if engine.budget is None else str(engine.budget)
-        if engine.budget is None and engine.compression_ratio is not None:
-            budget = f"r={engine.compression_ratio}"
-        mode = engine.compression_mode if config.selector.evicts else "-"
-        table.add_row(name, config.selector.summary(), mode, engine.backend, budget, DESCRIPTIONS[name])
+    for column in shown:
+        table.add_column(column, no_wrap=column == "method")
+    for row in method_listing():
+        table.add_row(*(row[LISTING_COLUMNS.index(column)] for column in shown))
     stdout.print(table)
 
 

@@ -12,12 +12,22 @@ import yaml
 from cluster.labels import sweep_label
 from laserkv.config import MethodConfig
 from laserkv.errors import ConfigError
-from laserkv.methods import METHODS, get_method
+from laserkv.methods import KVPRESS_PREFIX, METHODS, QUERY_AWARE_SUFFIX, RIVALS, get_method
 
 ALIASES = ("laser", "laser_recursive")  # the same configs as hybrid_magicpig_0.75 (+ _recursive)
 QUALITY_METHODS = (
-    "laser", "laser_recursive", "exact", "lsh_frequency_rank", "lsh_magicpig", "streaming", "snapkv",
+    "laser", "laser_recursive", "exact", "lsh_frequency_rank", "lsh_magicpig", "streaming_laser_split",
+    "snapkv_laser_split",
 )  # fmt: skip
+"""Issue 8's study (its rivals are the first release's ``streaming`` / ``snapkv``, renamed)."""
+RIVAL_PRESSES = ("snapkv", "pyramidkv", "adakv_snapkv", "expected_attention", "knorm", "tova", "streaming_llm")
+"""kvpress presses in the ``rivals`` grid, each with the question outside and inside."""
+RIVAL_METHODS = (
+    "laser",
+    "laser_recursive",
+    *RIVALS,
+    *(f"{KVPRESS_PREFIX}{press}{suffix}" for press in RIVAL_PRESSES for suffix in ("", QUERY_AWARE_SUFFIX)),
+)
 QUALITY_BUDGETS = (256, 512, 1024, 2048)
 GridEntry = dict[str, Any]
 FLAGS = {"budget": "--budget", "compression_ratio": "--ratio", "block_size": "--block-size"}
@@ -26,6 +36,7 @@ SWEEP_PRESETS: dict[str, tuple[GridEntry, ...]] = {
     "laser-budgets": tuple(
         {"method": name} for name in ("full", "laser", "laser_recursive", "streaming", "snapkv")
     ),
+    "rivals": ({"method": "full"}, *({"method": name} for name in RIVAL_METHODS)),
     "quality": (
         {"method": "full"},
         *({"method": name, "budget": list(QUALITY_BUDGETS)} for name in QUALITY_METHODS),
@@ -34,7 +45,9 @@ SWEEP_PRESETS: dict[str, tuple[GridEntry, ...]] = {
 """Grids in the YAML files' form. ``ablation``: the original README's grid (exact / LSH / hybrid
 x modes) plus the baselines. ``laser-budgets``: LASER-KV against the baselines at one budget.
 ``quality``: issue 8's benchmark, ``full`` plus seven methods at budgets 256-2048 (labels like
-``laser[budget=1024]``; see ``benchmarks/quality.py``)."""
+``laser[budget=1024]``; see ``benchmarks/quality.py``). ``rivals``: LASER-KV against every
+native rival and kvpress's standard presses (both protocols) at one budget (the method default,
+or ``--budget`` / ``--ratio`` for all of them)."""
 
 
 def method_with_overrides(name: str, overrides: dict[str, object], label: str | None = None) -> MethodConfig:

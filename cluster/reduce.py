@@ -149,6 +149,7 @@ def cell_summaries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "model": model,
             "method": method,
             "config": members[0]["config"],
+            "protocol": members[0]["method_protocol"],
             "task": task,
             "length": length,
             "method_hash": method_hash,

@@ -57,6 +57,7 @@ def length_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "model": model,
             "length": length,
             "method": members[0]["config"],
+            "protocol": members[0]["method_protocol"],
             "base": name,
             "n": len(members),
             "errors": len(members) - len(ok),
@@ -93,14 +94,16 @@ def tables(output_dir: Path) -> tuple[list[Table], list[dict[str, Any]], dict[st
     main = Table(
         "Accuracy per method x dataset x length (tasks pooled; 95% bootstrap CIs; paired with full)",
         (
-            "dataset", "length", "method", "n", "errors", "accuracy % [95% CI]", "delta vs full, pp [95% CI]",
-            "McNemar p", "budget B", "kept tokens", "context tokens", "seconds/sample", "peak GiB",
+            "dataset", "length", "method", "protocol", "n", "errors", "accuracy % [95% CI]",
+            "delta vs full, pp [95% CI]", "McNemar p", "budget B", "kept tokens", "context tokens",
+            "seconds/sample", "peak GiB",
         ),
         [
             (
                 entry["dataset"],
                 entry["length"],
                 entry["method"],
+                entry["protocol"] or "-",
                 str(entry["n"]),
                 str(entry["errors"]),
                 "-" if entry["accuracy"] is None else _interval(

@@ -7,9 +7,11 @@ Columns (all nullable unless noted):
   ``status`` (not null: ``ok``, ``error``, ``oom``, ``timeout``), ``error``, ``worker``;
 - dataset: ``dataset``, ``dataset_revision``, ``sample_id``, ``task``, ``length``,
   ``difficulty``, ``domain``, ``sub_domain``, ``question``, ``target``;
-- method: ``method`` (name), ``method_hash``, ``method_kind`` (the selector's kind) and
+- method: ``method`` (name), ``method_hash``, ``method_kind`` (the selector's kind),
   ``method_params`` (JSON of the flat parameters, ``MethodConfig.params()``; rows upgraded from
-  version 1 hold every field of the then flat config, also those their selector ignored);
+  version 1 hold every field of the then flat config, also those their selector ignored) and
+  ``method_protocol`` (``query-aware``: the question's rows may score the context, or
+  ``query-agnostic``);
   ``block_size_used`` (after an OOM retry with a smaller block);
 - model and prompt: ``model``, ``prompt_hash`` (sha256 of the chat-templated prompt),
   ``context_tokens``, ``question_tokens``, ``temperature``, ``max_new_tokens``, ``seed``;
@@ -21,8 +23,9 @@ Columns (all nullable unless noted):
   ``seconds_decode``, ``seconds_total``, ``peak_memory_bytes``.
 
 Versions: 1 (the first release) stored one ``m_<field>`` column per field of the then flat
-``MethodConfig`` instead of ``method_kind`` / ``method_params``; 2 is this layout. This module
-imports neither torch nor laserkv's engine.
+``MethodConfig`` instead of ``method_kind`` / ``method_params``; 2 added those two; 3 added
+``method_protocol`` (derived when older rows are read: their selectors were query-aware exactly
+when they scored with the question). This module imports neither torch nor laserkv's engine.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+from laserkv.protocol import QUERY_AGNOSTIC, QUERY_AWARE
+
+SCHEMA_VERSION = 3
+UNSCORED_KINDS = ("recency", "none")
 PHASES = ("forward", "score", "select", "gather", "decode")
 V1_METHOD_PREFIX = "m_"
 
@@ -61,6 +67,7 @@ COLUMNS: tuple[Column, ...] = (
     *_strings("error", "worker", "dataset", "dataset_revision", "sample_id", "task", "length"),
     *_strings("difficulty", "domain", "sub_domain", "question", "target", "method", "method_hash"),
     *_strings("method_kind", "method_params", since=2),
+    *_strings("method_protocol", since=3),
     Column("block_size_used", pa.int64()),
     *_strings("model", "prompt_hash"),
     *(Column(name, pa.int64()) for name in ("context_tokens", "question_tokens")),
@@ -99,13 +106,40 @@ def _v1_method_columns(table: pa.Table) -> pa.Table:
     return table.append_column("method_kind", table.column("m_selector").cast(pa.string()))
 
 
+def legacy_protocol(kind: str | None, params: dict[str, Any]) -> str:
+    """The protocol of a version 1 or 2 row: its selectors (exact, lsh, hybrid of those) scored
+    with the question exactly when ``query_source`` was ``question``; recency and the full cache
+    score nothing."""
+    if kind in UNSCORED_KINDS or params.get("query_source", "question") != "question":
+        return QUERY_AGNOSTIC
+    return QUERY_AWARE
+
+
+def _v2_protocol_column(table: pa.Table) -> pa.Table:
+    """Version 2 -> 3: ``method_protocol`` from ``method_kind`` and ``method_params``."""
+    kinds = table.column("method_kind").to_pylist()
+    params = table.column("method_params").to_pylist()
+    protocols = [
+        legacy_protocol(kind, json.loads(blob) if blob else {})
+        for kind, blob in zip(kinds, params, strict=True)
+    ]
+    return table.append_column("method_protocol", pa.array(protocols, pa.string()))
+
+
+def stored_version(table: pa.Table) -> int:
+    """The schema version a stored table was written with (from the columns it has)."""
+    if "schema_version" not in table.column_names:
+        return 1
+    return 3 if "method_protocol" in table.column_names else 2
+
+
 def upgrade_table(table: pa.Table) -> pa.Table:
     """Any stored version's rows in ``RESULT_SCHEMA`` (columns of later versions are kept out).
 
     Raises:
         SchemaError: a column its version must have is missing (the message names it).
     """
-    version = 2 if "schema_version" in table.column_names else 1
+    version = stored_version(table)
     missing = [
         column.name for column in COLUMNS if column.since <= version and column.name not in table.column_names
     ]
@@ -114,6 +148,8 @@ def upgrade_table(table: pa.Table) -> pa.Table:
     if version == 1:
         table = _v1_method_columns(table)
         table = table.append_column("schema_version", pa.array([1] * table.num_rows, pa.int64()))
+    if version <= 2:
+        table = _v2_protocol_column(table)
     return table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA)
 
 
@@ -150,6 +186,7 @@ def base_row(unit: Any, run_id: str, attempt: int, worker: str) -> dict[str, Any
         method_hash=method.config_hash,
         method_kind=method.kind,
         method_params=json.dumps(method.params(), sort_keys=True),
+        method_protocol=method.selector.protocol,
         model=unit.model,
         temperature=float(sample.generation.temperature),
         max_new_tokens=sample.generation.max_new_tokens,

@@ -8,6 +8,8 @@ decode greedily. Every call starts from an empty state; nothing is stored on the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +22,11 @@ from laserkv.backends import ScoreRequest
 from laserkv.budget import BudgetSplit
 from laserkv.config import EngineConfig, GenerationConfig, MethodConfig
 from laserkv.evidence import block_evidence
+from laserkv.kvpress_bridge import prefill_with_press, press_attention
 from laserkv.modes import BlockPlan, plan_block
 from laserkv.prompting import encode_context, encode_question, encode_text
 from laserkv.selectors import ForwardNeeds
-from laserkv.state import CompressedKV, join_positions
+from laserkv.state import CompressedKV, Prefilled, join_positions
 from laserkv.stats import CallStats, PhaseTimer, track_peak_memory
 
 
@@ -108,24 +111,51 @@ def _score_request(
     model: PreTrainedModel,
     engine: EngineConfig,
     granularity: str,
-    plan: BlockPlan,
+    window: tuple[int, int],
     n_scoring_rows: int,
     normalise_span: tuple[int, int] | None,
 ) -> ScoreRequest:
-    """An fp32 buffer over the slots from the first to the last candidate, one row per layer
-    and KV head where the granularity needs it."""
-    window_start = int(plan.candidate_slots.min())
-    window = int(plan.candidate_slots.max()) + 1 - window_start
+    """An fp32 buffer over the slots ``[start, stop)`` of ``window``, one row per layer and KV
+    head where the granularity needs it."""
+    window_start, window_stop = window
     rows = hooks.n_layers(model) if granularity != "token" else 1
     heads = hooks.n_kv_heads(model) if granularity == "head" else 1
-    totals = torch.zeros(rows, heads, window, device=hooks.model_device(model))
+    totals = torch.zeros(rows, heads, window_stop - window_start, device=hooks.model_device(model))
     return ScoreRequest(engine.backend, n_scoring_rows, window_start, totals, normalise_span)
+
+
+def scored_window(needs: ForwardNeeds, plan: BlockPlan, forward_kv_len: int) -> tuple[int, int]:
+    """The slots the scoring rows' mass is collected over: from the first to the last candidate,
+    or every context slot of the forward when the selector carries scores over blocks."""
+    if needs.carry_scores:
+        return 0, forward_kv_len
+    return int(plan.candidate_slots.min()), int(plan.candidate_slots.max()) + 1
 
 
 def observation_rows(needs: ForwardNeeds, plan: BlockPlan, block_len: int) -> int:
     """Query-agnostic scoring rows: the block's last ``observation_window`` tokens, at most its
     local window (so no candidate scores itself); one row if the block has no local window."""
     return max(1, min(needs.observation_window, block_len, plan.local_len))
+
+
+def scoring_row_count(needs: ForwardNeeds, plan: BlockPlan, block_len: int, question_len: int) -> int:
+    """How many of the forward's last rows score: the question (or its last ``question_rows``
+    tokens), the block's observation window, or the whole block."""
+    if needs.scoring_rows == "question":
+        return question_len if needs.question_rows is None else min(needs.question_rows, question_len)
+    if needs.scoring_rows == "block":
+        return block_len
+    return observation_rows(needs, plan, block_len)
+
+
+def carried_mass(request: ScoreRequest, prefix: CompressedKV, cache_shape: tuple[int, int]) -> Tensor:
+    """(layers, kv_heads, slots) the block's mass over every slot plus what the prefix's slots
+    carried in from earlier blocks."""
+    totals = request.totals.expand(*cache_shape, request.totals.shape[-1]).clone()
+    if prefix.length:
+        assert prefix.scores is not None, "a selector that carries scores gets them on every slot"
+        totals[..., : prefix.length] += prefix.scores.to(totals.device)
+    return totals
 
 
 def _expand_fixed(fixed_slots: Tensor, chosen: Tensor) -> Tensor:
@@ -167,27 +197,31 @@ def prefill_compressed(
         plan = plan_block(engine, split, state.length, state_anchors, tail.length, block_start, block_len)
         prefix = state.concat(tail) if plan.prefix_has_tail else state
         must_choose = _must_choose(plan)
-        scored = must_choose and needs.scoring_rows is not None
+        carry = needs.carry_scores and split is not None  # scored every block, to accumulate
+        scored = (must_choose or carry) and needs.scoring_rows is not None
         with_question = scored and needs.scoring_rows == "question"
-        n_scoring_rows = (
-            int(question_ids.numel()) if with_question else observation_rows(needs, plan, block_len)
-        )
+        n_scoring_rows = scoring_row_count(needs, plan, block_len, int(question_ids.numel()))
         request = None
         if scored and needs.attention is not None:
             span = None
             if engine.score_norm == "window":
                 block_end = prefix.length + block_len
                 span = original_flash_span(engine, state.length, tail.length, plan, block_end)
-            request = _score_request(model, engine, needs.attention, plan, n_scoring_rows, span)
+            window = scored_window(needs, plan, prefix.length + block_len)
+            request = _score_request(model, engine, needs.attention, window, n_scoring_rows, span)
         with timer.phase("forward"):  # 1. forward the block (+ question) over the compressed cache
             question = (question_ids, context_len) if with_question else None
             step = forward_block(model, prefix, block_ids, block_start, question, request)
+        if carry and request is not None:
+            mass = carried_mass(request, prefix, cache_shape)
+            step = step.with_scores(mass)
         chosen = plan.candidate_slots if plan.n_select > 0 else plan.candidate_slots[:0]
         if must_choose:
             with timer.phase("score"):  # 2. collect the scores the selector needs
                 evidence = block_evidence(
-                    needs, step, plan.candidate_slots, n_scoring_rows, request, cache_shape
-                )
+                    needs, step, plan.candidate_slots, n_scoring_rows, request, cache_shape,
+                    block_start + block_len,
+                )  # fmt: skip
             with timer.phase("select"):  # 3. select the global part
                 kept = method.selector.select(evidence, plan.n_select)
                 chosen = plan.candidate_slots[kept]
@@ -214,9 +248,14 @@ def generate_answer(
     context_len: int,
     generation: GenerationConfig,
     eos_ids: frozenset[int],
+    prefilled: Prefilled | None = None,
 ) -> tuple[list[int], Tensor]:
     """Prefill the question at ``T..`` over ``state`` and decode at true positions (greedy, or
     sampled when ``generation.temperature > 0``).
+
+    Args:
+        prefilled: what the prefill left: its ``first_logits`` when the question is already in
+            ``state`` (at ``T..``), its ``question_token_by_token``.
 
     Returns:
         ``(token_ids, first_token_logits)``: ids without the EOS, and the (vocab,) fp32 logits
@@ -224,12 +263,19 @@ def generate_answer(
     """
     device = hooks.model_device(model)
     cache = forward_cache(model, state)
-    positions = torch.arange(context_len, context_len + question_ids.numel())
-    hidden = hooks.forward_body(model, question_ids[None].to(device), positions[None].to(device), cache)
-    logits = hooks.next_token_logits(model, hidden[:, -1])
+    next_position = context_len + int(question_ids.numel())
+    if prefilled is not None and prefilled.first_logits is not None:
+        logits = prefilled.first_logits[None].float()
+    else:
+        one_by_one = prefilled is not None and prefilled.question_token_by_token
+        step = 1 if one_by_one else max(1, int(question_ids.numel()))
+        for start in range(0, int(question_ids.numel()), step):
+            piece = question_ids[start : start + step]
+            positions = torch.arange(context_len + start, context_len + start + piece.numel())
+            hidden = hooks.forward_body(model, piece[None].to(device), positions[None].to(device), cache)
+        logits = hooks.next_token_logits(model, hidden[:, -1])
     first_token_logits = logits[0]
     token_ids: list[int] = []
-    next_position = context_len + int(question_ids.numel())
     sampler = None
     if generation.temperature > 0:
         sampler = torch.Generator(device=device).manual_seed(generation.seed)
@@ -294,18 +340,52 @@ def compress_and_generate(
         compression_ratio=method.engine.compression_ratio,
     )
     timer = PhaseTimer(stats, device)
-    with hooks.laserkv_attention(model), track_peak_memory(stats, device):
-        state = prefill_compressed(model, context, question, method, split, timer)
-        stats.final_cache_length = state.length
+    prefill = PREFILLS[method.selector.prefill]
+    with prefill.attention(model, method), track_peak_memory(stats, device):
+        prefilled = prefill.run(model, context, question, method, split, timer)
+        stats.final_cache_length = prefilled.kept_tokens
         with timer.phase("decode"):
             token_ids, first_logits = generate_answer(
-                model, state, question, len(context_ids), generation, eos_ids
+                model, prefilled.state, question, len(context_ids), generation, eos_ids, prefilled
             )
     stats.generated_tokens = len(token_ids)
+    return GeneratedIds(token_ids, first_logits.cpu(), prefilled.kept_positions, stats)
+
+
+def prefill_blocks(
+    model: PreTrainedModel,
+    context_ids: Tensor,
+    question_ids: Tensor,
+    method: MethodConfig,
+    split: BudgetSplit | None,
+    timer: PhaseTimer,
+) -> Prefilled:
+    """The block engine's prefill (``prefill_compressed``) as a ``Prefilled``."""
+    state = prefill_compressed(model, context_ids, question_ids, method, split, timer)
     positions = state.positions
     if not method.selector.selects_one_set and positions.dim() == 1:  # nothing was dropped: one shape always
         positions = positions.expand(hooks.n_layers(model), hooks.n_kv_heads(model), positions.numel())
-    return GeneratedIds(token_ids, first_logits.cpu(), positions, stats)
+    return Prefilled(state, positions, state.length)
+
+
+def _block_attention(model: PreTrainedModel, method: MethodConfig) -> Any:
+    return hooks.laserkv_attention(model)
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """One way to prefill a context: the attention it runs under (prefill and decoding) and the
+    prefill itself."""
+
+    attention: Callable[[PreTrainedModel, MethodConfig], AbstractContextManager[None]]
+    run: Callable[[PreTrainedModel, Tensor, Tensor, MethodConfig, BudgetSplit | None, PhaseTimer], Prefilled]
+
+
+PREFILLS: dict[str, Prefill] = {
+    "blocks": Prefill(_block_attention, prefill_blocks),
+    "kvpress": Prefill(press_attention, prefill_with_press),
+}
+"""``Selector.prefill`` -> how it runs: the block engine, or the kvpress bridge."""
 
 
 def answer_ids(

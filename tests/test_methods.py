@@ -13,6 +13,7 @@ import torch
 from laserkv import GenerationConfig, answer_ids, get_method
 from laserkv.errors import ConfigError
 from laserkv.methods import METHODS, methods_markdown
+from laserkv.selectors.kvpress import PRESSES
 from laserkv.prompting import encode_context, encode_question
 from tests.tiny import sentence
 
@@ -33,8 +34,15 @@ GRID = [
 ]
 
 
+RIVAL_NAMES = ["snapkv", "snapkv_agnostic", "streaming", "h2o", "tova", "tova_agnostic"]
+KVPRESS_NAMES = [f"kvpress:{press}{suffix}" for press in PRESSES for suffix in ("", "_query_aware")]
+FIRST_RELEASE_RIVALS = ["streaming_laser_split", "snapkv_laser_split"]
+
+
 def test_registry_holds_laser_the_grid_and_the_baselines() -> None:
-    assert set(METHODS) == {"laser", "laser_recursive", "full", "streaming", "snapkv", *GRID}
+    assert set(METHODS) == {
+        "laser", "laser_recursive", "full", *FIRST_RELEASE_RIVALS, *RIVAL_NAMES, *KVPRESS_NAMES, *GRID,
+    }  # fmt: skip
     laser = get_method("laser")
     assert (
         laser.params()["selector"],
@@ -80,12 +88,14 @@ def test_registry_holds_laser_the_grid_and_the_baselines() -> None:
         0.5,
         "recursive",
     )
-    snapkv = get_method("snapkv")
+    snapkv = get_method("snapkv_laser_split")  # the first release's "snapkv": its hash is kept
     assert (
         snapkv.params()["query_source"],
         snapkv.params()["granularity"],
         snapkv.params()["score_pooling"],
     ) == ("window", "head", 5)
+    assert snapkv.config_hash == "8d4ea23fe19ec7bb"
+    assert get_method("streaming_laser_split").config_hash == "8377762318e6eaca"
 
 
 def test_hashes_are_pinned() -> None:
@@ -150,7 +160,10 @@ def expected_lengths(
     return [min(tokens, anchors + (index + 1) * global_ + local) for index, tokens in enumerate(seen)]
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+LASER_SPLIT = [name for name in METHODS if name not in RIVAL_NAMES + KVPRESS_NAMES]
+
+
+@pytest.mark.parametrize("name", LASER_SPLIT)
 def test_every_method_end_to_end(tiny: Any, name: str) -> None:
     model, tokenizer = tiny
     context = encode_context(tokenizer, sentence(150, 11))
@@ -173,4 +186,26 @@ def test_every_method_end_to_end(tiny: Any, name: str) -> None:
     for row in kept.tolist():
         assert row == sorted(set(row)) and row[-8:] == list(range(142, 150))  # local window kept
         assert row[:8] == list(range(8))  # anchors kept
+    assert result.token_ids and torch.isfinite(result.first_token_logits).all()
+
+
+@pytest.mark.parametrize("name", RIVAL_NAMES + KVPRESS_NAMES)
+def test_every_rival_end_to_end(tiny: Any, name: str) -> None:
+    """Every native rival (4 chunks of 32) and every kvpress press (one prefill) keeps at most about
+    B context tokens, distinct and ascending per layer and head, and answers."""
+    model, tokenizer = tiny
+    context = encode_context(tokenizer, sentence(128, 11))
+    question = encode_question(tokenizer, sentence(6, 12))
+    method = get_method(name, budget=48, block_size=32)
+    result = answer_ids(model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=4))
+    kept = result.kept_positions.reshape(-1, result.kept_positions.shape[-1])
+    for row in kept.tolist():
+        shown = [position for position in row if position >= 0]  # -1: a head that keeps fewer
+        assert shown == sorted(set(shown)) and all(position < 128 for position in shown)
+    assert result.stats.budget == 48 and 0 < result.stats.final_cache_length <= 48 + len(question)
+    if not name.startswith("kvpress:"):
+        assert result.stats.cache_length_per_block == [32, 48, 48, 48]
+    assert method.selector.protocol == (
+        "query-aware" if name in ("snapkv", "tova") or "query_aware" in name else "query-agnostic"
+    )
     assert result.token_ids and torch.isfinite(result.first_token_logits).all()

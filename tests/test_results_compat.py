@@ -51,12 +51,32 @@ def test_a_version_1_table_is_upgraded_and_a_foreign_one_named() -> None:
             "m_selector": ["recency"],
             "m_budget": [512],
         }
-    ).drop_columns(["schema_version", "method_kind", "method_params"])
+    ).drop_columns(["schema_version", "method_kind", "method_params", "method_protocol"])
     upgraded = upgrade_table(v1).to_pylist()[0]
     assert (upgraded["schema_version"], upgraded["method_kind"]) == (1, "recency")
     assert json.loads(upgraded["method_params"]) == {"selector": "recency", "budget": 512}
+    assert upgraded["method_protocol"] == "query-agnostic"
     with pytest.raises(SchemaError, match="unit_id"):
         upgrade_table(pa.table({"x": [1]}))
+
+
+def test_a_version_2_table_gets_its_protocol_from_its_method() -> None:
+    blank = {name: pa.array([None] * 3, RESULT_SCHEMA.field(name).type) for name in RESULT_SCHEMA.names}
+    params = [{"query_source": "question"}, {"query_source": "window"}, {"budget": 256}]
+    v2 = pa.table(
+        {
+            **blank,
+            "unit_id": ["a", "b", "c"],
+            "status": ["ok"] * 3,
+            "schema_version": [2] * 3,
+            "method": ["laser", "snapkv", "streaming"],
+            "method_kind": ["hybrid", "exact", "recency"],
+            "method_params": [json.dumps(item) for item in params],
+        }
+    ).drop_columns(["method_protocol"])
+    upgraded = upgrade_table(v2).to_pylist()
+    assert [row["method_protocol"] for row in upgraded] == ["query-aware", "query-agnostic", "query-agnostic"]
+    assert [row["schema_version"] for row in upgraded] == [2, 2, 2]
 
 
 def test_columns_a_later_version_adds_are_tolerated() -> None:
@@ -75,8 +95,8 @@ def test_a_parameter_added_with_its_default_changes_no_hash() -> None:
     assert params_hash({**params, "new_knob": 4}, {**defaults, "new_knob": 3}) != laser.config_hash
     # parameters this release added (fixed-slot splits) count only away from their defaults
     assert laser.params()["anchor_tokens"] == 0
-    fixed = get_method("streaming", protection_divisor=None, anchor_tokens=4)
-    assert fixed.config_hash != get_method("streaming").config_hash
+    fixed = get_method("streaming_laser_split", protection_divisor=None, anchor_tokens=4)
+    assert fixed.config_hash != get_method("streaming_laser_split").config_hash
 
 
 @pytest.mark.skipif(

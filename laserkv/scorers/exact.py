@@ -106,6 +106,7 @@ def streamed_row_mass(
     window: int,
     normalise_span: tuple[int, int] | None = None,
     chunk: int = 8192,
+    row_chunk: int = 1024,
 ) -> Tensor:
     """Attention mass of the scoring rows on keys ``[window_start, window_start + window)``,
     without the rows' full probability matrix: exp(q.k * scaling - lse) with lse the rows'
@@ -119,17 +120,45 @@ def streamed_row_mass(
         allowed_rows: (r, k) bool visibility of those rows, or None for the bottom-right causal
             pattern (row i sees keys <= k - r + i).
         chunk: keys per step of the log-sum-exp pass (memory O(h * r * chunk)).
+        row_chunk: scoring rows per pass (many rows, e.g. a whole block, go in slices).
 
     Returns:
-        (h, window) fp32 mass per query head. Memory O(h * r * window), transient.
+        (h, window) fp32 mass per query head. Memory O(h * min(r, row_chunk) * window), transient.
     """
+    rows, n_keys = query_rows.shape[2], keys.shape[2]
+    row_limits = None
+    if allowed_rows is None:
+        row_limits = torch.arange(rows, device=keys.device) + (n_keys - rows)
+    total = None
+    for first in range(0, rows, row_chunk):
+        last = min(first + row_chunk, rows)
+        limits = None if row_limits is None else row_limits[first:last]
+        allowed = None if allowed_rows is None else allowed_rows[first:last]
+        mass = _row_slice_mass(
+            query_rows[..., first:last, :], keys, scaling, limits, allowed, window_start, window,
+            normalise_span, chunk,
+        )  # fmt: skip
+        total = mass if total is None else total + mass
+    assert total is not None, "at least one scoring row"
+    return total
+
+
+def _row_slice_mass(
+    query_rows: Tensor,
+    keys: Tensor,
+    scaling: float,
+    row_limits: Tensor | None,
+    allowed_rows: Tensor | None,
+    window_start: int,
+    window: int,
+    normalise_span: tuple[int, int] | None,
+    chunk: int,
+) -> Tensor:
+    """``streamed_row_mass`` for one slice of rows (visibility by ``row_limits`` or ``allowed_rows``)."""
     _, heads, rows, dim = query_rows.shape
     kv_heads, n_keys = keys.shape[1], keys.shape[2]
     group = heads // kv_heads
     grouped = query_rows[0].reshape(kv_heads, group * rows, dim)  # query heads h = kv * group + j
-    row_limits = None
-    if allowed_rows is None:
-        row_limits = torch.arange(rows, device=keys.device) + (n_keys - rows)
     window_end = window_start + window
     lse_start, lse_stop = (0, n_keys) if normalise_span is None else normalise_span
     lse = torch.full((kv_heads, group * rows), float("-inf"), device=keys.device)
@@ -149,28 +178,39 @@ def streamed_row_mass(
     return probabilities.sum(dim=2).reshape(heads, window)
 
 
-def pool_scores(scores: Tensor, kernel: int) -> Tensor:
-    """Average each score with its neighbours along the last dimension (SnapKV's smoothing).
+POOLINGS = ("avgpool", "maxpool")
+"""SnapKV's two smoothings of the scores along the slots (its reference code offers both)."""
 
-    A window of ``kernel`` (odd) slots centred on each slot, zero-padded at both ends and always
-    divided by ``kernel`` (``avg_pool1d`` with ``count_include_pad``, as kvpress does).
+
+def pool_scores(scores: Tensor, kernel: int, pooling: str = "avgpool") -> Tensor:
+    """Smooth each score with its neighbours along the last dimension (SnapKV's pooling).
+
+    ``avgpool``: a window of ``kernel`` (odd) slots centred on each slot, zero-padded at both ends
+    and always divided by ``kernel`` (``avg_pool1d`` with ``count_include_pad``, as kvpress and
+    SnapKV do). ``maxpool``: the largest score in that window (padding never wins).
     """
     if kernel == 1:
         return scores
     flat = scores.reshape(-1, 1, scores.shape[-1])
-    pooled = torch.nn.functional.avg_pool1d(flat, kernel, stride=1, padding=kernel // 2)
+    if pooling == "maxpool":
+        pooled = torch.nn.functional.max_pool1d(flat, kernel, stride=1, padding=kernel // 2)
+    else:
+        pooled = torch.nn.functional.avg_pool1d(flat, kernel, stride=1, padding=kernel // 2)
     return pooled.reshape(scores.shape)
 
 
-def candidate_attention_mass(totals: Tensor, window_slots: Tensor, pooling: int) -> Tensor:
+def candidate_attention_mass(
+    totals: Tensor, window_slots: Tensor, pooling: int, pooling_kind: str = "avgpool"
+) -> Tensor:
     """The accumulated (optionally pooled) attention mass of each candidate.
 
     Args:
         totals: (layers or 1, kv_heads or 1, w) fp32 attention mass per window slot.
         window_slots: (n,) int64 candidate slots, relative to the window start.
         pooling: odd pooling kernel (1 = none).
+        pooling_kind: ``avgpool`` or ``maxpool`` (``POOLINGS``).
 
     Returns:
         (layers or 1, kv_heads or 1, n) fp32 scores.
     """
-    return pool_scores(totals, pooling)[..., window_slots.to(totals.device)]
+    return pool_scores(totals, pooling, pooling_kind)[..., window_slots.to(totals.device)]

@@ -7,23 +7,46 @@ Nothing outside this registry switches on selector names.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 
 from laserkv.errors import ConfigError
-from laserkv.selectors.base import BlockEvidence, ForwardNeeds, MissingEvidenceError, Selector
+from laserkv.selectors.base import (
+    QUERY_AGNOSTIC,
+    QUERY_AWARE,
+    BlockEvidence,
+    ForwardNeeds,
+    MissingEvidenceError,
+    Selector,
+)
 from laserkv.selectors.exact import ExactSelector
 from laserkv.selectors.full import FullSelector
+from laserkv.selectors.h2o import H2OSelector
 from laserkv.selectors.hybrid import HybridSelector
+from laserkv.selectors.kvpress import PRESS_PREFIX, KVPressSelector
 from laserkv.selectors.lsh import LshSelector
 from laserkv.selectors.recency import RecencySelector
+from laserkv.selectors.snapkv import SnapKVSelector
+from laserkv.selectors.tova import TovaSelector
 
 SELECTORS: dict[str, type[Selector]] = {
-    cls.kind: cls for cls in (ExactSelector, LshSelector, HybridSelector, RecencySelector, FullSelector)
+    cls.kind: cls
+    for cls in (
+        ExactSelector,
+        LshSelector,
+        HybridSelector,
+        RecencySelector,
+        SnapKVSelector,
+        H2OSelector,
+        TovaSelector,
+        KVPressSelector,
+        FullSelector,
+    )
 }
 PART_KEYS = ("hybrid_primary", "hybrid_secondary")
 
 __all__ = [
+    "QUERY_AGNOSTIC",
+    "QUERY_AWARE",
     "SELECTORS",
     "BlockEvidence",
     "ForwardNeeds",
@@ -50,26 +73,25 @@ def selector_class(kind: object, role: str = "selector") -> type[Selector]:
 
 
 def can_be_part(cls: type[Selector]) -> bool:
-    """Whether a kind may be a hybrid's part (a basic selector that evicts)."""
-    return cls.evicts and cls is not HybridSelector
-
-
-def own_param_names(cls: type[Selector]) -> tuple[str, ...]:
-    """The parameters a basic selector class declares (its dataclass fields)."""
-    return tuple(field.name for field in dataclasses.fields(cls))
+    """Whether a kind may be a hybrid's part (a basic block-engine selector that evicts)."""
+    return cls.evicts and cls is not HybridSelector and cls.prefill == "blocks"
 
 
 def selector_param_names() -> set[str]:
     """Every parameter name some selector declares (hybrid: its ratio, flag and part kinds)."""
-    names = {name for cls in SELECTORS.values() if cls is not HybridSelector for name in own_param_names(cls)}
+    names = {name for cls in SELECTORS.values() if cls is not HybridSelector for name in cls.param_names()}
     return names | {"hybrid_ratio", "faithful_hybrid", *PART_KEYS}
 
 
+def is_press_param(name: str) -> bool:
+    """A kvpress press's own parameter (``press.<field>``), declared by the press, not here."""
+    return name.startswith(PRESS_PREFIX)
+
+
 def _basic(kind: object, params: dict[str, object], used: set[str], role: str = "selector") -> Selector:
-    cls = selector_class(kind, role)
-    own = {name: params[name] for name in own_param_names(cls) if name in params}
+    selector, own = selector_class(kind, role).from_params(params)
     used.update(own)
-    return cls(**own)
+    return selector
 
 
 def build_selector(kind: object, params: dict[str, object]) -> tuple[Selector, set[str]]:

@@ -17,10 +17,12 @@ from torch import Tensor
 
 from laserkv.checks import check_choice, check_int
 from laserkv.errors import ConfigError, LaserKVError
+from laserkv.protocol import QUERY_AGNOSTIC, QUERY_AWARE
 
-ROW_SOURCES = ("question", "window")
+ROW_SOURCES = ("question", "window", "block")
 """question: the question appended to each block that must drop tokens (query-aware);
-window: the block's own last ``observation_window`` tokens (query-agnostic)."""
+window: the block's own last ``observation_window`` tokens (query-agnostic);
+block: every token of the block (query-agnostic; H2O's accumulated attention)."""
 GRANULARITIES = ("token", "layer", "head")
 """token: one kept set for every layer and KV head; layer: one per layer; head: one per layer and
 KV head. Every set has the same size, so caches stay rectangular."""
@@ -37,12 +39,18 @@ class ForwardNeeds:
         attention: ``None``, or the granularity (``GRANULARITIES``) of the scoring rows' exact
             attention mass over the candidates, summed over layers and heads it does not split.
         last_layer_keys: the last layer's head-mean keys of the scoring rows and candidates.
+        question_rows: with ``scoring_rows="question"``: only the question's last
+            ``question_rows`` tokens score (TOVA: its last token); ``None`` = all of them.
+        carry_scores: the attention mass is accumulated over blocks (H2O): every block is
+            scored, over every slot, and each kept slot carries its total into the next block.
     """
 
     scoring_rows: str | None = None
     observation_window: int = 64
     attention: str | None = None
     last_layer_keys: bool = False
+    question_rows: int | None = None
+    carry_scores: bool = False
 
     def __post_init__(self) -> None:
         if self.scoring_rows is not None:
@@ -51,6 +59,10 @@ class ForwardNeeds:
             check_choice("granularity", self.attention, GRANULARITIES)
         if (self.attention is not None or self.last_layer_keys) and self.scoring_rows is None:
             raise ConfigError("scoring_rows", None, "a row source for scores or keys")
+        if self.question_rows is not None:
+            check_int("question_rows", self.question_rows, 1)
+        if self.carry_scores and self.attention is None:
+            raise ConfigError("carry_scores", True, "attention mass to carry (needs().attention)")
 
     def merge(self, other: ForwardNeeds) -> ForwardNeeds:
         """Both selectors' needs from one forward (a hybrid's parts share their scoring rows).
@@ -64,20 +76,28 @@ class ForwardNeeds:
         granularity = {item for item in (self.attention, other.attention) if item is not None}
         if len(granularity) > 1:
             raise ConfigError("granularity", sorted(granularity), "one attention granularity")
+        if self.carry_scores != other.carry_scores and self.attention and other.attention:
+            both = [self.carry_scores, other.carry_scores]
+            raise ConfigError("carry_scores", both, "the same for both parts")
         source = self if self.scoring_rows is not None else other
         return ForwardNeeds(
             source.scoring_rows,
             source.observation_window,
             self.attention or other.attention,
             self.last_layer_keys or other.last_layer_keys,
+            source.question_rows,
+            self.carry_scores or other.carry_scores,
         )
 
-    def rows_key(self) -> tuple[str, int] | tuple[str] | None:
-        """The scoring rows as a comparable key (the window size counts only for ``window``)."""
+    def rows_key(self) -> tuple[str, int | None] | tuple[str] | None:
+        """The scoring rows as a comparable key (the window size counts only for ``window``, the
+        question rows only for ``question``)."""
         if self.scoring_rows is None:
             return None
         if self.scoring_rows == "window":
             return ("window", self.observation_window)
+        if self.scoring_rows == "question":
+            return ("question", self.question_rows)
         return (self.scoring_rows,)
 
 
@@ -97,6 +117,8 @@ class BlockEvidence:
         candidate_offsets: (n,) each candidate's slot relative to the scored window's start.
         query_keys: (rows, d) last-layer head-mean keys of the scoring rows, or None.
         candidate_keys: (n, d) last-layer head-mean keys of the candidates, or None.
+        candidate_positions: (n,) or (layers, kv_heads, n) context positions of the candidates.
+        rows_end: the position after the last context token forwarded so far (the block's end).
     """
 
     n_candidates: int
@@ -105,6 +127,8 @@ class BlockEvidence:
     candidate_offsets: Tensor | None = None
     query_keys: Tensor | None = None
     candidate_keys: Tensor | None = None
+    candidate_positions: Tensor | None = None
+    rows_end: int = 0
 
     def attention_mass(self) -> tuple[Tensor, Tensor]:
         """``(window_mass, candidate_offsets)``.
@@ -135,15 +159,41 @@ class Selector:
         kind: the registered name.
         description: one line for listings.
         evicts: False only for the selector that keeps everything (no budget then).
+        prefill: how the context is prefilled: ``blocks`` (the block engine, which builds the
+            evidence ``needs()`` declares) or another entry of ``engine.PREFILLS``.
+        source: the published method and reference code it follows (listings).
     """
 
     kind: ClassVar[str] = ""
     description: ClassVar[str] = ""
     evicts: ClassVar[bool] = True
+    prefill: ClassVar[str] = "blocks"
+    source: ClassVar[str] = ""
 
     def needs(self) -> ForwardNeeds:
         """What a block forward must collect for this selector (default: nothing)."""
         return ForwardNeeds()
+
+    @property
+    def protocol(self) -> str:
+        """``query-aware`` when the question's rows may score the context, else ``query-agnostic``
+        (the protocol a comparison must state)."""
+        return QUERY_AWARE if self.needs().scoring_rows == "question" else QUERY_AGNOSTIC
+
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        """The flat parameter names this kind declares (its dataclass fields)."""
+        return tuple(item.name for item in dataclasses.fields(cls))
+
+    @classmethod
+    def from_params(cls, params: dict[str, object]) -> tuple[Selector, set[str]]:
+        """A selector of this kind from the flat parameters it declares.
+
+        Returns:
+            ``(selector, used)``: ``used`` names the parameters it took.
+        """
+        own = {name: params[name] for name in cls.param_names() if name in params}
+        return cls(**own), set(own)
 
     @property
     def selects_one_set(self) -> bool:

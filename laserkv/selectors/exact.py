@@ -28,6 +28,7 @@ class ExactSelector(Selector):
 
     kind = "exact"
     description = "top-k exact attention mass of the scoring rows"
+    source = "LASER-KV (spec/method.md section 3)"
 
     query_source: str = "question"
     observation_window: int = 64

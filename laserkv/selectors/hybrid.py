@@ -29,6 +29,7 @@ class HybridSelector(Selector):
 
     kind = "hybrid"
     description = "a primary selector takes rho of the global part, a secondary the rest"
+    source = "LASER-KV (spec/method.md)"
 
     primary: Selector = field(default_factory=ExactSelector)
     secondary: Selector = field(default_factory=LshSelector)

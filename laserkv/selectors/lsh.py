@@ -37,6 +37,7 @@ class LshSelector(Selector):
 
     kind = "lsh"
     description = "SimHash collisions of last-layer keys with the scoring rows"
+    source = "MagicPIG, Chen et al. 2024 (arXiv:2410.16179); LASER-KV reference code"
 
     query_source: str = "question"
     observation_window: int = 64

@@ -16,6 +16,7 @@ class RecencySelector(Selector):
 
     kind = "recency"
     description = "the most recent candidates"
+    source = "StreamingLLM, Xiao et al. 2024 (arXiv:2309.17453)"
 
     def select_within(self, evidence: BlockEvidence, subset: Tensor, n_keep: int) -> Tensor:
         return recency_part(subset, n_keep)

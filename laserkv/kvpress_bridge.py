@@ -1,0 +1,176 @@
+"""The kvpress bridge: a ``kvpress`` method's prefill, with kvpress's own semantics.
+
+As kvpress's pipeline does it (``KVPressTextGenerationPipeline._forward``): the whole context is
+prefilled in one forward with the press's hooks, which compress each layer's cache after its
+attention; the question then follows over the compressed cache at positions ``T..``. With
+``query_aware`` the question is part of the compressed sequence (kvpress's evaluation appends it
+to the context) and the answer starts from that forward's last logits.
+
+The budget: a method's B (given or derived from its ratio) is the number of context tokens to
+keep, so the press's ``compression_ratio`` (the fraction it removes) is set per sample to keep
+B of T tokens (B + q of T + q when the question is compressed too). Presses that size their own
+layers or heads (PyramidKV, AdaKV, ...) decide the rest; what they kept is measured: the kept
+positions are recovered by matching each kept key to the prefilled keys (exact integer
+fingerprints), and presses that mask keys instead of dropping them (AdaKV's
+``masked_key_indices``) have their masked positions removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel
+
+from laserkv import hooks
+from laserkv.budget import BudgetSplit
+from laserkv.config import MethodConfig
+from laserkv.selectors.kvpress import KVPressSelector, kvpress_module
+from laserkv.state import CompressedKV, Prefilled
+from laserkv.stats import PhaseTimer
+
+MASK_ATTRIBUTE = "masked_key_indices"
+INTEGER_VIEWS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def press_ratio(n_keep: int, n_tokens: int) -> float:
+    """kvpress's ``compression_ratio`` that keeps ``n_keep`` of ``n_tokens``: its presses keep
+    ``int(n_tokens * (1 - ratio))``, so the ratio aims half a token above ``n_keep`` to survive
+    floating-point rounding; 0 (no compression) when everything fits."""
+    if n_keep >= n_tokens:
+        return 0.0
+    return 1.0 - (n_keep + 0.5) / n_tokens
+
+
+def key_fingerprints(keys: Tensor, weights: Tensor) -> Tensor:
+    """(1, kv_heads, n, d) keys -> (kv_heads, n) int64 fingerprints: the bit patterns of each key
+    as integers, weighted and summed in int64 (exact, so equal keys always match)."""
+    bits = keys[0].contiguous().view(INTEGER_VIEWS[keys.element_size()]).to(torch.int64)
+    return (bits * weights.to(bits.device)).sum(-1)
+
+
+def match_positions(full: Tensor, kept: Tensor) -> Tensor:
+    """Where each kept key sat in the full sequence, per head.
+
+    Args:
+        full: (kv_heads, n) fingerprints of the prefilled keys; kept: (kv_heads, k) of the kept.
+
+    Raises:
+        RuntimeError: a kept key that is not among the prefilled ones.
+
+    Returns:
+        (kv_heads, k) int64 positions (in ``kept``'s order).
+    """
+    order = torch.argsort(full, dim=-1)
+    ranked = torch.gather(full, -1, order)
+    where = torch.searchsorted(ranked, kept).clamp(max=full.shape[-1] - 1)
+    if not torch.equal(torch.gather(ranked, -1, where), kept):
+        raise RuntimeError("the press kept a key that the prefill did not produce")
+    return torch.gather(order, -1, where)
+
+
+def _masked(
+    mask: tuple[Tensor, Tensor, Tensor] | None, n_kv_heads: int, n_slots: int, device: torch.device
+) -> Tensor:
+    """(kv_heads, slots) bool: the slots a press masked (AdaKV's (batch, head, slot) indices)."""
+    masked = torch.zeros(n_kv_heads, n_slots, dtype=torch.bool, device=device)
+    if mask is not None:
+        masked[mask[1].to(device), mask[2].to(device)] = True
+    return masked
+
+
+def _visible_positions(positions: Tensor, masked: Tensor, context_len: int) -> tuple[Tensor, Tensor]:
+    """Per head: the ascending context positions not masked, padded with -1 in front, and how
+    many each head has."""
+    visible = ~masked & (positions < context_len)
+    counts = visible.sum(-1)
+    width = int(counts.max()) if counts.numel() else 0
+    keyed = torch.where(visible, positions, torch.full_like(positions, -1))
+    return torch.sort(keyed, dim=-1).values[..., keyed.shape[-1] - width :], counts
+
+
+@contextmanager
+def press_attention(model: PreTrainedModel, method: MethodConfig) -> Iterator[None]:
+    """The attention the press needs (kvpress's patched ``sdpa``, or ``eager`` for presses that read
+    the attention weights) for the whole call, prefill and decoding; the press's per-layer masks
+    are removed on exit."""
+    selector = method.selector
+    assert isinstance(selector, KVPressSelector)
+    kvpress_module()  # patches transformers' attention functions for head-wise masks
+    try:
+        with hooks.attention_implementation(model, selector.attention):
+            yield
+    finally:
+        hooks.clear_module_attribute(model, MASK_ATTRIBUTE)
+
+
+def prefill_with_press(
+    model: PreTrainedModel,
+    context_ids: Tensor,
+    question_ids: Tensor,
+    method: MethodConfig,
+    split: BudgetSplit | None,
+    timer: PhaseTimer,
+) -> Prefilled:
+    """Prefill the context (and the question if query-aware) under the method's press.
+
+    Args:
+        split: the sample's budget; its total is the context tokens to keep (None: keep all).
+    """
+    selector = method.selector
+    assert isinstance(selector, KVPressSelector)
+    context_len, question_len = int(context_ids.numel()), int(question_ids.numel())
+    sequence = torch.cat([context_ids, question_ids]) if selector.query_aware else context_ids
+    n_tokens = int(sequence.numel())
+    extra = question_len if selector.query_aware else 0
+    n_keep = n_tokens if split is None else split.total + extra
+    press = selector.build(press_ratio(n_keep, n_tokens))
+    device = hooks.model_device(model)
+
+    def fingerprint(keys: Tensor) -> Tensor:
+        generator = torch.Generator().manual_seed(0)
+        return key_fingerprints(keys, torch.randint(-(2**62), 2**62, (keys.shape[-1],), generator=generator))
+
+    cache = hooks.cache_from_kv(model, [], [])
+    positions = torch.arange(n_tokens)[None].to(device)
+    with (
+        timer.phase("forward"),
+        hooks.cache_position_restored(model),
+        hooks.layer_key_probe(model, fingerprint) as before,  # before the press's hooks: all keys
+        press(model),
+        hooks.layer_key_probe(model, fingerprint) as after,  # after them: the kept keys
+    ):
+        hidden = hooks.forward_body(model, sequence[None].to(device), positions, cache)
+    with timer.phase("gather"):
+        keys, values = hooks.kv_from_cache(cache)
+        masks = hooks.module_attribute(model, MASK_ATTRIBUTE)
+        per_layer_positions, visible, counts = [], [], []
+        for layer in range(len(keys)):
+            layer_positions = match_positions(before[layer], after[layer])  # (kv_heads, k)
+            order = torch.argsort(layer_positions, dim=-1)
+            layer_positions = torch.gather(layer_positions, -1, order)
+            index = order[None, :, :, None].expand(1, -1, -1, keys[layer].shape[-1])
+            keys[layer] = torch.gather(keys[layer], 2, index)
+            values[layer] = torch.gather(values[layer], 2, index)
+            masked = _masked(masks[layer], layer_positions.shape[0], int(order.shape[-1]), device)
+            masked = torch.gather(masked, -1, order)
+            shown, count = _visible_positions(layer_positions, masked, context_len)
+            per_layer_positions.append(layer_positions.cpu())
+            visible.append(shown.cpu())
+            counts.append(count.cpu())
+    state = CompressedKV(tuple(keys), tuple(values), _stack_padded(per_layer_positions))
+    first_logits = hooks.next_token_logits(model, hidden[:, -1])[0] if selector.query_aware else None
+    kept_tokens = round(float(torch.stack(counts).float().mean()))
+    timer.stats.cache_length_per_block.append(kept_tokens)  # one compression, after the whole context
+    uneven = len({int(layer.shape[2]) for layer in keys}) > 1
+    masked_keys = any(mask is not None for mask in masks)
+    return Prefilled(state, _stack_padded(visible), kept_tokens, first_logits, uneven or masked_keys)
+
+
+def _stack_padded(per_layer: list[Tensor]) -> Tensor:
+    """Per-layer (kv_heads, n_i) positions as one (layers, kv_heads, max n_i), -1 padded in front."""
+    width = max(int(item.shape[-1]) for item in per_layer)
+    padded = [torch.nn.functional.pad(item, (width - int(item.shape[-1]), 0), value=-1) for item in per_layer]
+    return torch.stack(padded)

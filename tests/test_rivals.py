@@ -1,0 +1,237 @@
+"""The native rivals against brute force, and against kvpress.
+
+Brute force: each rival's published rule computed directly from the model's eager attention
+probabilities (``tests.reference.eager_forward``). Cross-checks: with the whole context in one
+block, each native rival and its kvpress press with the same settings keep the same positions per
+layer and KV head and generate the same tokens; where the settings cannot agree (query-aware
+kvpress compresses the question too; the block engine compresses after every block), the tests
+pin the difference down.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+from laserkv import GenerationConfig, answer_ids, get_method
+from laserkv.prompting import encode_context, encode_question
+from tests.reference import eager_forward
+from tests.tiny import sentence
+
+pytest.importorskip("kvpress")
+
+GENERATION = GenerationConfig(max_new_tokens=6)
+T, Q = 96, 10
+
+
+def sample(tokenizer: Any, seed: int = 31) -> tuple[list[int], list[int]]:
+    context = encode_context(tokenizer, sentence(T, seed))
+    return context, encode_question(tokenizer, sentence(Q - 4, seed + 1))
+
+
+def kv_head_mass(attentions: Any, rows: slice, keys: slice, n_kv_heads: int) -> Tensor:
+    """(layers, kv_heads, keys) attention mass of ``rows`` summed over rows and each KV head's
+    query heads, in float64."""
+    per_layer = []
+    for layer in attentions:
+        mass = layer[0, :, rows, keys].double().sum(1)  # (heads, keys)
+        per_layer.append(mass.reshape(n_kv_heads, -1, mass.shape[-1]).sum(1))
+    return torch.stack(per_layer)
+
+
+def top_sorted(scores: Tensor, k: int, offset: int = 0) -> Tensor:
+    """Ascending indices (plus ``offset``) of the ``k`` highest scores along the last dimension."""
+    return torch.sort(torch.topk(scores, k, dim=-1).indices, dim=-1).values + offset
+
+
+def avg_pool(scores: Tensor, kernel: int) -> Tensor:
+    """Brute-force zero-padded average over ``kernel`` neighbours (divided by ``kernel``)."""
+    n, half = scores.shape[-1], kernel // 2
+    pooled = torch.zeros_like(scores)
+    for j in range(n):
+        pooled[..., j] = scores[..., max(0, j - half) : j + half + 1].sum(-1) / kernel
+    return pooled
+
+
+def run(model: Any, tokenizer: Any, name: str, **params: object) -> Any:
+    context, question = sample(tokenizer)
+    return answer_ids(model, tokenizer, context, question, get_method(name, **params), GENERATION)
+
+
+def one_block(budget: int) -> dict[str, object]:
+    return {"budget": budget, "block_size": 4096}
+
+
+def test_snapkv_keeps_the_pooled_top_of_the_questions_attention(tiny: Any, tiny_model_dir: Any) -> None:
+    model, tokenizer = tiny
+    context, question = sample(tokenizer)
+    kept = run(model, tokenizer, "snapkv", **one_block(40)).kept_positions
+    attentions = eager_forward(tiny_model_dir, context, 0, question, len(context))[0].attentions
+    rows = slice(len(context) + len(question) - min(32, len(question)), None)  # the last 32 prompt rows
+    mass = kv_head_mass(attentions, rows, slice(0, len(context)), kept.shape[1])
+    assert torch.equal(kept, top_sorted(avg_pool(mass, 5), 40))
+
+
+def test_snapkv_agnostic_keeps_its_window_and_the_pooled_top_before_it(
+    tiny: Any, tiny_model_dir: Any
+) -> None:
+    model, tokenizer = tiny
+    context, _ = sample(tokenizer)
+    kept = run(model, tokenizer, "snapkv_agnostic", **one_block(48)).kept_positions
+    attentions = eager_forward(tiny_model_dir, context, 0, None, len(context))[0].attentions
+    n, window = len(context), 32
+    mass = kv_head_mass(attentions, slice(n - window, n), slice(0, n - window), kept.shape[1])
+    expected = top_sorted(avg_pool(mass, 5), 48 - window)
+    recent = torch.arange(n - window, n).expand(*expected.shape[:2], window)
+    assert torch.equal(kept, torch.cat([expected, recent], dim=-1))
+
+
+def test_h2o_keeps_the_heavy_hitters_of_all_rows_and_a_recent_half(tiny: Any, tiny_model_dir: Any) -> None:
+    model, tokenizer = tiny
+    context, _ = sample(tokenizer)
+    kept = run(model, tokenizer, "h2o", **one_block(40)).kept_positions
+    attentions = eager_forward(tiny_model_dir, context, 0, None, len(context))[0].attentions
+    n, recent = len(context), 20
+    mass = kv_head_mass(attentions, slice(None), slice(0, n - recent), kept.shape[1])
+    heavy = top_sorted(mass, 40 - recent)
+    window = torch.arange(n - recent, n).expand(*heavy.shape[:2], recent)
+    assert torch.equal(kept, torch.cat([heavy, window], dim=-1))
+
+
+def test_h2o_carries_its_scores_from_block_to_block(tiny: Any, tiny_model_dir: Any) -> None:
+    """Two blocks: a token kept from the first block competes in the second with the attention
+    it received in both; the brute force forwards the second block over the first's kept KV."""
+    model, tokenizer = tiny
+    context, _ = sample(tokenizer)
+    budget, half, recent = 24, T // 2, 12
+    kept = run(model, tokenizer, "h2o", budget=budget, block_size=half).kept_positions
+    first_out, first_cache = eager_forward(tiny_model_dir, context[:half], 0, None, T)
+    kv_heads = kept.shape[1]
+    first = kv_head_mass(first_out.attentions, slice(None), slice(None), kv_heads)  # (L, H, half)
+    first_kept = torch.cat(
+        [top_sorted(first[..., : half - recent], budget - recent), torch.arange(half - recent, half).expand(
+            *first.shape[:2], recent)], dim=-1,
+    )  # fmt: skip
+    prefix = _gather_cache(first_cache, first_kept)
+    second_out, _ = eager_forward(tiny_model_dir, context[half:], half, None, T, prefix_kv=prefix)
+    second = kv_head_mass(second_out.attentions, slice(None), slice(None), kv_heads)  # (L, H, 24 + 48)
+    carried = second.clone()
+    carried[..., :budget] += torch.gather(first, -1, first_kept)
+    candidates = carried[..., : budget + half - recent]
+    slots = top_sorted(candidates, budget - recent)
+    positions = torch.cat([first_kept, torch.arange(half, T).expand(*first.shape[:2], half)], dim=-1)
+    chosen = torch.gather(positions, -1, slots)
+    expected = torch.cat([chosen, torch.arange(T - recent, T).expand(*first.shape[:2], recent)], dim=-1)
+    assert torch.equal(kept, expected)
+
+
+class _PerHeadKV:
+    """A cache's per-layer keys and values gathered per KV head (``eager_forward``'s prefix)."""
+
+    def __init__(self, keys: list[Tensor], values: list[Tensor]) -> None:
+        self.keys, self.values = keys, values
+
+
+def _gather_cache(cache: Any, slots: Tensor) -> _PerHeadKV:
+    keys, values = [], []
+    for layer, layer_slots in zip(cache.layers, slots, strict=True):
+        index = layer_slots[None, :, :, None].expand(1, -1, -1, layer.keys.shape[-1])
+        keys.append(torch.gather(layer.keys, 2, index))
+        values.append(torch.gather(layer.values, 2, index))
+    return _PerHeadKV(keys, values)
+
+
+def test_tova_keeps_what_the_questions_last_token_attends_to_per_layer(
+    tiny: Any, tiny_model_dir: Any
+) -> None:
+    model, tokenizer = tiny
+    context, question = sample(tokenizer)
+    kept = run(model, tokenizer, "tova", **one_block(40)).kept_positions
+    attentions = eager_forward(tiny_model_dir, context, 0, question, len(context))[0].attentions
+    mass = kv_head_mass(attentions, slice(-1, None), slice(0, len(context)), 1)  # all heads summed
+    expected = top_sorted(mass, 40).expand(-1, kept.shape[1], -1)
+    assert torch.equal(kept, expected)
+
+
+def test_tova_agnostic_scores_with_the_blocks_last_token_and_keeps_it(tiny: Any, tiny_model_dir: Any) -> None:
+    model, tokenizer = tiny
+    context, _ = sample(tokenizer)
+    kept = run(model, tokenizer, "tova_agnostic", **one_block(40)).kept_positions
+    attentions = eager_forward(tiny_model_dir, context, 0, None, len(context))[0].attentions
+    n = len(context)
+    mass = kv_head_mass(attentions, slice(-1, None), slice(0, n - 1), 1)
+    expected = torch.cat([top_sorted(mass, 39), torch.full((mass.shape[0], 1, 1), n - 1)], dim=-1)
+    assert torch.equal(kept, expected.expand(-1, kept.shape[1], -1))
+
+
+def test_streaming_keeps_four_sinks_and_the_most_recent_tokens(tiny: Any) -> None:
+    model, tokenizer = tiny
+    result = run(model, tokenizer, "streaming", budget=32, block_size=32)
+    assert result.kept_positions.tolist() == [0, 1, 2, 3, *range(T - 28, T)]
+    assert result.stats.cache_length_per_block == [32, 32, 32]
+
+
+CROSS_CHECKS = [
+    # (native method, its overrides, kvpress method, the press's overrides)
+    (
+        "snapkv_agnostic",
+        {"observation_window": 16, "local_tokens": 16},
+        "kvpress:snapkv",
+        {"press.window_size": 16},
+    ),
+    ("streaming", {}, "kvpress:streaming_llm", {}),
+    ("tova_agnostic", {}, "kvpress:tova", {}),
+    ("h2o", {"average_by_row_count": True, "local_fraction": 0.0}, "kvpress:observed_attention", {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("native", "settings", "press", "press_settings"), CROSS_CHECKS, ids=[c[0] for c in CROSS_CHECKS]
+)
+def test_a_native_rival_and_its_kvpress_press_keep_the_same_positions_and_tokens(
+    tiny: Any, native: str, settings: dict[str, object], press: str, press_settings: dict[str, object]
+) -> None:
+    model, tokenizer = tiny
+    ours = run(model, tokenizer, native, **one_block(40), **settings)
+    theirs = run(model, tokenizer, press, budget=40, **press_settings)
+    positions = ours.kept_positions
+    positions = positions.expand(2, 2, -1) if positions.dim() == 1 else positions  # one set for all heads
+    assert positions.shape == theirs.kept_positions.shape == (2, 2, 40)
+    assert torch.equal(positions, theirs.kept_positions)
+    assert ours.token_ids == theirs.token_ids
+    torch.testing.assert_close(ours.first_token_logits, theirs.first_token_logits, rtol=1e-4, atol=1e-4)
+    assert ours.stats.final_cache_length == theirs.stats.final_cache_length == 40
+
+
+def test_query_aware_snapkv_matches_kvpress_on_the_context_it_keeps(tiny: Any) -> None:
+    """kvpress's query-aware run compresses ``[context | question]`` with the question as the
+    window, so it keeps the same context positions; its question attended to the whole context
+    during that prefill, so its first logits are the full cache's, not the compressed cache's."""
+    model, tokenizer = tiny
+    _, question = sample(tokenizer)
+    ours = run(model, tokenizer, "snapkv", **one_block(40))
+    theirs = run(
+        model, tokenizer, "kvpress:snapkv_query_aware", budget=40, **{"press.window_size": len(question)}
+    )
+    assert torch.equal(ours.kept_positions, theirs.kept_positions)
+    full = run(model, tokenizer, "full")
+    torch.testing.assert_close(theirs.first_token_logits, full.first_token_logits, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(ours.first_token_logits, full.first_token_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_chunked_prefill_keeps_the_cache_within_the_budget_where_kvpress_holds_the_whole_context(
+    tiny: Any,
+) -> None:
+    """The block engine compresses after every block (its cache never exceeds B between blocks),
+    kvpress once after the whole context: with one block they agree (above), with three they do not."""
+    model, tokenizer = tiny
+    chunked = run(
+        model, tokenizer, "snapkv_agnostic", budget=40, block_size=32, observation_window=16, local_tokens=16
+    )
+    whole = run(model, tokenizer, "kvpress:snapkv", budget=40, **{"press.window_size": 16})
+    assert chunked.stats.cache_length_per_block == [32, 40, 40]
+    assert whole.stats.cache_length_per_block == [40]
+    assert not torch.equal(chunked.kept_positions, whole.kept_positions)
