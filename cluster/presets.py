@@ -20,7 +20,9 @@ QUALITY_METHODS = (
     "snapkv_laser_split",
 )  # fmt: skip
 """Issue 8's study (its rivals are the first release's ``streaming`` / ``snapkv``, renamed)."""
-RIVAL_PRESSES = ("snapkv", "pyramidkv", "adakv_snapkv", "expected_attention", "knorm", "tova", "streaming_llm")
+RIVAL_PRESSES = (
+    "snapkv", "pyramidkv", "adakv_snapkv", "expected_attention", "knorm", "tova", "streaming_llm",
+)  # fmt: skip
 """kvpress presses in the ``rivals`` grid, each with the question outside and inside."""
 RIVAL_METHODS = (
     "laser",
@@ -31,10 +33,16 @@ RIVAL_METHODS = (
 QUALITY_BUDGETS = (256, 512, 1024, 2048)
 GridEntry = dict[str, Any]
 FLAGS = {"budget": "--budget", "compression_ratio": "--ratio", "block_size": "--block-size"}
+FIRST_RELEASE_BASELINES = ("full", "streaming_laser_split", "snapkv_laser_split")
+"""The first release's baselines (``streaming`` / ``snapkv`` then; same hashes, so resuming a grid
+of that release reruns nothing)."""
+ABLATION_METHODS = tuple(
+    name for name in METHODS if name.startswith(("exact", "lsh_", "hybrid_")) and name not in ALIASES
+)
 SWEEP_PRESETS: dict[str, tuple[GridEntry, ...]] = {
-    "ablation": tuple({"method": name} for name in METHODS if name not in ALIASES),
+    "ablation": tuple({"method": name} for name in (*ABLATION_METHODS, *FIRST_RELEASE_BASELINES)),
     "laser-budgets": tuple(
-        {"method": name} for name in ("full", "laser", "laser_recursive", "streaming", "snapkv")
+        {"method": name} for name in ("full", "laser", "laser_recursive", *FIRST_RELEASE_BASELINES[1:])
     ),
     "rivals": ({"method": "full"}, *({"method": name} for name in RIVAL_METHODS)),
     "quality": (
@@ -43,7 +51,8 @@ SWEEP_PRESETS: dict[str, tuple[GridEntry, ...]] = {
     ),
 }
 """Grids in the YAML files' form. ``ablation``: the original README's grid (exact / LSH / hybrid
-x modes) plus the baselines. ``laser-budgets``: LASER-KV against the baselines at one budget.
+x modes) plus the first release's baselines. ``laser-budgets``: LASER-KV against those baselines
+at one budget.
 ``quality``: issue 8's benchmark, ``full`` plus seven methods at budgets 256-2048 (labels like
 ``laser[budget=1024]``; see ``benchmarks/quality.py``). ``rivals``: LASER-KV against every
 native rival and kvpress's standard presses (both protocols) at one budget (the method default,

@@ -52,7 +52,9 @@ def run_unit(model: Any, tokenizer: Any, sample: EvalSample, method: MethodConfi
     generation = GenerationConfig(
         max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=seed
     )
-    result = answer_texts(model, tokenizer, texts.context_text, texts.question_text, method, generation)
+    result = answer_texts(
+        model, tokenizer, texts.context_text, texts.question_text, method, generation, texts.generation_prompt
+    )
     prediction, correct = score_output(sample, result.raw_text)
     prompt_hash = hashlib.sha256(texts.full_prompt.encode()).hexdigest()[:16]
     return UnitOutcome(result, prediction, correct, prompt_hash, time.perf_counter() - start)

@@ -185,6 +185,12 @@ class MethodConfig:
                         f"None with selector {self.selector.kind!r} (the full cache)",
                     )
             return
+        if self.selector.needs().carry_scores and engine.score_norm == "window":
+            raise ConfigError(
+                "score_norm",
+                "window",
+                f"'all' with selector {self.selector.kind!r} (it carries mass over blocks)",
+            )
         if (engine.budget is None) == (engine.compression_ratio is None):
             raise ConfigError(
                 "budget",

@@ -254,8 +254,9 @@ def generate_answer(
     sampled when ``generation.temperature > 0``).
 
     Args:
-        prefilled: what the prefill left: its ``first_logits`` when the question is already in
-            ``state`` (at ``T..``), its ``question_token_by_token``.
+        prefilled: what the prefill left: the question tokens already in ``state`` (at ``T..``;
+            the rest are forwarded here), its ``first_logits`` when all of them are, its
+            ``question_token_by_token``.
 
     Returns:
         ``(token_ids, first_token_logits)``: ids without the EOS, and the (vocab,) fp32 logits
@@ -264,12 +265,13 @@ def generate_answer(
     device = hooks.model_device(model)
     cache = forward_cache(model, state)
     next_position = context_len + int(question_ids.numel())
+    done = 0 if prefilled is None else prefilled.question_in_state
     if prefilled is not None and prefilled.first_logits is not None:
         logits = prefilled.first_logits[None].float()
     else:
         one_by_one = prefilled is not None and prefilled.question_token_by_token
-        step = 1 if one_by_one else max(1, int(question_ids.numel()))
-        for start in range(0, int(question_ids.numel()), step):
+        step = 1 if one_by_one else max(1, int(question_ids.numel()) - done)
+        for start in range(done, int(question_ids.numel()), step):
             piece = question_ids[start : start + step]
             positions = torch.arange(context_len + start, context_len + start + piece.numel())
             hidden = hooks.forward_body(model, piece[None].to(device), positions[None].to(device), cache)
@@ -320,8 +322,14 @@ def compress_and_generate(
     method: MethodConfig,
     generation: GenerationConfig,
     eos_ids: frozenset[int],
+    generation_prompt_tokens: int = 0,
 ) -> GeneratedIds:
     """Compress the context and generate the answer's ids, stopping at ``eos_ids``.
+
+    Args:
+        generation_prompt_tokens: how many of the question's last tokens are the chat template's
+            end of turn and generation prompt (a query-aware kvpress press leaves them outside
+            its compression, as kvpress's evaluation does); 0 = unknown.
 
     Raises:
         UnsupportedModelError: the model cannot be run exactly (see ``hooks.check_supported``).
@@ -342,7 +350,7 @@ def compress_and_generate(
     timer = PhaseTimer(stats, device)
     prefill = PREFILLS[method.selector.prefill]
     with prefill.attention(model, method), track_peak_memory(stats, device):
-        prefilled = prefill.run(model, context, question, method, split, timer)
+        prefilled = prefill.run(model, context, question, method, split, timer, generation_prompt_tokens)
         stats.final_cache_length = prefilled.kept_tokens
         with timer.phase("decode"):
             token_ids, first_logits = generate_answer(
@@ -359,8 +367,10 @@ def prefill_blocks(
     method: MethodConfig,
     split: BudgetSplit | None,
     timer: PhaseTimer,
+    generation_prompt_tokens: int = 0,
 ) -> Prefilled:
-    """The block engine's prefill (``prefill_compressed``) as a ``Prefilled``."""
+    """The block engine's prefill (``prefill_compressed``) as a ``Prefilled`` (the question is
+    forwarded afterwards, whole)."""
     state = prefill_compressed(model, context_ids, question_ids, method, split, timer)
     positions = state.positions
     if not method.selector.selects_one_set and positions.dim() == 1:  # nothing was dropped: one shape always
@@ -378,7 +388,9 @@ class Prefill:
     prefill itself."""
 
     attention: Callable[[PreTrainedModel, MethodConfig], AbstractContextManager[None]]
-    run: Callable[[PreTrainedModel, Tensor, Tensor, MethodConfig, BudgetSplit | None, PhaseTimer], Prefilled]
+    run: Callable[
+        [PreTrainedModel, Tensor, Tensor, MethodConfig, BudgetSplit | None, PhaseTimer, int], Prefilled
+    ]
 
 
 PREFILLS: dict[str, Prefill] = {
@@ -395,15 +407,21 @@ def answer_ids(
     question_ids: list[int],
     method: MethodConfig,
     generation: GenerationConfig,
+    generation_prompt_tokens: int = 0,
 ) -> EngineResult:
     """Compress the context and answer the question (token-id level), decoded to text.
+
+    Args:
+        generation_prompt_tokens: see ``compress_and_generate``.
 
     Raises:
         UnsupportedModelError: the model cannot be run exactly (see ``hooks.check_supported``).
         ConfigError: a compression ratio that leaves no token of this context.
     """
     eos_ids = hooks.eos_token_ids(model, tokenizer)
-    generated = compress_and_generate(model, context_ids, question_ids, method, generation, eos_ids)
+    generated = compress_and_generate(
+        model, context_ids, question_ids, method, generation, eos_ids, generation_prompt_tokens
+    )
     raw_text = str(tokenizer.decode(generated.token_ids, skip_special_tokens=True))
     text = cut_at_stop_strings(raw_text, generation.stop_strings)
     return EngineResult(
@@ -442,15 +460,33 @@ def answer_texts(
     question_text: str,
     method: MethodConfig,
     generation: GenerationConfig | None = None,
+    generation_prompt: str = "",
 ) -> EngineResult:
     """Compress and answer a prompt already rendered and cut in two (a benchmark's chat-templated
     prompt cut at the end of its document, e.g. ``evals.chat.engine_texts``): both parts are
-    tokenised as they are, the question part is not templated again."""
+    tokenised as they are, the question part is not templated again.
+
+    Args:
+        generation_prompt: the end of ``question_text`` that is the chat template's end of turn
+            and generation prompt (``EngineTexts.generation_prompt``), if known.
+    """
+    question_ids = encode_text(tokenizer, question_text)
     return answer_ids(
         model,
         tokenizer,
         encode_text(tokenizer, context_text),
-        encode_text(tokenizer, question_text),
+        question_ids,
         method,
         generation or GenerationConfig(),
+        trailing_tokens(question_ids, encode_text(tokenizer, generation_prompt)),
     )
+
+
+def trailing_tokens(ids: list[int], suffix_ids: list[int]) -> int:
+    """How many of ``suffix_ids``' last tokens ``ids`` ends with (a suffix tokenised on its own
+    may merge differently at its first token)."""
+    for start in range(len(suffix_ids)):
+        tail = suffix_ids[start:]
+        if len(tail) <= len(ids) and ids[len(ids) - len(tail) :] == tail:
+            return len(tail)
+    return 0

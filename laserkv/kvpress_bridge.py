@@ -4,7 +4,8 @@ As kvpress's pipeline does it (``KVPressTextGenerationPipeline._forward``): the 
 prefilled in one forward with the press's hooks, which compress each layer's cache after its
 attention; the question then follows over the compressed cache at positions ``T..``. With
 ``query_aware`` the question is part of the compressed sequence (kvpress's evaluation appends it
-to the context) and the answer starts from that forward's last logits.
+to the context), all but the chat template's end of turn and generation prompt, which follow
+over the compressed cache.
 
 The budget: a method's B (given or derived from its ratio) is the number of context tokens to
 keep, so the press's ``compression_ratio`` (the fraction it removes) is set per sample to keep
@@ -113,18 +114,26 @@ def prefill_with_press(
     method: MethodConfig,
     split: BudgetSplit | None,
     timer: PhaseTimer,
+    generation_prompt_tokens: int = 0,
 ) -> Prefilled:
     """Prefill the context (and the question if query-aware) under the method's press.
 
     Args:
         split: the sample's budget; its total is the context tokens to keep (None: keep all).
+        generation_prompt_tokens: the question's last tokens that are the chat template's end of
+            turn and generation prompt: a query-aware press compresses the question without
+            them and they are forwarded over the compressed cache, as kvpress's evaluation does
+            (it appends the question to the context and leaves the template's suffix out).
+            0 (unknown): the whole question is compressed and the answer starts from that
+            forward's logits.
     """
     selector = method.selector
     assert isinstance(selector, KVPressSelector)
     context_len, question_len = int(context_ids.numel()), int(question_ids.numel())
-    sequence = torch.cat([context_ids, question_ids]) if selector.query_aware else context_ids
+    in_state = question_len - generation_prompt_tokens if selector.query_aware else 0
+    sequence = torch.cat([context_ids, question_ids[:in_state]])
     n_tokens = int(sequence.numel())
-    extra = question_len if selector.query_aware else 0
+    extra = in_state
     n_keep = n_tokens if split is None else split.total + extra
     press = selector.build(press_ratio(n_keep, n_tokens))
     device = hooks.model_device(model)
@@ -154,19 +163,23 @@ def prefill_with_press(
             index = order[None, :, :, None].expand(1, -1, -1, keys[layer].shape[-1])
             keys[layer] = torch.gather(keys[layer], 2, index)
             values[layer] = torch.gather(values[layer], 2, index)
+            if masks[layer] is not None and not torch.equal(order, torch.sort(order, dim=-1).values):
+                raise RuntimeError("a press both masked keys and reordered its cache")  # masks index slots
             masked = _masked(masks[layer], layer_positions.shape[0], int(order.shape[-1]), device)
-            masked = torch.gather(masked, -1, order)
             shown, count = _visible_positions(layer_positions, masked, context_len)
             per_layer_positions.append(layer_positions.cpu())
             visible.append(shown.cpu())
             counts.append(count.cpu())
     state = CompressedKV(tuple(keys), tuple(values), _stack_padded(per_layer_positions))
-    first_logits = hooks.next_token_logits(model, hidden[:, -1])[0] if selector.query_aware else None
+    whole_question = selector.query_aware and in_state == question_len
+    first_logits = hooks.next_token_logits(model, hidden[:, -1])[0] if whole_question else None
     kept_tokens = round(float(torch.stack(counts).float().mean()))
     timer.stats.cache_length_per_block.append(kept_tokens)  # one compression, after the whole context
     uneven = len({int(layer.shape[2]) for layer in keys}) > 1
     masked_keys = any(mask is not None for mask in masks)
-    return Prefilled(state, _stack_padded(visible), kept_tokens, first_logits, uneven or masked_keys)
+    return Prefilled(
+        state, _stack_padded(visible), kept_tokens, first_logits, uneven or masked_keys, in_state
+    )
 
 
 def _stack_padded(per_layer: list[Tensor]) -> Tensor:

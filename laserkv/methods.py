@@ -134,6 +134,8 @@ def with_params(method: MethodConfig, **changes: object) -> MethodConfig:
         changes.setdefault("budget", None)
         changes.setdefault("compression_ratio", None)
     current = method.params()
+    if "press" in changes:  # another press: the old press's own parameters do not carry over
+        current = {name: value for name, value in current.items() if not is_press_param(name)}
     if not changes.keys() & {"selector", *PART_KEYS}:
         return method_from_params(method.name, {**current, **changes})
     declared = method_from_params(method.name, {**current, **changes}, lenient=True).params()

@@ -117,7 +117,9 @@ class Prefilled:
             kv_heads, n) with heads that keep fewer than others padded with -1 in front.
         kept_tokens: context tokens kept, averaged over layers and KV heads (rounded).
         first_logits: (vocab,) logits for the first answer token when the prefill already ran the
-            question (query-aware press), else None.
+            whole question, else None.
+        question_in_state: how many question tokens the prefill already put in ``state`` (at
+            positions ``T..``); the answer forwards the rest first.
         question_token_by_token: forward the question one token at a time (the same attention,
             row by row): when layers keep different numbers of slots (PyramidKV; transformers
             builds one attention mask from the first layer's length, which misplaces the causal
@@ -131,3 +133,4 @@ class Prefilled:
     kept_tokens: int
     first_logits: Tensor | None = None
     question_token_by_token: bool = False
+    question_in_state: int = 0

@@ -78,7 +78,8 @@ def test_eval_then_report_end_to_end(tiny_llama_dir: Path, tmp_path: Path) -> No
     markdown = runner.invoke(app, ["report", str(output)])
     assert markdown.exit_code == 0, markdown.output
     text = (output / "report.md").read_text()
-    assert "| babilong_demo | 1k | laser | 2 | 0 |" in text and "plots/accuracy_vs_length.png" in text
+    assert "| babilong_demo | 1k | laser | query-aware | 2 | 0 |" in text
+    assert "plots/accuracy_vs_length.png" in text
     for plot in ("accuracy_vs_length", "accuracy_vs_budget", "peak_memory_vs_length"):
         assert (output / "plots" / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = runner.invoke(app, ["report", str(output), "--format", "html"])
@@ -160,7 +161,8 @@ def test_bad_input_is_one_red_line_and_exit_2(args: list[str], message: str) -> 
     [
         (
             "press.window: 3",
-            "press.window=3 is not allowed: a parameter of press 'snapkv' (press.window_size, press.kernel_size)",
+            "press.window=3 is not allowed: a parameter of press 'snapkv' "
+            "(press.window_size, press.kernel_size)",
         ),
         (
             "press.window_size: wide",

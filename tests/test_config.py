@@ -31,7 +31,12 @@ from tests.tiny import build_tokenizer
         ({"selector": "lsh", "lsh_mode": "magicpig_baseline", "lsh_tables": 1}, "lsh_tables", "1", ">= 2"),
         ({"block_size": 0}, "block_size", "0", ">= 1"),
         ({"compression_mode": "rolling"}, "compression_mode", "'rolling'", "accumulate, recursive"),
-        ({"selector": "lsh2"}, "selector", "'lsh2'", "exact, lsh, hybrid, recency, snapkv, h2o, tova, kvpress, none"),
+        (
+            {"selector": "lsh2"},
+            "selector",
+            "'lsh2'",
+            "exact, lsh, hybrid, recency, snapkv, h2o, tova, kvpress, none",
+        ),
         ({"backend": "cuda"}, "backend", "'cuda'", "eager"),
         ({"selector": "none"}, "budget", "1024", "None with selector 'none'"),
         ({"budget": None}, "budget", "None", "exactly one of budget and compression_ratio"),

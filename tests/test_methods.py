@@ -13,8 +13,8 @@ import torch
 from laserkv import GenerationConfig, answer_ids, get_method
 from laserkv.errors import ConfigError
 from laserkv.methods import METHODS, methods_markdown
-from laserkv.selectors.kvpress import PRESSES
 from laserkv.prompting import encode_context, encode_question
+from laserkv.selectors.kvpress import PRESSES
 from tests.tiny import sentence
 
 README = Path(__file__).resolve().parents[1] / "README.md"

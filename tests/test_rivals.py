@@ -208,18 +208,23 @@ def test_a_native_rival_and_its_kvpress_press_keep_the_same_positions_and_tokens
 
 def test_query_aware_snapkv_matches_kvpress_on_the_context_it_keeps(tiny: Any) -> None:
     """kvpress's query-aware run compresses ``[context | question]`` with the question as the
-    window, so it keeps the same context positions; its question attended to the whole context
-    during that prefill, so its first logits are the full cache's, not the compressed cache's."""
+    window, so it keeps the same context positions. Its question is compressed without the chat
+    template's generation prompt, which then follows over the compressed cache; where that suffix
+    is unknown (0 tokens) the whole question is compressed and the first logits come from a
+    forward that saw the whole context, i.e. they are the full cache's."""
     model, tokenizer = tiny
-    _, question = sample(tokenizer)
+    context, question = sample(tokenizer)
     ours = run(model, tokenizer, "snapkv", **one_block(40))
-    theirs = run(
-        model, tokenizer, "kvpress:snapkv_query_aware", budget=40, **{"press.window_size": len(question)}
-    )
-    assert torch.equal(ours.kept_positions, theirs.kept_positions)
+    press = get_method("kvpress:snapkv_query_aware", budget=40, **{"press.window_size": len(question)})
+    whole = answer_ids(model, tokenizer, context, question, press, GENERATION)
+    assert torch.equal(ours.kept_positions, whole.kept_positions)
     full = run(model, tokenizer, "full")
-    torch.testing.assert_close(theirs.first_token_logits, full.first_token_logits, rtol=1e-4, atol=1e-4)
-    assert not torch.allclose(ours.first_token_logits, full.first_token_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(whole.first_token_logits, full.first_token_logits, rtol=1e-4, atol=1e-4)
+    suffix = 1  # the tiny template's generation prompt, <|assistant|>
+    body_window = press.with_params(**{"press.window_size": len(question) - suffix})
+    split = answer_ids(model, tokenizer, context, question, body_window, GENERATION, suffix)
+    assert split.stats.final_cache_length == 40
+    assert not torch.allclose(split.first_token_logits, full.first_token_logits, rtol=1e-4, atol=1e-4)
 
 
 def test_chunked_prefill_keeps_the_cache_within_the_budget_where_kvpress_holds_the_whole_context(
@@ -235,3 +240,17 @@ def test_chunked_prefill_keeps_the_cache_within_the_budget_where_kvpress_holds_t
     assert chunked.stats.cache_length_per_block == [32, 40, 40]
     assert whole.stats.cache_length_per_block == [40]
     assert not torch.equal(chunked.kept_positions, whole.kept_positions)
+
+
+def test_the_rivals_grid_runs_laser_against_every_rival_at_one_budget() -> None:
+    from cluster.presets import sweep_methods
+    from laserkv.methods import RIVALS
+
+    methods = sweep_methods("rivals", {"budget": 512})
+    names = [method.name for method in methods]
+    assert names[:3] == ["full", "laser", "laser_recursive"] and set(RIVALS) <= set(names)
+    presses = {name for name in names if name.startswith("kvpress:")}
+    assert {f"kvpress:{press}" for press in ("snapkv", "pyramidkv", "adakv_snapkv", "knorm")} <= presses
+    assert {name + "_query_aware" for name in presses if not name.endswith("_query_aware")} <= presses
+    assert {method.engine.budget for method in methods if method.name != "full"} == {512}
+    assert {method.selector.protocol for method in methods} == {"query-aware", "query-agnostic"}

@@ -234,6 +234,7 @@ def _default(field: dataclasses.Field[object]) -> object:
 
 
 def rows_params(query_source: object, observation_window: object) -> None:
-    """Validate the scoring-row parameters shared by selectors that score with rows."""
-    check_choice("query_source", query_source, ROW_SOURCES)
+    """Validate the scoring-row parameters shared by selectors that score with rows (the
+    question or a window; ``block`` rows are H2O's own)."""
+    check_choice("query_source", query_source, ("question", "window"))
     check_int("observation_window", observation_window, 1)

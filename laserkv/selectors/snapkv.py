@@ -51,8 +51,6 @@ class SnapKVSelector(Selector):
 
     def __post_init__(self) -> None:
         rows_params(self.query_source, self.observation_window)
-        if self.query_source == "block":
-            raise ConfigError("query_source", "block", "question or window (SnapKV scores with a window)")
         check_kernel("kernel_size", self.kernel_size)
         check_choice("pooling", self.pooling, POOLINGS)
 
