@@ -61,7 +61,8 @@ def latest_rows(table: pa.Table) -> list[dict[str, Any]]:
 
 
 def scored_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """One row per unit with ``correct`` recomputed from ``raw_output`` by the official metric.
+    """One row per unit with ``correct`` and ``score`` (the official per-sample score, a fraction;
+    1/0 where the metric is right/wrong) recomputed from ``raw_output`` by the official metric.
 
     A failed unit (error, OOM, timeout) counts as wrong everywhere, for every dataset, so a
     method cannot gain by failing on hard samples; LongBench v2's skip of empty outputs applies
@@ -74,11 +75,9 @@ def scored_rows(table: pa.Table) -> list[dict[str, Any]]:
         row["response"] = FAILED_OUTPUT if failed else output_text(row["raw_output"])
         row["answer"] = row["target"]
         row["counts"] = benchmark.counts(row["response"])
-        row["correct"] = (
-            False
-            if failed
-            else benchmark.score(row["target"], row["response"], row["question"] or "", row["task"])[1]
-        )
+        fields = (row["target"], row["response"], row["question"] or "", row["task"])
+        row["correct"] = False if failed else benchmark.score(*fields)[1]
+        row["score"] = 0.0 if failed else benchmark.graded(*fields)
     label_configs(rows)
     return rows
 
@@ -128,7 +127,7 @@ def paired_scores(
     """``correct`` of each member that has a baseline row for the same prompt (``baseline_key``),
     and of that baseline row, in the same order."""
     pairs = [(row, baseline[baseline_key(row)]) for row in members if baseline_key(row) in baseline]
-    return [float(row["correct"]) for row, _ in pairs], [float(base["correct"]) for _, base in pairs]
+    return [float(row["score"]) for row, _ in pairs], [float(base["score"]) for _, base in pairs]
 
 
 def cell_summaries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -143,7 +142,7 @@ def cell_summaries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         cells.items(), key=lambda item: tuple(str(part) for part in item[0])
     ):
         scored = [row for row in members if row["counts"]]
-        accuracy = bootstrap_ci([float(row["correct"]) for row in scored]) if scored else None
+        accuracy = bootstrap_ci([float(row["score"]) for row in scored]) if scored else None
         summary: dict[str, Any] = {
             "dataset": dataset,
             "model": model,

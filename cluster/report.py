@@ -50,7 +50,7 @@ def length_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.items(), key=lambda item: (item[0][0], length_order(item[0][4]), item[1][0]["config"])
     ):
         ok = [row for row in members if row["status"] == "ok"]
-        counted = [float(row["correct"]) for row in members if row["counts"]]
+        counted = [float(row["score"]) for row in members if row["counts"]]
         accuracy = bootstrap_ci(counted) if counted else None  # none: every output was skipped
         entry: dict[str, Any] = {
             "dataset": dataset,

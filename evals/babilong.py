@@ -300,6 +300,9 @@ class BabilongBenchmark:
     def score(self, target: str, raw_output: str, question: str, task: str) -> tuple[str | None, bool]:
         return score_output(target, raw_output, question, task)
 
+    def graded(self, target: str, raw_output: str, question: str, task: str) -> float:
+        return float(self.score(target, raw_output, question, task)[1])
+
     def counts(self, raw_output: str) -> bool:
         return True
 

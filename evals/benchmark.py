@@ -94,6 +94,11 @@ class Benchmark(Protocol):
         code decides."""
         ...
 
+    def graded(self, target: str, raw_output: str, question: str, task: str) -> float:
+        """The official per-sample score as a fraction in [0, 1]: 1.0 or 0.0 where the official
+        metric judges right or wrong, a part where it gives partial credit (RULER)."""
+        ...
+
     def counts(self, raw_output: str) -> bool:
         """Whether a row with this raw output enters the accuracy (official skips)."""
         ...

@@ -11,9 +11,10 @@ from evals.benchmark import Benchmark
 from evals.demo_set import DEMO
 from evals.errors import EvalError
 from evals.longbench_v2 import LONGBENCH_V2
+from evals.ruler import RULER
 
 BENCHMARKS: dict[str, Benchmark] = {
-    benchmark.name: benchmark for benchmark in (DEMO, BABILONG, BABILONG_1K, LONGBENCH_V2)
+    benchmark.name: benchmark for benchmark in (DEMO, BABILONG, BABILONG_1K, LONGBENCH_V2, RULER)
 }
 
 OFFLINE_DEFAULT = DEMO.name

@@ -22,7 +22,8 @@ class EngineTexts:
         context_text: chat prefix (BOS, system turn, user header) + message up to the document end.
         question_text: rest of the message + end of turn + the assistant generation prompt.
         generation_prompt: the end of ``question_text`` after the message (end of turn +
-            generation prompt), which kvpress's query-aware runs leave outside the compression.
+            generation prompt + the sample's answer prefix, if any), which kvpress's query-aware
+            runs leave outside the compression.
     """
 
     context_text: str
@@ -63,4 +64,5 @@ def engine_texts(tokenizer: Any, parts: PromptParts, system_prompt: str | None =
     leading = len(message) - len(message.lstrip()) if core else 0
     cut = min(max(len(parts.context) - leading, 0), len(core))
     end = start + len(core)
-    return EngineTexts(rendered[:start] + core[:cut], core[cut:] + rendered[end:], rendered[end:])
+    suffix = rendered[end:] + parts.answer_prefix
+    return EngineTexts(rendered[:start] + core[:cut], core[cut:] + suffix, suffix)

@@ -275,6 +275,9 @@ class LongBenchV2Benchmark:
         prediction = extract_answer(raw_output.strip())
         return prediction, prediction == target
 
+    def graded(self, target: str, raw_output: str, question: str, task: str) -> float:
+        return float(self.score(target, raw_output, question, task)[1])
+
     def counts(self, raw_output: str) -> bool:
         return raw_output != ""  # pred.py skips '' before stripping
 

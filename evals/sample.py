@@ -38,10 +38,13 @@ class PromptParts:
     Attributes:
         context: the message up to and including the document.
         question: the rest of the message (closing markup, question, answer format).
+        answer_prefix: text that starts the assistant's answer, after the chat template's
+            generation prompt (RULER's answer prefix); usually empty.
     """
 
     context: str
     question: str
+    answer_prefix: str = ""
 
     @property
     def message(self) -> str:

