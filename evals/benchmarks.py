@@ -35,14 +35,13 @@ def get_benchmark(name: str) -> Benchmark:
 
 
 def task_summary(tasks: list[str]) -> str:
-    """Tasks as a short list: runs of ``qaN`` become ``qa1-qa20``, the others are named."""
+    """Tasks as a short list: runs of ``qaN`` become ``qa1-qa20``, the others are named (RULER's
+    13 by name)."""
     numbered = sorted(
         (task for task in tasks if task[:2] == "qa" and task[2:].isdigit()), key=lambda t: int(t[2:])
     )
     others = sorted(task for task in tasks if task not in numbered)
     head = [f"{numbered[0]}-{numbered[-1]}"] if len(numbered) > 1 else numbered
-    if len(others) > 4:
-        others = [f"{len(others)} tasks"]
     return ", ".join([*head, *others])
 
 

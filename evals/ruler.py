@@ -381,12 +381,18 @@ class RulerBenchmark:
             ]
             title = "ruler: average over the tasks run, per length (%)"
             found.append(OfficialTable(title, ("method", *lengths), body))
-        for label, scores in sorted(results.items()):
-            for length in lengths:
-                tasks = [task for task in scores["tasks"] if f"{task}/{length}" in scores["score"]]
-                row = tuple(f"{scores['score'][f'{task}/{length}']:.2f}" for task in tasks)
-                title = f"ruler summary.csv ({label}, {length}): Tasks / Score, RULER's evaluate.py layout"
-                found.append(OfficialTable(title, ("Tasks", *tasks), [("Score", *row)]))
+        for length in lengths:
+            tasks = [
+                task
+                for task in task_names()
+                if any(f"{task}/{length}" in s["score"] for s in results.values())
+            ]
+            body = [
+                (label, *(_score_cell(scores["score"].get(f"{task}/{length}")) for task in tasks))
+                for label, scores in sorted(results.items())
+            ]
+            title = f"ruler {length}, RULER's summary.csv layout (Tasks, then each method's Score row)"
+            found.append(OfficialTable(title, ("Tasks", *tasks), body))
         return found
 
     def published(self, model: str) -> tuple[str, dict[str, float]] | None:
@@ -394,6 +400,11 @@ class RulerBenchmark:
             if model == name or model.rstrip("/").endswith(name.split("/")[-1]):
                 return name, scores
         return None
+
+
+def _score_cell(value: float | None) -> str:
+    """A RULER score as its summary.csv writes it (two decimals), or ``-``."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _order(length: str) -> int:

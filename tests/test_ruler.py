@@ -124,7 +124,7 @@ def test_the_ruler_tables_and_published_numbers() -> None:
     tables = ruler.RULER.official_tables({"laser": table})
     assert tables[0].rows == [("laser", "37.5")]
     assert tables[1].header == ("Tasks", "niah_single_1", "qa_1") and tables[1].rows == [
-        ("Score", "75.00", "0.00")
+        ("laser", "75.00", "0.00")
     ]
     _, published = ruler.RULER.published("meta-llama/Llama-3.1-8B-Instruct") or ("", {})
     assert published["4k"] == 95.5 and published["128k"] == 77.0
@@ -139,3 +139,7 @@ def test_bad_ruler_task_or_length_is_one_line() -> None:
     with pytest.raises(EvalError, match=r"length='3k' is not in ruler: one of 4k, 8k"):
         ruler.RULER.check(DataRequest(("3k",), ("qa_1",)))
     assert len(ruler.task_names()) == 13 and ruler.task_names()[-2:] == ("qa_1", "qa_2")
+    from evals.benchmarks import listing
+
+    row = next(row for row in listing() if row[0] == "ruler")
+    assert row[2] == "4k, 8k, 16k, 32k, 64k, 128k" and all(task in row[3] for task in ruler.task_names())
