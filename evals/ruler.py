@@ -42,6 +42,7 @@ from typing import Any
 
 from evals.benchmark import DataRequest, OfficialTable, percent_cell
 from evals.chat import render_chat
+from evals.demo_set import cache_dir as datasets_cache_dir
 from evals.errors import DatasetNotAvailableError, EvalError
 from evals.loading import datasets_package
 from evals.sample import EvalSample, GenerationSettings, PromptParts
@@ -208,8 +209,7 @@ def tokenizer_fingerprint(directory: Path) -> str:
 
 def cache_dir() -> Path:
     """``$LASERKV_CACHE/datasets/ruler`` (default ``~/.cache/laserkv/datasets/ruler``)."""
-    root = os.environ.get("LASERKV_CACHE", str(Path.home() / ".cache" / "laserkv"))
-    return Path(root).expanduser() / "datasets" / DATASET
+    return datasets_cache_dir() / DATASET
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,12 @@ def check_int(field: str, value: object, minimum: int) -> None:
         raise ConfigError(field, value, f"an integer >= {minimum}")
 
 
+def check_odd_kernel(field: str, value: object) -> None:
+    """``value`` must be an odd integer >= 1 (a pooling kernel; 1 = no pooling)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1 or value % 2 == 0:
+        raise ConfigError(field, value, "an odd integer >= 1 (1 = no pooling)")
+
+
 def check_bool(field: str, value: object) -> None:
     """``value`` must be True or False."""
     if not isinstance(value, bool):

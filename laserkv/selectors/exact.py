@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from laserkv.checks import check_choice
-from laserkv.errors import ConfigError
+from laserkv.checks import check_choice, check_odd_kernel
 from laserkv.scorers.exact import candidate_attention_mass
 from laserkv.selectors.base import GRANULARITIES, BlockEvidence, ForwardNeeds, Selector, rows_params
 from laserkv.topk import select_top
@@ -38,9 +37,7 @@ class ExactSelector(Selector):
     def __post_init__(self) -> None:
         rows_params(self.query_source, self.observation_window)
         check_choice("granularity", self.granularity, GRANULARITIES)
-        pooling = self.score_pooling
-        if not isinstance(pooling, int) or isinstance(pooling, bool) or pooling < 1 or pooling % 2 == 0:
-            raise ConfigError("score_pooling", pooling, "an odd integer >= 1 (1 = no pooling)")
+        check_odd_kernel("score_pooling", self.score_pooling)
 
     def needs(self) -> ForwardNeeds:
         return ForwardNeeds(self.query_source, self.observation_window, attention=self.granularity)

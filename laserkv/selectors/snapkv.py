@@ -13,17 +13,10 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from laserkv.checks import check_choice
-from laserkv.errors import ConfigError
+from laserkv.checks import check_choice, check_odd_kernel
 from laserkv.scorers.exact import POOLINGS, candidate_attention_mass
 from laserkv.selectors.base import BlockEvidence, ForwardNeeds, Selector, rows_params
 from laserkv.topk import select_top
-
-
-def check_kernel(field: str, value: object) -> None:
-    """An odd integer kernel >= 1 (1 = no pooling)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1 or value % 2 == 0:
-        raise ConfigError(field, value, "an odd integer >= 1 (1 = no pooling)")
 
 
 @dataclass(frozen=True)
@@ -51,7 +44,7 @@ class SnapKVSelector(Selector):
 
     def __post_init__(self) -> None:
         rows_params(self.query_source, self.observation_window)
-        check_kernel("kernel_size", self.kernel_size)
+        check_odd_kernel("kernel_size", self.kernel_size)
         check_choice("pooling", self.pooling, POOLINGS)
 
     def needs(self) -> ForwardNeeds:
