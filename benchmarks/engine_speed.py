@@ -3,6 +3,14 @@ GPU): peak memory, seconds per phase, prefill tokens/s and the linear-FLOP roofl
 context length and method. Prints a markdown table; ``--json`` also writes the raw rows.
 
     python -m benchmarks.engine_speed --contexts 8k,32k,64k,128k --json results.json
+    python -m benchmarks.engine_speed --contexts 32k,128k --methods full,laser,laser_recursive \
+        --distinct 8 --targets --json results.json
+
+``--distinct N``: also N samples of distinct lengths spread over 30k-34k tokens (as a real dataset
+has), for ``full`` and ``laser``, each sample once. ``--targets``: also the engine's pieces on
+their own (``benchmarks.engine_parts``: block forward with and without scoring at 4k, 28k and
+96k caches, a plain 4096-token prefill, decoding steps at 4k and 128k against the HBM floor)
+and issue 19's targets as ratios measured in this run.
 
 Methods (``--methods``): ``full``; ``laser`` (accumulate, r = 0.75, flash); ``laser_recursive``
 (B = 4096, flash); ``exact_flash`` / ``exact_eager`` (accumulate, r = 0.75: the same selection,
@@ -77,7 +85,122 @@ def run_one(
         "roofline_share": 2 * LLAMA31_8B_PARAMETERS * n_context / prefill / gpu_peak_flops(),
         "matmul_roofline_share": 2 * LLAMA31_8B_MATMUL_PARAMETERS * n_context / prefill / gpu_peak_flops(),
         "decode_tokens": stats.generated_tokens,
+        "blocks": len(stats.cache_length_per_block),
     }
+
+
+def distinct_lengths(count: int, low: int = 30 * 1024, high: int = 34 * 1024) -> list[int]:
+    """``count`` distinct context lengths spread over ``[low, high]`` (not multiples of a block)."""
+    if count == 1:
+        return [low + 7]
+    return [low + 7 + (high - low) * index // (count - 1) for index in range(count)]
+
+
+def run_distinct(model: Any, names: list[str], count: int, n_question: int, n_new: int) -> dict[str, Any]:
+    """Each method over ``count`` samples of distinct lengths: total seconds and the largest peak."""
+    totals: dict[str, Any] = {}
+    for name in names:
+        rows = [
+            run_one(model, METHOD_FACTORIES[name](), length, n_question, n_new, seed)
+            for seed, length in enumerate(distinct_lengths(count))
+        ]
+        failed = [row for row in rows if "error" in row]
+        totals[name] = {
+            "lengths": [row["context"] for row in rows],
+            "wall_seconds": None if failed else sum(row["wall_seconds"] for row in rows),
+            "prefill_seconds": None if failed else sum(row["prefill_seconds"] for row in rows),
+            "peak_gib": None if failed else max(row["peak_gib"] for row in rows),
+        }
+        print(json.dumps({"distinct": name, **totals[name]}), flush=True)
+    return totals
+
+
+def run_parts(model: Any, n_question: int) -> dict[str, Any]:
+    """The engine's pieces on their own (``benchmarks.engine_parts``)."""
+    from benchmarks import engine_parts as parts
+
+    result: dict[str, Any] = {"block": {}, "decode": {}}
+    result["plain_prefill_4096"] = parts.plain_prefill_seconds(model, 4096)
+    for label in ("4k", "28k", "96k"):
+        n_cache = context_tokens(label)
+        unscored = parts.block_forward_seconds(model, n_cache, 4096, n_question, scored=False)
+        scored = parts.block_forward_seconds(model, n_cache, 4096, n_question, scored=True)
+        result["block"][label] = {"unscored": unscored, "scored": scored}
+        print(json.dumps({"block": label, **result["block"][label]}), flush=True)
+    for label in ("4k", "128k"):
+        n_cache = context_tokens(label)
+        steps = {
+            kind: parts.decode_step_seconds(model, n_cache, kind) for kind in ("graph", "eager", "dynamic")
+        }
+        result["decode"][label] = {**steps, "hbm_floor": parts.hbm_floor_seconds(model, n_cache)}
+        print(json.dumps({"decode": label, **result["decode"][label]}), flush=True)
+    return result
+
+
+def find(rows: list[dict[str, Any]], method: str, context: int) -> dict[str, Any] | None:
+    return next(
+        (row for row in rows if row["method"] == method and row["context"] == context and "error" not in row),
+        None,
+    )
+
+
+def targets(
+    rows: list[dict[str, Any]], distinct: dict[str, Any], parts: dict[str, Any]
+) -> list[tuple[str, str, bool]]:
+    """Issue 19's targets as ``(target, measured, met)`` from this run's rows."""
+    out: list[tuple[str, str, bool]] = []
+    for label in ("32k", "128k"):
+        full, laser = find(rows, "full", context_tokens(label)), find(rows, "laser", context_tokens(label))
+        if full and laser:
+            time_ratio = laser["wall_seconds"] / full["wall_seconds"]
+            peak_ratio = laser["peak_gib"] / full["peak_gib"]
+            measured = (
+                f"time {laser['wall_seconds']:.2f} / {full['wall_seconds']:.2f} s = {time_ratio:.2f}x, "
+                f"peak {laser['peak_gib']:.1f} / {full['peak_gib']:.1f} GiB = {peak_ratio:.2f}x"
+            )
+            out.append(
+                (f"laser <= full at {label} (time, peak)", measured, time_ratio <= 1 and peak_ratio <= 1)
+            )
+    if distinct.get("full") and distinct.get("laser") and distinct["full"]["wall_seconds"]:
+        full_d, laser_d = distinct["full"], distinct["laser"]
+        time_ratio = laser_d["wall_seconds"] / full_d["wall_seconds"]
+        peak_ratio = laser_d["peak_gib"] / full_d["peak_gib"]
+        measured = (
+            f"{len(full_d['lengths'])} samples of {min(full_d['lengths'])}-{max(full_d['lengths'])} tokens: "
+            f"time {laser_d['wall_seconds']:.2f} / {full_d['wall_seconds']:.2f} s = {time_ratio:.2f}x, "
+            f"peak {peak_ratio:.2f}x"
+        )
+        out.append(("laser <= full over distinct lengths", measured, time_ratio <= 1 and peak_ratio <= 1))
+    full, recursive = find(rows, "full", 131072), find(rows, "laser_recursive", 131072)
+    if full and recursive:
+        speedup = full["prefill_seconds"] / recursive["prefill_seconds"]
+        measured = f"{full['prefill_seconds']:.2f} / {recursive['prefill_seconds']:.2f} s = {speedup:.2f}x"
+        out.append(("laser_recursive 128k prefill >= 5x faster than full", measured, speedup >= 5))
+    if recursive and parts:
+        per_block = recursive["prefill_seconds"] / recursive["blocks"]
+        ratio = per_block / parts["plain_prefill_4096"]
+        measured = (
+            f"{1000 * per_block:.0f} ms per block (mean of {recursive['blocks']}, score + select + "
+            f"compaction included) / {1000 * parts['plain_prefill_4096']:.0f} ms = {ratio:.2f}x"
+        )
+        out.append(("recursive block <= 1.25x a plain 4096-token prefill", measured, ratio <= 1.25))
+    for label, block in (parts or {}).get("block", {}).items():
+        overhead = block["scored"] / block["unscored"] - 1
+        measured = (
+            f"{1000 * block['scored']:.0f} vs {1000 * block['unscored']:.0f} ms: {100 * overhead:+.1f}%"
+        )
+        out.append(
+            (f"scoring overhead <= 5% of a block's forward, {label} cache", measured, overhead <= 0.05)
+        )
+    for label, decode in (parts or {}).get("decode", {}).items():
+        ratio = decode["graph"] / decode["hbm_floor"]
+        measured = (
+            f"{1000 * decode['graph']:.2f} ms/token (eager steps {1000 * decode['eager']:.2f}, "
+            f"DynamicCache + SDPA {1000 * decode['dynamic']:.2f}) vs floor "
+            f"{1000 * decode['hbm_floor']:.2f} ms = {ratio:.2f}x"
+        )
+        out.append((f"decode <= 2x the HBM floor, {label} cache", measured, ratio <= 2))
+    return out
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -125,6 +248,12 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--json", default=None, help="also write the raw rows here")
     parser.add_argument("--no-cudnn-sdpa", action="store_true", help="keep SDPA off its cuDNN kernel")
+    parser.add_argument(
+        "--distinct", type=int, default=0, help="also N samples of distinct lengths (30k-34k)"
+    )
+    parser.add_argument(
+        "--targets", action="store_true", help="also the engine's pieces and issue 19's targets"
+    )
     args = parser.parse_args()
     if args.no_cudnn_sdpa:
         torch.backends.cuda.enable_cudnn_sdp(False)
@@ -152,10 +281,28 @@ def main() -> None:
             rows.append(row)
             print(json.dumps({key: value for key, value in row.items() if key != "seconds"}), flush=True)
     print(markdown(rows))
+    distinct = (
+        run_distinct(model, ["full", "laser"], args.distinct, args.question_tokens, args.new_tokens)
+        if args.distinct
+        else {}
+    )
+    parts = run_parts(model, args.question_tokens) if args.targets else {}
+    verdicts = targets(rows, distinct, parts) if (args.targets or args.distinct) else []
+    if verdicts:
+        print("\n| target | measured (this run) | met |\n|---|---|---|")
+        for target, measured, met in verdicts:
+            print(f"| {target} | {measured} | {'yes' if met else '**no**'} |")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(
-                {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows},
+                {
+                    "gpu": torch.cuda.get_device_name(),
+                    "torch": torch.__version__,
+                    "rows": rows,
+                    "distinct": distinct,
+                    "parts": parts,
+                    "targets": [list(item) for item in verdicts],
+                },
                 handle,
                 indent=1,
             )

@@ -3,9 +3,10 @@ during a block forward. Called from the attention function registered in ``hooks
 
 - ``eager`` materialises the full probability matrix of the layer (the reference; memory
   O(h * rows * keys)); its output equals standard eager attention.
-- ``flash``: the output comes from the fast kernel (PyTorch SDPA, run by ``hooks.py``); the
-  scoring rows' mass is computed on the side from their queries and the keys, normalised by a
-  streamed log-sum-exp over all keys (memory O(h * q * window)), so it equals eager's.
+- ``flash``: the output and every row's log-sum-exp come from one fast kernel call
+  (``kernels.block_attention``, run by ``hooks.py``); the scoring rows' mass is one pass of
+  their queries over the scored window's keys, normalised by that log-sum-exp (memory
+  O(h * q * chunk)), so it equals eager's.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from laserkv.scorers.exact import (
     add_head_mass,
     attention_probabilities,
     streamed_row_mass,
+    window_row_mass,
 )
 
 
@@ -107,38 +109,37 @@ def eager_attention_scored(
 def flash_row_scores(
     query: Tensor,
     key: Tensor,
-    attention_mask: Tensor | None,
+    lse: Tensor,
     scaling: float,
     request: ScoreRequest,
     layer_index: int,
 ) -> None:
-    """Add the scoring rows' attention mass of one layer to ``request.totals`` without the
-    layer's probability matrix (the attention output itself comes from SDPA).
+    """Add the scoring rows' attention mass of one layer to ``request.totals`` from the attention
+    kernel's log-sum-exp: one pass over the scored window's keys (bottom-right causal).
+
+    With ``request.normalise_span`` (the original flash scorer's normalisation over its window
+    only) the rows' log-sum-exp over that span is streamed instead.
 
     Args:
-        query: (1, h, q, d); key: (1, kv_h, k, d); attention_mask: 4-D with one head (bool or
-            additive) or None (causal).
+        query: (1, h, q, d); key: (1, kv_h, k, d); lse: (h, q) fp32, the kernel's log-sum-exp of
+            every row over all the keys it sees.
     """
     rows = request.n_scoring_rows
     assert query.shape[0] == 1, "the engine runs one sequence at a time"
-    allowed = _bool_allowed(attention_mask)
-    if allowed is not None:
-        assert allowed.shape[0] == 1 and allowed.shape[1] == 1, "one mask for all heads of one sequence"
-    allowed_rows = None if allowed is None else allowed[0, 0, -rows:, : key.shape[-2]]
-    mass = streamed_row_mass(
-        query[..., -rows:, :],
-        key,
-        scaling,
-        allowed_rows,
-        request.window_start,
-        request.totals.shape[-1],
-        request.normalise_span,
-    )
+    window = request.totals.shape[-1]
+    if request.normalise_span is not None:
+        mass = streamed_row_mass(
+            query[..., -rows:, :], key, scaling, None, request.window_start, window, request.normalise_span
+        )
+    else:
+        mass = window_row_mass(
+            query[..., -rows:, :], key, lse[:, -rows:], scaling, request.window_start, window
+        )
     add_head_mass(request.totals, mass, layer_index)
 
 
 ScoredAttention = Callable[[Tensor, Tensor, Tensor, Tensor | None, float, ScoreRequest, int], Tensor]
-RowScores = Callable[[Tensor, Tensor, Tensor | None, float, ScoreRequest, int], None]
+RowScores = Callable[[Tensor, Tensor, Tensor, float, ScoreRequest, int], None]
 
 SCORED_ATTENTION: dict[str, ScoredAttention] = {"eager": eager_attention_scored}
 """Backends that compute the attention output and the scores together."""

@@ -1,9 +1,10 @@
 """The BMRT loop: ``State_N = Compress(State_{N-1} + Chunk_N)``, then the answer.
 
 For each block of the context: forward ``[block | question]`` over the compressed cache at
-true positions (question at ``T..``); score the candidates; select; gather the kept slots of
-every layer; hold back the local tail. Then prefill the question over the final cache and
-decode greedily. Every call starts from an empty state; nothing is stored on the model.
+true positions (question at ``T..``); score the candidates; select; compact the kept slots of
+every layer in place; hold back the local tail. Then prefill the question over the final cache
+and decode. Every call starts from an empty state in one buffer allocated for it (``KVBuffer``);
+nothing is stored on the model.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from laserkv import hooks
 from laserkv.backends import ScoreRequest
 from laserkv.budget import BudgetSplit
 from laserkv.config import EngineConfig, GenerationConfig, MethodConfig
+from laserkv.decoding import BufferSteps, Step, cache_steps, decode_tokens
 from laserkv.evidence import block_evidence
+from laserkv.kv_buffer import KVBuffer
 from laserkv.kvpress_bridge import prefill_with_press, press_attention
-from laserkv.modes import BlockPlan, plan_block
+from laserkv.modes import BlockPlan, forward_slots_needed, plan_block
 from laserkv.prompting import encode_context, encode_question, encode_text
 from laserkv.selectors import ForwardNeeds
-from laserkv.state import CompressedKV, Prefilled, join_positions
+from laserkv.state import CompressedKV, Prefilled, count_below, join_positions, take_slots
 from laserkv.stats import CallStats, PhaseTimer, track_peak_memory
 
 
@@ -55,13 +58,48 @@ class EngineResult:
 
 def forward_cache(model: PreTrainedModel, prefix: CompressedKV) -> Any:
     """A fresh transformers cache holding ``prefix``'s tensors (not copied: the forward appends
-    by concatenation, so ``prefix`` itself is never modified)."""
+    by concatenation, so ``prefix`` itself is never modified). The kvpress bridge decodes over it."""
     return hooks.cache_from_kv(model, list(prefix.keys), list(prefix.values))
 
 
 def _must_choose(plan: BlockPlan) -> bool:
     """Whether the selector has to drop some candidates (otherwise all or none are kept)."""
     return 0 < plan.n_select < int(plan.candidate_slots.numel())
+
+
+def block_inputs(
+    block_ids: Tensor, block_start: int, question: tuple[Tensor, int] | None
+) -> tuple[Tensor, Tensor]:
+    """``(ids, positions)`` of ``[block | question]``: the block at its true positions, the
+    question ``(question_ids, context_len)`` at ``T..`` when given."""
+    pieces = [block_ids]
+    positions = [torch.arange(block_start, block_start + block_ids.numel())]
+    if question is not None:
+        question_ids, context_len = question
+        pieces.append(question_ids)
+        positions.append(torch.arange(context_len, context_len + question_ids.numel()))
+    return torch.cat(pieces), torch.cat(positions)
+
+
+def forward_into(
+    model: PreTrainedModel,
+    buffer: KVBuffer,
+    ids: Tensor,
+    positions: Tensor,
+    request: ScoreRequest | None = None,
+) -> Tensor:
+    """Forward (n,) ``ids`` at ``positions`` over ``buffer``'s slots in use; their keys and values
+    take the next n slots (``buffer.length`` grows by n).
+
+    Returns:
+        (1, n, hidden) final hidden states.
+    """
+    device = hooks.model_device(model)
+    buffer.reserve(buffer.length + int(ids.numel()))
+    cache = hooks.buffer_cache(buffer)
+    hidden = hooks.forward_body(model, ids[None].to(device), positions[None].to(device), cache, request)
+    buffer.length += int(ids.numel())
+    return hidden
 
 
 def forward_block(
@@ -72,7 +110,8 @@ def forward_block(
     question: tuple[Tensor, int] | None,
     request: ScoreRequest | None,
 ) -> CompressedKV:
-    """Forward ``[block | question]`` over ``prefix`` at true positions.
+    """Forward ``[block | question]`` over ``prefix`` at true positions (into a buffer holding a
+    copy of ``prefix``, which is not modified).
 
     Args:
         question: ``(question_ids, context_len)`` to append the question at ``T..``, or None.
@@ -80,19 +119,15 @@ def forward_block(
     Returns:
         The KV of every forward-cache slot: prefix, block, then question.
     """
-    device = hooks.model_device(model)
-    pieces = [block_ids]
-    positions = [torch.arange(block_start, block_start + block_ids.numel())]
-    if question is not None:
-        question_ids, context_len = question
-        pieces.append(question_ids)
-        positions.append(torch.arange(context_len, context_len + question_ids.numel()))
-    input_ids = torch.cat(pieces)[None].to(device)
-    new_positions = torch.cat(positions)
-    cache = forward_cache(model, prefix)
-    hooks.forward_body(model, input_ids, new_positions[None].to(device), cache, request)
-    keys, values = hooks.kv_from_cache(cache)
-    return CompressedKV(tuple(keys), tuple(values), join_positions(prefix.positions, new_positions))
+    ids, positions = block_inputs(block_ids, block_start, question)
+    needed = prefix.length + int(ids.numel())
+    if prefix.length:
+        buffer = KVBuffer.holding(prefix.keys, prefix.values, needed)
+    else:
+        buffer = hooks.allocate_buffer(model, needed)
+    forward_into(model, buffer, ids, positions, request)
+    keys, values = buffer.view()
+    return CompressedKV(keys, values, join_positions(prefix.positions, positions))
 
 
 def original_flash_span(
@@ -148,13 +183,13 @@ def scoring_row_count(needs: ForwardNeeds, plan: BlockPlan, block_len: int, ques
     return observation_rows(needs, plan, block_len)
 
 
-def carried_mass(request: ScoreRequest, prefix: CompressedKV, cache_shape: tuple[int, int]) -> Tensor:
+def carried_mass(request: ScoreRequest, prefix_scores: Tensor | None, cache_shape: tuple[int, int]) -> Tensor:
     """(layers, kv_heads, slots) the block's mass over every slot plus what the prefix's slots
-    carried in from earlier blocks."""
+    carried in from earlier blocks (``prefix_scores``: (layers, kv_heads, prefix) or None when
+    there is no prefix)."""
     totals = request.totals.expand(*cache_shape, request.totals.shape[-1]).clone()
-    if prefix.length:
-        assert prefix.scores is not None, "a selector that carries scores gets them on every slot"
-        totals[..., : prefix.length] += prefix.scores.to(totals.device)
+    if prefix_scores is not None and prefix_scores.shape[-1]:
+        totals[..., : prefix_scores.shape[-1]] += prefix_scores.to(totals.device)
     return totals
 
 
@@ -172,8 +207,12 @@ def prefill_compressed(
     method: MethodConfig,
     split: BudgetSplit | None,
     timer: PhaseTimer,
+    buffer: KVBuffer | None = None,
 ) -> CompressedKV:
     """Prefill the context block by block, compressing after each block.
+
+    The cache lives in one ``KVBuffer`` laid out ``[state | held tail | block | question]``: each
+    block is written after the prefix, and the kept slots are then compacted left in place.
 
     Args:
         context_ids: (T,) context token ids (no BOS).
@@ -182,20 +221,32 @@ def prefill_compressed(
         method: what to keep.
         split: this sample's budget split (``None``: the full cache).
         timer: receives per-phase seconds; ``timer.stats.cache_length_per_block`` is filled.
+        buffer: an empty buffer to prefill into (sized by ``prefill_slots``); None = one sized
+            for the prefill alone.
 
     Returns:
-        The final compressed cache (state plus the last held tail).
+        The final compressed cache (state plus the last held tail): views of ``buffer``'s slots.
     """
     context_len = int(context_ids.numel())
     cache_shape = (hooks.n_layers(model), hooks.n_kv_heads(model))
     engine, needs = method.engine, method.selector.needs()
-    state, tail = CompressedKV.empty(), CompressedKV.empty()
+    if buffer is None:
+        buffer = hooks.allocate_buffer(
+            model, prefill_slots(method, split, context_len, int(question_ids.numel()))[0]
+        )
+    positions = torch.empty(0, dtype=torch.long)  # of the buffer's slots in use
+    scores: Tensor | None = None  # carried mass of the slots in use (carry_scores)
+    state_len = 0  # the slots after the state are the held tail
     for block_start in range(0, context_len, engine.block_size):
         block_ids = context_ids[block_start : block_start + engine.block_size]
         block_len = int(block_ids.numel())
-        state_anchors = state.count_below(split.anchors) if split is not None else 0
-        plan = plan_block(engine, split, state.length, state_anchors, tail.length, block_start, block_len)
-        prefix = state.concat(tail) if plan.prefix_has_tail else state
+        tail_len = buffer.length - state_len
+        state_anchors = count_below(positions[..., :state_len], split.anchors) if split is not None else 0
+        plan = plan_block(engine, split, state_len, state_anchors, tail_len, block_start, block_len)
+        prefix_len = state_len + (tail_len if plan.prefix_has_tail else 0)
+        buffer.truncate(prefix_len)  # a tail the block does not see is dropped (reference semantics)
+        positions = positions[..., :prefix_len]
+        scores = None if scores is None else scores[..., :prefix_len]
         must_choose = _must_choose(plan)
         carry = needs.carry_scores and split is not None  # scored every block, to accumulate
         scored = (must_choose or carry) and needs.scoring_rows is not None
@@ -205,16 +256,18 @@ def prefill_compressed(
         if scored and needs.attention is not None:
             span = None
             if engine.score_norm == "window":
-                block_end = prefix.length + block_len
-                span = original_flash_span(engine, state.length, tail.length, plan, block_end)
-            window = scored_window(needs, plan, prefix.length + block_len)
+                block_end = prefix_len + block_len
+                span = original_flash_span(engine, state_len, tail_len, plan, block_end)
+            window = scored_window(needs, plan, prefix_len + block_len)
             request = _score_request(model, engine, needs.attention, window, n_scoring_rows, span)
         with timer.phase("forward"):  # 1. forward the block (+ question) over the compressed cache
             question = (question_ids, context_len) if with_question else None
-            step = forward_block(model, prefix, block_ids, block_start, question, request)
+            ids, new_positions = block_inputs(block_ids, block_start, question)
+            forward_into(model, buffer, ids, new_positions, request)
+        keys, values = buffer.view()
+        step = CompressedKV(keys, values, join_positions(positions, new_positions), scores)
         if carry and request is not None:
-            mass = carried_mass(request, prefix, cache_shape)
-            step = step.with_scores(mass)
+            step = step.with_scores(carried_mass(request, scores, cache_shape))
         chosen = plan.candidate_slots if plan.n_select > 0 else plan.candidate_slots[:0]
         if must_choose:
             with timer.phase("score"):  # 2. collect the scores the selector needs
@@ -225,20 +278,32 @@ def prefill_compressed(
             with timer.phase("select"):  # 3. select the global part
                 kept = method.selector.select(evidence, plan.n_select)
                 chosen = plan.candidate_slots[kept]
-        with timer.phase("gather"):  # 4. gather the kept slots of every layer; hold back the tail
+        with timer.phase("gather"):  # 4. compact the kept slots left, the held tail after them
             keep = torch.sort(torch.cat([_expand_fixed(plan.fixed_slots, chosen), chosen], dim=-1)).values
-            state, tail = step.gather(keep), step.gather(plan.tail_slots)
-            del step
-        timer.stats.cache_length_per_block.append(state.length + tail.length)  # 5. record
-    return state.concat(tail)
+            slots = torch.cat([keep, _expand_fixed(plan.tail_slots, keep)], dim=-1)
+            buffer.compact(slots)
+            positions = take_slots(step.positions, slots)
+            scores = None if step.scores is None else take_slots(step.scores, slots)
+            state_len = int(keep.shape[-1])
+            del step, keys, values
+        timer.stats.cache_length_per_block.append(buffer.length)  # 5. record
+    keys, values = buffer.view()
+    return CompressedKV(keys, values, positions, scores)
 
 
-def next_token(logits: Tensor, temperature: float, sampler: torch.Generator | None) -> int:
-    """Greedy argmax, or a draw from softmax(logits / temperature) with ``sampler``."""
-    if sampler is None:
-        return int(logits.argmax())
-    probabilities = torch.softmax(logits.float() / temperature, dim=-1)
-    return int(torch.multinomial(probabilities, 1, generator=sampler))
+def prefill_slots(
+    method: MethodConfig,
+    split: BudgetSplit | None,
+    context_len: int,
+    question_len: int,
+    answer_slots: int = 0,
+) -> tuple[int, int]:
+    """``(capacity, final)``: the buffer slots a call needs (its largest block forward, or the
+    final cache plus ``answer_slots`` for the question and the answer) and the final cache."""
+    needs = method.selector.needs()
+    question_rows = question_len if needs.scoring_rows == "question" else 0
+    most, final = forward_slots_needed(method.engine, split, context_len, question_rows)
+    return max(most, final + answer_slots, 1), final
 
 
 def generate_answer(
@@ -253,47 +318,45 @@ def generate_answer(
     """Prefill the question at ``T..`` over ``state`` and decode at true positions (greedy, or
     sampled when ``generation.temperature > 0``).
 
+    With ``prefilled.buffer`` (the block engine) the question and the answer go into that buffer
+    and decode with fixed-shape steps (CUDA graphs on CUDA); otherwise over a transformers cache.
+
     Args:
         prefilled: what the prefill left: the question tokens already in ``state`` (at ``T..``;
             the rest are forwarded here), its ``first_logits`` when all of them are, its
-            ``question_token_by_token``.
+            ``question_token_by_token``, its buffer.
 
     Returns:
         ``(token_ids, first_token_logits)``: ids without the EOS, and the (vocab,) fp32 logits
         after the question prefill.
     """
     device = hooks.model_device(model)
-    cache = forward_cache(model, state)
-    next_position = context_len + int(question_ids.numel())
-    done = 0 if prefilled is None else prefilled.question_in_state
-    if prefilled is not None and prefilled.first_logits is not None:
-        logits = prefilled.first_logits[None].float()
+    n_question = int(question_ids.numel())
+    if prefilled is not None and prefilled.buffer is not None:
+        buffer = prefilled.buffer
+        hidden = forward_into(
+            model, buffer, question_ids, torch.arange(context_len, context_len + n_question)
+        )
+        logits = hooks.next_token_logits(model, hidden[:, -1])
+        span = buffer.length + generation.max_new_tokens - 1
+        buffer.reserve(span)
+        step: Step = BufferSteps(model, buffer, span)
     else:
-        one_by_one = prefilled is not None and prefilled.question_token_by_token
-        step = 1 if one_by_one else max(1, int(question_ids.numel()) - done)
-        for start in range(done, int(question_ids.numel()), step):
-            piece = question_ids[start : start + step]
-            positions = torch.arange(context_len + start, context_len + start + piece.numel())
-            hidden = hooks.forward_body(model, piece[None].to(device), positions[None].to(device), cache)
-        logits = hooks.next_token_logits(model, hidden[:, -1])
-    first_token_logits = logits[0]
-    token_ids: list[int] = []
-    sampler = None
-    if generation.temperature > 0:
-        sampler = torch.Generator(device=device).manual_seed(generation.seed)
-    while len(token_ids) < generation.max_new_tokens:
-        token = next_token(logits[0], generation.temperature, sampler)
-        if token in eos_ids:
-            break
-        token_ids.append(token)
-        if len(token_ids) == generation.max_new_tokens:
-            break
-        step_ids = torch.tensor([[token]], device=device)
-        step_position = torch.tensor([[next_position]], device=device)
-        hidden = hooks.forward_body(model, step_ids, step_position, cache)
-        logits = hooks.next_token_logits(model, hidden[:, -1])
-        next_position += 1
-    return token_ids, first_token_logits
+        cache = forward_cache(model, state)
+        done = 0 if prefilled is None else prefilled.question_in_state
+        if prefilled is not None and prefilled.first_logits is not None:
+            logits = prefilled.first_logits[None].float()
+        else:
+            one_by_one = prefilled is not None and prefilled.question_token_by_token
+            piece_len = 1 if one_by_one else max(1, n_question - done)
+            for start in range(done, n_question, piece_len):
+                piece = question_ids[start : start + piece_len]
+                positions = torch.arange(context_len + start, context_len + start + piece.numel())
+                hidden = hooks.forward_body(model, piece[None].to(device), positions[None].to(device), cache)
+            logits = hooks.next_token_logits(model, hidden[:, -1])
+        step = cache_steps(model, cache)
+    token_ids = decode_tokens(logits, step, context_len + n_question, generation, eos_ids, device)
+    return token_ids, logits[0]
 
 
 def cut_at_stop_strings(text: str, stop_strings: tuple[str, ...]) -> str:
@@ -349,8 +412,11 @@ def compress_and_generate(
     )
     timer = PhaseTimer(stats, device)
     prefill = PREFILLS[method.selector.prefill]
+    answer_slots = len(question_ids) + generation.max_new_tokens
     with prefill.attention(model, method), track_peak_memory(stats, device):
-        prefilled = prefill.run(model, context, question, method, split, timer, generation_prompt_tokens)
+        prefilled = prefill.run(
+            model, context, question, method, split, timer, generation_prompt_tokens, answer_slots
+        )
         stats.final_cache_length = prefilled.kept_tokens
         with timer.phase("decode"):
             token_ids, first_logits = generate_answer(
@@ -368,14 +434,20 @@ def prefill_blocks(
     split: BudgetSplit | None,
     timer: PhaseTimer,
     generation_prompt_tokens: int = 0,
+    answer_slots: int = 0,
 ) -> Prefilled:
     """The block engine's prefill (``prefill_compressed``) as a ``Prefilled`` (the question is
-    forwarded afterwards, whole)."""
-    state = prefill_compressed(model, context_ids, question_ids, method, split, timer)
+    forwarded afterwards, whole), in a buffer with ``answer_slots`` to spare for the question and
+    the answer."""
+    capacity, _ = prefill_slots(
+        method, split, int(context_ids.numel()), int(question_ids.numel()), answer_slots
+    )
+    buffer = hooks.allocate_buffer(model, capacity)
+    state = prefill_compressed(model, context_ids, question_ids, method, split, timer, buffer)
     positions = state.positions
     if not method.selector.selects_one_set and positions.dim() == 1:  # nothing was dropped: one shape always
         positions = positions.expand(hooks.n_layers(model), hooks.n_kv_heads(model), positions.numel())
-    return Prefilled(state, positions, state.length)
+    return Prefilled(state, positions, state.length, buffer=buffer)
 
 
 def _block_attention(model: PreTrainedModel, method: MethodConfig) -> Any:
@@ -389,7 +461,7 @@ class Prefill:
 
     attention: Callable[[PreTrainedModel, MethodConfig], AbstractContextManager[None]]
     run: Callable[
-        [PreTrainedModel, Tensor, Tensor, MethodConfig, BudgetSplit | None, PhaseTimer, int], Prefilled
+        [PreTrainedModel, Tensor, Tensor, MethodConfig, BudgetSplit | None, PhaseTimer, int, int], Prefilled
     ]
 
 

@@ -2,7 +2,8 @@
 
 It registers the ``laserkv`` attention function with transformers' attention interface (no
 forward hooks, no monkey-patching), switches a model to it inside a context manager, runs the
-decoder body without the LM head, and moves KV tensors in and out of ``DynamicCache.layers``.
+decoder body without the LM head, moves KV tensors in and out of ``DynamicCache.layers``, and
+gives transformers a cache whose layers write into a preallocated ``KVBuffer``.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from transformers import AttentionInterface, DynamicCache, PreTrainedModel
-from transformers.cache_utils import DynamicLayer
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.cache_utils import Cache, CacheLayerMixin, DynamicLayer
 
+from laserkv import kernels
 from laserkv.backends import ROW_SCORES, SCORED_ATTENTION, ScoreChannelError, ScoreRequest
 from laserkv.errors import UnsupportedModelError
+from laserkv.kv_buffer import KVBuffer
 
 ATTENTION_NAME = "laserkv"
 SCORE_REQUEST_KWARG = "laserkv_score_request"
+DECODE_VISIBLE_KWARG = "laserkv_decode_visible"
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 
 
@@ -36,29 +38,39 @@ def _laserkv_attention(
     scaling: float | None = None,
     **kwargs: Any,
 ) -> tuple[Tensor, Tensor | None]:
-    """SDPA; with a score request, also the scoring rows' mass (``flash``: beside SDPA's output;
-    ``eager``: output and mass from the materialised probabilities)."""
-    request: ScoreRequest | None = kwargs.pop(SCORE_REQUEST_KWARG, None)
-    if request is None or request.backend in ROW_SCORES:
-        output = sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+    """The engine's attention: bottom-right causal over the cache, no mask tensor.
+
+    A decoding step (``DECODE_VISIBLE_KWARG``) runs ``kernels.decode_attention`` over its fixed
+    span; otherwise one ``kernels.block_attention`` call gives the output and each row's
+    log-sum-exp, and a score request adds the scoring rows' mass from them (``flash``), or
+    output and mass come from the materialised probabilities (``eager``, the reference).
+    """
+    if attention_mask is not None:
+        raise UnsupportedModelError(
+            "the laserkv attention runs without a mask (bottom-right causal); this forward passed one"
         )
-        if request is None:
-            return output
+    request: ScoreRequest | None = kwargs.pop(SCORE_REQUEST_KWARG, None)
+    visible: Tensor | None = kwargs.pop(DECODE_VISIBLE_KWARG, None)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    layer_index: int = module.layer_idx  # type: ignore[assignment]  # every supported architecture has it
-    if layer_index in request.reported_layers:
-        raise ScoreChannelError(f"layer {layer_index} reported its scores twice in one forward")
-    request.reported_layers.add(layer_index)
-    if request.backend in ROW_SCORES:
-        ROW_SCORES[request.backend](query, key, attention_mask, scale, request, layer_index)
-        return output
-    scored = SCORED_ATTENTION[request.backend](query, key, value, attention_mask, scale, request, layer_index)
-    return scored, None
+    if visible is not None:
+        return kernels.decode_attention(query, key, value, visible, scale), None
+    if request is not None:
+        layer_index: int = module.layer_idx  # type: ignore[assignment]  # every supported architecture has it
+        if layer_index in request.reported_layers:
+            raise ScoreChannelError(f"layer {layer_index} reported its scores twice in one forward")
+        request.reported_layers.add(layer_index)
+        if request.backend in SCORED_ATTENTION:
+            return SCORED_ATTENTION[request.backend](
+                query, key, value, None, scale, request, layer_index
+            ), None
+    output, lse = kernels.block_attention(query, key, value, scale)
+    if request is not None:
+        ROW_SCORES[request.backend](query, key, lse, scale, request, layer_index)
+    return output, None
 
 
 AttentionInterface.register(ATTENTION_NAME, _laserkv_attention)
-AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+# No mask function is registered for it: transformers then builds no mask (attention_mask None).
 
 
 def check_supported(model: PreTrainedModel) -> None:
@@ -154,9 +166,7 @@ def layer_key_probe(model: PreTrainedModel, summarise: Any) -> Iterator[dict[int
         layer_index: int = module.layer_idx  # type: ignore[assignment]
         summaries[layer_index] = summarise(kwargs["past_key_values"].layers[layer_index].keys)
 
-    handles = [
-        module.register_forward_hook(record, with_kwargs=True) for module in attention_modules(model)
-    ]
+    handles = [module.register_forward_hook(record, with_kwargs=True) for module in attention_modules(model)]
     try:
         yield summaries
     finally:
@@ -214,12 +224,74 @@ def kv_from_cache(cache: DynamicCache) -> tuple[list[Tensor], list[Tensor]]:
     return keys, values
 
 
+class _BufferLayer(CacheLayerMixin):
+    """One cache layer writing into a ``KVBuffer``: a block forward writes its new tokens at slots
+    ``[start, start + m)`` and attends over ``[0, start + m)``; a decoding step writes at the
+    device index ``slot`` and attends over the fixed span ``[0, span)``."""
+
+    is_sliding = False
+
+    def __init__(self, buffer: KVBuffer, layer: int, start: int, slot: Tensor | None, span: int) -> None:
+        super().__init__()
+        self.buffer, self.layer, self.start, self.slot, self.span = buffer, layer, start, slot, span
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: Tensor, value_states: Tensor) -> None:
+        return None
+
+    def update(
+        self, key_states: Tensor, value_states: Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[Tensor, Tensor]:
+        keys, values = self.buffer.layer_view(self.layer, self.span)
+        if self.slot is not None:
+            keys.index_copy_(2, self.slot, key_states)
+            values.index_copy_(2, self.slot, value_states)
+            return keys, values
+        self.buffer.write(self.layer, self.start, key_states, value_states)
+        return self.buffer.layer_view(self.layer, self.start + int(key_states.shape[2]))
+
+    def get_mask_sizes(self, query_length: int, *args: Any) -> tuple[int, int]:
+        return self.start + query_length, 0
+
+    def get_seq_length(self) -> int:
+        return self.start
+
+    def get_max_length(self) -> int:
+        return self.buffer.capacity
+
+
+def buffer_cache(buffer: KVBuffer) -> Cache:
+    """A transformers cache whose forward writes its new tokens after ``buffer``'s slots in use
+    (the caller advances ``buffer.length`` afterwards)."""
+    layers = [_BufferLayer(buffer, index, buffer.length, None, 0) for index in range(buffer.n_layers)]
+    return Cache(layers=layers)  # type: ignore[arg-type]
+
+
+def decode_cache(buffer: KVBuffer, slot: Tensor, span: int) -> Cache:
+    """A transformers cache for decoding steps: each writes its token at the (1,) device index
+    ``slot`` and attends over ``buffer``'s slots ``[0, span)`` (same shapes at every step)."""
+    layers = [_BufferLayer(buffer, index, 0, slot, span) for index in range(buffer.n_layers)]
+    return Cache(layers=layers)  # type: ignore[arg-type]
+
+
+def allocate_buffer(model: PreTrainedModel, capacity: int) -> KVBuffer:
+    """An empty ``KVBuffer`` of ``capacity`` slots shaped for ``model``'s cache, on its device."""
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    weight: Tensor = model.get_input_embeddings().weight  # type: ignore[assignment]
+    dtype = weight.dtype
+    return KVBuffer.allocate(
+        n_layers(model), n_kv_heads(model), int(head_dim), capacity, dtype, model_device(model)
+    )
+
+
 def forward_body(
     model: PreTrainedModel,
     input_ids: Tensor,
     position_ids: Tensor,
-    cache: DynamicCache,
+    cache: Cache,
     score_request: ScoreRequest | None = None,
+    decode_visible: Tensor | None = None,
 ) -> Tensor:
     """Run the decoder body (no LM head) over ``input_ids`` appended to ``cache``.
 
@@ -229,6 +301,7 @@ def forward_body(
         input_ids: (1, n) token ids; position_ids: (1, n) their true positions.
         cache: extended in place with the new tokens' keys and values.
         score_request: when given, every layer adds the question rows' attention mass to it.
+        decode_visible: a decoding step over a ``decode_cache``: its (span,) visible slots.
 
     Raises:
         ScoreChannelError: a score request that some layer never received.
@@ -237,7 +310,9 @@ def forward_body(
         (1, n, hidden) final hidden states.
     """
     body = getattr(model, model.base_model_prefix)
-    extra = {SCORE_REQUEST_KWARG: score_request} if score_request is not None else {}
+    extra: dict[str, Any] = {SCORE_REQUEST_KWARG: score_request} if score_request is not None else {}
+    if decode_visible is not None:
+        extra[DECODE_VISIBLE_KWARG] = decode_visible
     output = body(
         input_ids=input_ids, position_ids=position_ids, past_key_values=cache, use_cache=True, **extra
     )

@@ -115,10 +115,12 @@ def prefill_with_press(
     split: BudgetSplit | None,
     timer: PhaseTimer,
     generation_prompt_tokens: int = 0,
+    answer_slots: int = 0,
 ) -> Prefilled:
     """Prefill the context (and the question if query-aware) under the method's press.
 
     Args:
+        answer_slots: unused (the press's cache grows as transformers' does).
         split: the sample's budget; its total is the context tokens to keep (None: keep all).
         generation_prompt_tokens: the question's last tokens that are the chat template's end of
             turn and generation prompt: a query-aware press compresses the question without

@@ -106,3 +106,36 @@ def plan_block(
     if engine.faithful_empty_block and block_candidates.numel() == 0:
         n_select = 0  # the original skipped selection entirely, dropping tail / history
     return BlockPlan(prefix_has_tail, fixed, candidates, tail, n_select, block_len - local_start)
+
+
+def kept_after(plan: BlockPlan) -> tuple[int, int]:
+    """``(state, tail)`` lengths a step of ``plan`` leaves (the engine keeps the fixed slots, then
+    ``n_select`` candidates, all of them if fewer, or none when ``n_select`` is 0)."""
+    n_candidates = int(plan.candidate_slots.numel())
+    chosen = min(plan.n_select, n_candidates) if plan.n_select > 0 else 0
+    return int(plan.fixed_slots.numel()) + chosen, int(plan.tail_slots.numel())
+
+
+def forward_slots_needed(
+    engine: EngineConfig, split: BudgetSplit | None, context_len: int, question_rows: int
+) -> tuple[int, int]:
+    """The cache slots one call's block prefill needs, from the plans alone (no scores).
+
+    Args:
+        question_rows: rows appended after a block that scores with the question (0 if none).
+
+    Returns:
+        ``(most, final)``: the most slots any block forward uses (prefix, block and question
+        rows), and the slots the final cache keeps (state plus held tail).
+    """
+    state_len = tail_len = most = 0
+    for block_start in range(0, context_len, engine.block_size):
+        block_len = min(engine.block_size, context_len - block_start)
+        state_anchors = min(split.anchors, block_start) if split is not None else 0
+        plan = plan_block(
+            engine, split, state_len, min(state_anchors, state_len), tail_len, block_start, block_len
+        )
+        prefix = state_len + (tail_len if plan.prefix_has_tail else 0)
+        most = max(most, prefix + block_len + question_rows)
+        state_len, tail_len = kept_after(plan)
+    return most, state_len + tail_len

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from laserkv.kv_buffer import KVBuffer
+
 
 def _as_per_head(positions: Tensor, shape: tuple[int, int]) -> Tensor:
     """Shared (n,) positions as (layers, kv_heads, n); per-head positions unchanged."""
@@ -19,6 +21,24 @@ def join_positions(first: Tensor, second: Tensor) -> Tensor:
         return torch.cat([first, second], dim=-1)
     shape = tuple(first.shape[:2] if first.dim() == 3 else second.shape[:2])
     return torch.cat([_as_per_head(first, shape), _as_per_head(second, shape)], dim=-1)  # type: ignore[arg-type]
+
+
+def count_below(positions: Tensor, position: int) -> int:
+    """How many of ``positions`` ((n,) or (layers, kv_heads, n)) per layer and head sit below
+    ``position`` (every layer and head keeps the same number)."""
+    n = int(positions.shape[-1])
+    if n == 0:
+        return 0
+    return int((positions.reshape(-1, n)[0] < position).sum())
+
+
+def take_slots(rows: Tensor, slots: Tensor) -> Tensor:
+    """Per-slot values ((n,) shared or (layers, kv_heads, n)) at ``slots``: (k,) for every layer
+    and head, or (layers, kv_heads, k) per layer and head (shared values are broadcast)."""
+    if slots.dim() == 1:
+        return rows[..., slots.to(rows.device)]
+    shape = (int(slots.shape[0]), int(slots.shape[1]))
+    return torch.gather(_as_per_head(rows, shape), -1, slots.to(rows.device))
 
 
 @dataclass(frozen=True)
@@ -52,9 +72,7 @@ class CompressedKV:
 
     def count_below(self, position: int) -> int:
         """How many kept tokens (per layer and head) sit at context positions below ``position``."""
-        if self.length == 0:
-            return 0
-        return int((self.positions.reshape(-1, self.length)[0] < position).sum())
+        return count_below(self.positions, position)
 
     def concat(self, other: CompressedKV) -> CompressedKV:
         """``self`` followed by ``other`` (other's positions must come later)."""
@@ -134,3 +152,4 @@ class Prefilled:
     first_logits: Tensor | None = None
     question_token_by_token: bool = False
     question_in_state: int = 0
+    buffer: KVBuffer | None = None

@@ -178,6 +178,49 @@ def _row_slice_mass(
     return probabilities.sum(dim=2).reshape(heads, window)
 
 
+def window_row_mass(
+    query_rows: Tensor,
+    keys: Tensor,
+    lse: Tensor,
+    scaling: float,
+    window_start: int,
+    window: int,
+    max_elements: int = 1 << 26,
+) -> Tensor:
+    """Attention mass of the scoring rows on keys ``[window_start, window_start + window)``, given
+    each row's log-sum-exp over all the keys it sees: exp(q.k * scaling - lse), bottom-right
+    causal (row i of r sees keys ``<= k - r + i``).
+
+    Args:
+        query_rows: (1, h, r, d) post-RoPE queries of the scoring rows (the forward's last rows).
+        keys: (1, kv_h, k, d) post-RoPE keys of every slot.
+        lse: (h, r) fp32 log-sum-exp of each row (natural log).
+        max_elements: fp32 logits per step (rows and keys go in slices below it).
+
+    Returns:
+        (h, window) fp32 mass per query head.
+    """
+    _, heads, rows, dim = query_rows.shape
+    kv_heads, n_keys = keys.shape[1], keys.shape[2]
+    group = heads // kv_heads
+    row_step = max(1, min(rows, max_elements // (heads * max(window, 1))))
+    key_step = max(1, min(window, max_elements // (heads * row_step)))
+    total = torch.zeros(heads, window, device=keys.device)
+    for first in range(0, rows, row_step):
+        last = min(first + row_step, rows)
+        grouped = query_rows[0, :, first:last].reshape(kv_heads, group * (last - first), dim)
+        row_lse = lse[:, first:last].reshape(kv_heads, group, last - first, 1)
+        limits = torch.arange(first, last, device=keys.device) + (n_keys - rows)
+        for start in range(0, window, key_step):
+            stop = min(start + key_step, window)
+            slots = torch.arange(window_start + start, window_start + stop, device=keys.device)
+            logits = fp32_logits(grouped, keys[0, :, window_start + start : window_start + stop], scaling)
+            logits = logits.view(kv_heads, group, last - first, stop - start)
+            probabilities = torch.exp(logits - row_lse).masked_fill(slots[None, :] > limits[:, None], 0.0)
+            total[:, start:stop] += probabilities.sum(dim=2).reshape(heads, stop - start)
+    return total
+
+
 POOLINGS = ("avgpool", "maxpool")
 """SnapKV's two smoothings of the scores along the slots (its reference code offers both)."""
 

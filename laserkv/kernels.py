@@ -1,0 +1,109 @@
+"""The block engine's attention kernels, the only module calling private PyTorch attention ops.
+
+- ``block_attention``: a block (and the question rows after it) over the cache in one call,
+  bottom-right causal (row i of q sees keys ``<= k - q + i``, exactly the engine's mask: new rows
+  see every cached slot and the new rows before them), grouped-query heads taken as they are,
+  no materialised mask on CUDA, and each row's log-sum-exp from the same call. On CUDA (bf16 or
+  fp16) it is PyTorch's flash kernel, ``aten._scaled_dot_product_flash_attention``, whose causal
+  flag is bottom-right aligned; on CPU PyTorch's CPU flash kernel with an additive mask (its own
+  causal flag is top-left aligned); elsewhere the materialised fp32 softmax (the reference).
+- ``decode_attention``: one query row over a fixed-size span of the cache with a visibility
+  vector, so a decoding step has the same shapes at every step and can be replayed as a CUDA
+  graph.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+from laserkv.scorers.exact import fp32_logits
+
+FLASH_DTYPES = (torch.bfloat16, torch.float16)
+FLASH_MAX_HEAD_DIM = 256
+FLASH_ENV = "LASERKV_FLASH_KERNEL"
+"""Set to ``0`` to run the CUDA path on the reference kernel instead (a comparison switch)."""
+
+
+def uses_cuda_flash(query: Tensor) -> bool:
+    """Whether ``block_attention`` runs PyTorch's CUDA flash kernel for this query."""
+    head_dim = query.shape[-1]
+    return (
+        query.is_cuda
+        and query.dtype in FLASH_DTYPES
+        and head_dim % 8 == 0
+        and head_dim <= FLASH_MAX_HEAD_DIM
+        and os.environ.get(FLASH_ENV, "1") != "0"
+    )
+
+
+def bottom_right_allowed(n_rows: int, n_keys: int, device: torch.device) -> Tensor:
+    """(n_rows, n_keys) bool: row i may attend to keys ``<= n_keys - n_rows + i``."""
+    rows = torch.arange(n_rows, device=device)[:, None]
+    keys = torch.arange(n_keys, device=device)[None, :]
+    return keys <= rows + (n_keys - n_rows)
+
+
+def block_attention(query: Tensor, key: Tensor, value: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """Bottom-right causal attention of one sequence, with every row's log-sum-exp.
+
+    Args:
+        query: (1, h, q, d); key, value: (1, kv_h, k, d) with ``h`` a multiple of ``kv_h``
+            (last dimension contiguous; other strides free, e.g. views of a larger buffer).
+        scale: the logit scale.
+
+    Returns:
+        ``(output, lse)``: (1, q, h, d) in the query's dtype, as transformers' attention functions
+        return it, and (h, q) fp32 natural-log log-sum-exp of each row's scaled logits over the
+        keys it sees.
+    """
+    n_rows = query.shape[2]
+    if uses_cuda_flash(query):
+        output, lse = torch.ops.aten._scaled_dot_product_flash_attention(
+            query, key, value, 0.0, True, False, scale=scale
+        )[:2]
+        return output.transpose(1, 2), lse[0, :, :n_rows]
+    allowed = bottom_right_allowed(n_rows, key.shape[2], query.device)
+    if query.device.type == "cpu":
+        additive = torch.zeros(allowed.shape, dtype=query.dtype).masked_fill_(~allowed, float("-inf"))
+        output, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            query, key, value, 0.0, False, attn_mask=additive, scale=scale
+        )[:2]
+        return output.transpose(1, 2), lse[0].float()
+    return _reference_attention(query, key, value, scale, allowed)
+
+
+def _reference_attention(
+    query: Tensor, key: Tensor, value: Tensor, scale: float, allowed: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The materialised fp32 softmax (memory O(h * q * k)), for devices without a flash kernel."""
+    group = query.shape[1] // key.shape[1]
+    keys = key.repeat_interleave(group, dim=1).float()
+    logits = torch.matmul(query.float(), keys.transpose(-1, -2)) * scale
+    logits = logits.masked_fill(~allowed, float("-inf"))
+    lse = torch.logsumexp(logits, dim=-1)
+    probabilities = torch.exp(logits - lse[..., None])
+    values = value.repeat_interleave(group, dim=1)
+    output = torch.matmul(probabilities.to(value.dtype), values)
+    return output.transpose(1, 2), lse[0]
+
+
+def decode_attention(query: Tensor, key: Tensor, value: Tensor, visible: Tensor, scale: float) -> Tensor:
+    """One query row over a fixed span of cache slots, of which ``visible`` are attended.
+
+    Args:
+        query: (1, h, 1, d); key, value: (1, kv_h, n, d), the same ``n`` at every step.
+        visible: (n,) bool, True for the slots holding tokens (updated in place between steps).
+
+    Returns:
+        (1, 1, h, d) in the query's dtype. Logits and softmax in fp32.
+    """
+    heads, dim = query.shape[1], query.shape[3]
+    kv_heads = key.shape[1]
+    grouped = query[0, :, 0].reshape(kv_heads, heads // kv_heads, dim)
+    logits = fp32_logits(grouped, key[0], scale).masked_fill(~visible, float("-inf"))
+    probabilities = torch.softmax(logits, dim=-1).to(value.dtype)
+    output = torch.bmm(probabilities, value[0])  # (kv_h, group, d)
+    return output.reshape(1, 1, heads, dim)
