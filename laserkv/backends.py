@@ -5,8 +5,9 @@ during a block forward. Called from the attention function registered in ``hooks
   O(h * rows * keys)); its output equals standard eager attention.
 - ``flash``: the output and every row's log-sum-exp come from one fast kernel call
   (``kernels.block_attention``, run by ``hooks.py``); the scoring rows' mass is one pass of
-  their queries over the scored window's keys, normalised by that log-sum-exp (memory
-  O(h * q * chunk)), so it equals eager's.
+  their queries over the scored window's keys, normalised by that log-sum-exp, so it equals
+  eager's: one Triton kernel on CUDA (``scorers.window_mass_triton``: no logits matrix written),
+  the torch reference ``scorers.exact.window_row_mass`` elsewhere (memory O(h * q * chunk)).
 """
 
 from __future__ import annotations

@@ -77,13 +77,15 @@ def cache_steps(model: PreTrainedModel, cache: object) -> Step:
 
 class BufferSteps:
     """Decoding steps over a ``KVBuffer``: each writes its token's keys and values at the next slot
-    (a device index) and attends over the fixed span ``[0, span)`` with a visibility vector, so
+    (a device index) and attends over the fixed span ``[0, span)`` (default: the whole buffer,
+    whose contiguous values split into partial sums) with a visibility vector, so
     every step has the same shapes. On CUDA the first step runs eagerly (the warm-up) and is then
     captured as a CUDA graph that later steps replay; elsewhere, or with
     ``LASERKV_CUDA_GRAPHS=0``, every step runs eagerly. Replaying runs the same kernels, so the
     tokens do not depend on the graph."""
 
-    def __init__(self, model: PreTrainedModel, buffer: KVBuffer, span: int) -> None:
+    def __init__(self, model: PreTrainedModel, buffer: KVBuffer, span: int | None = None) -> None:
+        span = buffer.capacity if span is None else span
         if span > buffer.capacity or span < buffer.length:
             raise ValueError(f"span {span} outside the buffer's {buffer.length}..{buffer.capacity} slots")
         device = hooks.model_device(model)

@@ -24,6 +24,7 @@ from laserkv.budget import BudgetSplit
 from laserkv.config import EngineConfig, GenerationConfig, MethodConfig
 from laserkv.decoding import BufferSteps, Step, cache_steps, decode_tokens
 from laserkv.evidence import block_evidence
+from laserkv.kernels import DECODE_CHUNK
 from laserkv.kv_buffer import KVBuffer
 from laserkv.kvpress_bridge import prefill_with_press, press_attention
 from laserkv.modes import BlockPlan, forward_slots_needed, plan_block
@@ -299,11 +300,13 @@ def prefill_slots(
     answer_slots: int = 0,
 ) -> tuple[int, int]:
     """``(capacity, final)``: the buffer slots a call needs (its largest block forward, or the
-    final cache plus ``answer_slots`` for the question and the answer) and the final cache."""
+    final cache plus ``answer_slots`` for the question and the answer, rounded up to a multiple of
+    ``kernels.DECODE_CHUNK`` for the decoding steps' partial sums) and the final cache."""
     needs = method.selector.needs()
     question_rows = question_len if needs.scoring_rows == "question" else 0
     most, final = forward_slots_needed(method.engine, split, context_len, question_rows)
-    return max(most, final + answer_slots, 1), final
+    capacity = max(most, final + answer_slots, 1)
+    return -(-capacity // DECODE_CHUNK) * DECODE_CHUNK, final
 
 
 def generate_answer(
@@ -338,9 +341,8 @@ def generate_answer(
             model, buffer, question_ids, torch.arange(context_len, context_len + n_question)
         )
         logits = hooks.next_token_logits(model, hidden[:, -1])
-        span = buffer.length + generation.max_new_tokens - 1
-        buffer.reserve(span)
-        step: Step = BufferSteps(model, buffer, span)
+        buffer.reserve(buffer.length + generation.max_new_tokens - 1)
+        step: Step = BufferSteps(model, buffer)
     else:
         cache = forward_cache(model, state)
         done = 0 if prefilled is None else prefilled.question_in_state

@@ -19,7 +19,7 @@ import os
 import torch
 from torch import Tensor
 
-from laserkv.scorers.exact import fp32_logits
+from laserkv.scorers.exact import fp32_logits, fp32_products
 
 FLASH_DTYPES = (torch.bfloat16, torch.float16)
 FLASH_MAX_HEAD_DIM = 256
@@ -90,20 +90,36 @@ def _reference_attention(
     return output.transpose(1, 2), lse[0]
 
 
+DECODE_CHUNK = 512
+"""Slots per partial sum of a decoding step's probabilities times values (split-K: one step's
+reduction over a long cache runs over many blocks of the GPU instead of one per head)."""
+
+
 def decode_attention(query: Tensor, key: Tensor, value: Tensor, visible: Tensor, scale: float) -> Tensor:
     """One query row over a fixed span of cache slots, of which ``visible`` are attended.
 
     Args:
-        query: (1, h, 1, d); key, value: (1, kv_h, n, d), the same ``n`` at every step.
+        query: (1, h, 1, d); key, value: (1, kv_h, n, d), the same ``n`` at every step (split
+            into ``DECODE_CHUNK`` partial sums when the values are contiguous and ``n`` a
+            multiple of it).
         visible: (n,) bool, True for the slots holding tokens (updated in place between steps).
 
     Returns:
-        (1, 1, h, d) in the query's dtype. Logits and softmax in fp32.
+        (1, 1, h, d) in the query's dtype. Logits, softmax and the sum over slots in fp32.
     """
     heads, dim = query.shape[1], query.shape[3]
-    kv_heads = key.shape[1]
-    grouped = query[0, :, 0].reshape(kv_heads, heads // kv_heads, dim)
+    kv_heads, n_slots = key.shape[1], key.shape[2]
+    group = heads // kv_heads
+    grouped = query[0, :, 0].reshape(kv_heads, group, dim)
     logits = fp32_logits(grouped, key[0], scale).masked_fill(~visible, float("-inf"))
-    probabilities = torch.softmax(logits, dim=-1).to(value.dtype)
-    output = torch.bmm(probabilities, value[0])  # (kv_h, group, d)
+    probabilities = torch.softmax(logits, dim=-1).to(value.dtype)  # (kv_h, group, n)
+    chunks = n_slots // DECODE_CHUNK
+    if chunks > 1 and n_slots % DECODE_CHUNK == 0 and value[0].is_contiguous():
+        pieces = probabilities.view(kv_heads, group, chunks, DECODE_CHUNK).transpose(1, 2)
+        pieces = pieces.reshape(kv_heads * chunks, group, DECODE_CHUNK)
+        values = value[0].view(kv_heads * chunks, DECODE_CHUNK, dim)
+        partial = fp32_products(pieces, values).view(kv_heads, chunks, group, dim)
+        output = partial.sum(1).to(value.dtype)
+    else:
+        output = torch.bmm(probabilities, value[0])  # (kv_h, group, d)
     return output.reshape(1, 1, heads, dim)

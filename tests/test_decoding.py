@@ -14,6 +14,7 @@ from laserkv import GenerationConfig, MethodConfig, build_method, get_method, ho
 from laserkv.budget import BudgetSplit
 from laserkv.decoding import next_token
 from laserkv.engine import compress_and_generate, prefill_blocks, prefill_slots
+from laserkv.kernels import DECODE_CHUNK
 from laserkv.prompting import encode_context, encode_question
 from laserkv.stats import CallStats, PhaseTimer
 from tests.tiny import sentence
@@ -28,7 +29,9 @@ def plain_loop(model: Any, ids: list[int], generation: GenerationConfig, eos: in
         sampler = torch.Generator(device=device).manual_seed(generation.seed)
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
-        logits = model(torch.tensor([ids], device=device), past_key_values=cache, use_cache=True).logits[0, -1]
+        logits = model(torch.tensor([ids], device=device), past_key_values=cache, use_cache=True).logits[
+            0, -1
+        ]
         tokens: list[int] = []
         while len(tokens) < generation.max_new_tokens:
             token = next_token(logits.float(), generation.temperature, sampler)
@@ -82,9 +85,12 @@ def test_the_buffer_is_sized_by_the_plan_and_never_regrown(tiny: Any, method: Me
     split: BudgetSplit | None = method.split_for(int(context.numel()))
     stats = CallStats()
     with torch.no_grad(), hooks.laserkv_attention(model):
-        prefilled = prefill_blocks(model, context, question, method, split, PhaseTimer(stats, torch.device("cpu")))
+        prefilled = prefill_blocks(
+            model, context, question, method, split, PhaseTimer(stats, torch.device("cpu"))
+        )
     capacity, final = prefill_slots(method, split, int(context.numel()), int(question.numel()))
     assert prefilled.buffer is not None and prefilled.buffer.regrown == 0
     assert prefilled.state.length == final == stats.cache_length_per_block[-1]
     widest = max([0, *stats.cache_length_per_block[:-1]]) + method.engine.block_size + int(question.numel())
-    assert capacity <= widest, "no more slots than the widest forward can use"
+    assert capacity % DECODE_CHUNK == 0
+    assert capacity - DECODE_CHUNK < widest, "no more slots than the widest forward can use, rounded up"

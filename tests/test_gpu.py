@@ -182,3 +182,27 @@ def test_graph_decoding_gives_the_eager_steps_tokens_on_the_8b_architecture(
     assert torch.equal(runs["1"].kept_positions, runs["0"].kept_positions)
     del model
     torch.cuda.empty_cache()
+
+
+@pytest.mark.parametrize(
+    ("rows", "n_keys", "window_start", "window"),
+    [(64, 8256, 0, 8192), (64, 30000, 100, 4001), (1, 700, 0, 699), (300, 2000, 0, 2000)],
+)
+def test_triton_window_mass_equals_the_torch_reference(
+    rows: int, n_keys: int, window_start: int, window: int
+) -> None:
+    """The Triton kernel against ``window_row_mass`` (itself tested against brute force on CPU), on
+    bf16 tensors of the 8B shapes (32 query heads over 8 KV heads), the log-sum-exp from the flash
+    kernel."""
+    from laserkv.kernels import block_attention
+    from laserkv.scorers import window_mass_triton
+    from laserkv.scorers.exact import window_row_mass
+
+    generator = torch.Generator(device="cuda").manual_seed(rows)
+    query = torch.randn(1, 32, rows, 128, device="cuda", generator=generator, dtype=torch.bfloat16)
+    key = torch.randn(1, 8, n_keys, 128, device="cuda", generator=generator, dtype=torch.bfloat16)
+    _, lse = block_attention(query, key, key, 128**-0.5)
+    assert window_mass_triton.available(query)
+    fast = window_mass_triton.window_mass(query, key, lse, 128**-0.5, window_start, window)
+    reference = window_row_mass(query, key, lse, 128**-0.5, window_start, window).reshape(8, 4, window).sum(1)
+    torch.testing.assert_close(fast, reference, rtol=1e-3, atol=1e-5)

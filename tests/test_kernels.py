@@ -155,3 +155,13 @@ def test_buffer_errors_and_reserve() -> None:
     buffer.reserve(14)
     assert buffer.capacity == 14 and buffer.regrown == 1
     torch.testing.assert_close(buffer.keys[0][:, :, :10], old)
+
+
+def test_decode_attention_split_into_partial_sums_equals_brute_force() -> None:
+    from laserkv.kernels import DECODE_CHUNK
+
+    query, key, value = random_qkv(8, 2, 1, 3 * DECODE_CHUNK, seed=5)
+    visible = torch.rand(3 * DECODE_CHUNK, generator=torch.Generator().manual_seed(6)) > 0.5
+    output = decode_attention(query, key, value, visible, 16**-0.5)
+    expected, _ = brute_force(query, key, value, visible[None])
+    torch.testing.assert_close(output.double(), expected, rtol=1e-5, atol=1e-5)

@@ -80,12 +80,18 @@ def fp32_logits(queries: Tensor, keys: Tensor, scaling: float) -> Tensor:
 
     Half-precision CUDA inputs multiply on tensor cores with fp32 outputs; others are upcast.
     """
-    if queries.is_cuda and queries.dtype in (torch.bfloat16, torch.float16):
+    return fp32_products(queries, keys.transpose(1, 2)) * scaling
+
+
+def fp32_products(left: Tensor, right: Tensor) -> Tensor:
+    """(g, r, k) x (g, k, c) -> (g, r, c) batched products in fp32 (half-precision CUDA inputs on
+    tensor cores with fp32 outputs; others upcast)."""
+    if left.is_cuda and left.dtype in (torch.bfloat16, torch.float16):
         try:
-            return torch.bmm(queries, keys.transpose(1, 2), out_dtype=torch.float32) * scaling
+            return torch.bmm(left, right, out_dtype=torch.float32)
         except (TypeError, RuntimeError):  # a torch without bmm's out_dtype
             pass
-    return torch.bmm(queries.float(), keys.float().transpose(1, 2)) * scaling
+    return torch.bmm(left.float(), right.float())
 
 
 def _visible(row_limits: Tensor | None, allowed_rows: Tensor | None, start: int, stop: int) -> Tensor:
