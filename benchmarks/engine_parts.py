@@ -138,3 +138,54 @@ def hbm_floor_seconds(model: Any, n_cache: int) -> float:
     head_dim = config.hidden_size // config.num_attention_heads
     cache_bytes = 2 * 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * n_cache
     return (weight_bytes + cache_bytes) / bandwidth
+
+
+def kernel_profile(run: Callable[[], Any], row_limit: int = 14) -> str:
+    """The CUDA kernels of one ``run`` (after one warm-up), by total time, as profiler's table."""
+    run()
+    torch.cuda.synchronize()
+    activities = [torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=activities) as profiler:
+        run()
+        torch.cuda.synchronize()
+    averages = profiler.key_averages()
+    total_ms = sum(event.device_time_total for event in averages) / 1000
+    table = averages.table(sort_by="device_time_total", row_limit=row_limit, max_name_column_width=70)
+    return f"total CUDA kernel time {total_ms:.2f} ms\n{table}"
+
+
+def main() -> None:
+    """``python -m benchmarks.engine_parts --profile decode|block --cache 128k``: the kernels of one
+    eager decoding step (the graph replays the same kernels) or of one scored block forward
+    (4096 tokens + 64 question rows) over a cache of that size."""
+    import argparse
+
+    from benchmarks.models import random_llama31_8b
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--profile", choices=("decode", "block"), required=True)
+    parser.add_argument("--cache", default="4k")
+    args = parser.parse_args()
+    n_cache = int(args.cache.rstrip("k")) * 1024
+    model = random_llama31_8b()
+    print(f"# {torch.cuda.get_device_name()}: {args.profile}, cache {n_cache}")
+    with torch.inference_mode(), hooks.laserkv_attention(model):
+        if args.profile == "decode":
+            buffer = filled_buffer(model, n_cache, 64)
+            decoder = BufferSteps(model, buffer)
+            decoder.use_graph = False
+            print(kernel_profile(lambda: decoder(7, n_cache)))
+            return
+        buffer = filled_buffer(model, n_cache, 4096 + 64)
+        ids, positions = random_ids(4096 + 64), torch.arange(n_cache, n_cache + 4096 + 64)
+
+        def block() -> None:
+            buffer.truncate(n_cache)
+            request = ScoreRequest("flash", 64, 0, torch.zeros(1, 1, n_cache + 4096, device="cuda"))
+            forward_into(model, buffer, ids, positions, request)
+
+        print(kernel_profile(block))
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from laserkv.errors import LaserKVError
+from laserkv.scorers import window_mass_triton
 from laserkv.scorers.exact import (
     add_attention_mass,
     add_head_mass,
@@ -132,6 +133,10 @@ def flash_row_scores(
         mass = streamed_row_mass(
             query[..., -rows:, :], key, scaling, None, request.window_start, window, request.normalise_span
         )
+    elif window_mass_triton.available(query):
+        mass = window_mass_triton.window_mass(
+            query[..., -rows:, :], key, lse[:, -rows:], scaling, request.window_start, window, block_m=32
+        )  # (kv_heads, window): already summed within each group
     else:
         mass = window_row_mass(
             query[..., -rows:, :], key, lse[:, -rows:], scaling, request.window_start, window

@@ -9,7 +9,7 @@
   causal flag is top-left aligned); elsewhere the materialised fp32 softmax (the reference).
 - ``decode_attention``: one query row over a fixed-size span of the cache with a visibility
   vector, so a decoding step has the same shapes at every step and can be replayed as a CUDA
-  graph.
+  graph: a split-KV Triton kernel on CUDA (``decode_triton``), torch ops elsewhere.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import torch
 from torch import Tensor
 
+from laserkv import decode_triton
 from laserkv.scorers.exact import fp32_logits, fp32_products
 
 FLASH_DTYPES = (torch.bfloat16, torch.float16)
@@ -107,6 +108,8 @@ def decode_attention(query: Tensor, key: Tensor, value: Tensor, visible: Tensor,
     Returns:
         (1, 1, h, d) in the query's dtype. Logits, softmax and the sum over slots in fp32.
     """
+    if decode_triton.available(query):
+        return decode_triton.decode_attention(query, key, value, visible, scale)
     heads, dim = query.shape[1], query.shape[3]
     kv_heads, n_slots = key.shape[1], key.shape[2]
     group = heads // kv_heads

@@ -120,9 +120,10 @@ class KVBuffer:
         if n_keep and int(slots.max()) >= self.length:
             raise ValueError(f"slot {int(slots.max())} is beyond the {self.length} slots in use")
         moved = 0
+        shared_first = _first_moved(slots) if slots.dim() == 1 else 0
         for layer in range(self.n_layers):
             layer_slots = slots if slots.dim() == 1 else slots[layer]
-            first = _first_moved(layer_slots)
+            first = shared_first if slots.dim() == 1 else _first_moved(layer_slots)
             if first == n_keep:
                 continue
             moved += n_keep - first

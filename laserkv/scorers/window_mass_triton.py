@@ -7,7 +7,6 @@ heads (bottom-right causal), so no logits matrix is written. The same quantity a
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -37,28 +36,28 @@ def available(query_rows: Tensor) -> bool:
 
 if triton is not None:
 
-    @triton.jit
-    def _window_mass_kernel(
-        q_ptr: Any,
-        k_ptr: Any,
-        lse_ptr: Any,
-        out_ptr: Any,
-        stride_qh: int,
-        stride_qr: int,
-        stride_kh: int,
-        stride_kn: int,
-        stride_lh: int,
-        stride_oh: int,
-        rows: int,
-        n_keys: int,
-        window_start: int,
-        window: int,
-        scale: float,
+    @triton.jit  # parameters without annotations: Triton reads them as types
+    def _window_mass_kernel(  # type: ignore[no-untyped-def]
+        q_ptr,
+        k_ptr,
+        lse_ptr,
+        out_ptr,
+        stride_qh,
+        stride_qr,
+        stride_kh,
+        stride_kn,
+        stride_lh,
+        stride_oh,
+        rows,
+        n_keys,
+        window_start,
+        window,
+        scale,
         GROUP: tl.constexpr,
         HEAD_DIM: tl.constexpr,
         BLOCK_M: tl.constexpr,
         BLOCK_N: tl.constexpr,
-    ) -> None:
+    ):
         tile = tl.program_id(0)
         kv_head = tl.program_id(1)
         offs_n = tile * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -85,7 +84,15 @@ if triton is not None:
 
 
 def window_mass(
-    query_rows: Tensor, keys: Tensor, lse: Tensor, scaling: float, window_start: int, window: int
+    query_rows: Tensor,
+    keys: Tensor,
+    lse: Tensor,
+    scaling: float,
+    window_start: int,
+    window: int,
+    block_n: int = 64,
+    block_m: int = 64,
+    num_warps: int = 4,
 ) -> Tensor:
     """(kv_heads, window) fp32 mass of the scoring rows on keys ``[window_start, window_start +
     window)``, summed over each KV head's query heads (arguments as ``window_row_mass``)."""
@@ -98,13 +105,12 @@ def window_mass(
         key_rows = key_rows.contiguous()
     lse = lse.float().contiguous()
     out = torch.empty(kv_heads, window, dtype=torch.float32, device=keys.device)
-    block_n = 64
     grid = (triton.cdiv(window, block_n), kv_heads)
     _window_mass_kernel[grid](
         queries, key_rows, lse, out,
         queries.stride(0), queries.stride(1), key_rows.stride(0), key_rows.stride(1),
         lse.stride(0), out.stride(0),
         rows, n_keys, window_start, window, scaling,
-        GROUP=heads // kv_heads, HEAD_DIM=head_dim, BLOCK_M=64, BLOCK_N=block_n,
+        GROUP=heads // kv_heads, HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n, num_warps=num_warps,
     )  # fmt: skip
     return out

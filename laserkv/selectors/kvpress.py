@@ -238,5 +238,5 @@ class KVPressSelector(Selector):
         return {"press": "snapkv", "query_aware": False, **press_defaults(self.press)}
 
     def summary(self) -> str:
-        changed = ",".join(f"{name[len(PRESS_PREFIX):]}={value}" for name, value in self.press_params)
+        changed = ",".join(f"{name[len(PRESS_PREFIX) :]}={value}" for name, value in self.press_params)
         return f"kvpress {self.press}" + (f"[{changed}]" if changed else "")
