@@ -1,5 +1,6 @@
-"""One scored block forward on the Llama-3.1-8B architecture (random bf16): the extra peak memory
-of scoring (eager vs flash vs none) and, with ``--profile``, the top CUDA kernels.
+"""One scored block forward on the Llama-3.1-8B architecture (random bf16), over a cache in the
+engine's buffer: the extra peak memory of scoring (eager vs flash vs none) and, with
+``--profile``, the top CUDA kernels. (Timing targets: ``benchmarks.engine_speed --targets``.)
 
     python -m benchmarks.block_cost --cache 28k --block 4096 --question 64 [--profile]
 """
@@ -13,8 +14,7 @@ import torch
 from benchmarks.models import random_llama31_8b
 from laserkv import hooks
 from laserkv.backends import ScoreRequest
-from laserkv.engine import forward_block
-from laserkv.state import CompressedKV
+from laserkv.engine import block_inputs, forward_into
 
 
 def tokens(label: str) -> int:
@@ -41,9 +41,11 @@ def main() -> None:
     print("| scoring | peak GiB | extra over no scoring | seconds |")
     print("|---|---|---|---|")
     with torch.inference_mode(), hooks.laserkv_attention(model):
-        prefix = CompressedKV.empty()
+        buffer = hooks.allocate_buffer(model, total)
         for start in range(0, n_cache, 8192):  # build the cache in pieces
-            prefix = forward_block(model, prefix, ids[start : min(start + 8192, n_cache)], start, None, None)
+            piece = ids[start : min(start + 8192, n_cache)]
+            forward_into(model, buffer, piece, torch.arange(start, start + piece.numel()))
+        block_ids, block_positions = block_inputs(block, n_cache, (question, total))
         baseline = None
         for backend in ("none", "flash", "eager", "none", "flash"):  # the last two are warm
             request = None
@@ -58,12 +60,12 @@ def main() -> None:
                 torch.cuda.Event(enable_timing=True),
                 torch.cuda.Event(enable_timing=True),
             )
+            buffer.truncate(n_cache)
             start_event.record()
-            step = forward_block(model, prefix, block, n_cache, (question, total), request)
+            forward_into(model, buffer, block_ids, block_positions, request)
             end_event.record()
             torch.cuda.synchronize()
             peak = torch.cuda.max_memory_allocated() - before
-            del step
             if backend == "none":
                 baseline = peak
             extra = peak - (baseline or 0)
@@ -74,7 +76,8 @@ def main() -> None:
                 "flash", args.question, 0, torch.zeros(1, 1, n_cache + args.block, device="cuda")
             )
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profiler:
-                forward_block(model, prefix, block, n_cache, (question, total), request)
+                buffer.truncate(n_cache)
+                forward_into(model, buffer, block_ids, block_positions, request)
                 torch.cuda.synchronize()
             print(
                 profiler.key_averages().table(

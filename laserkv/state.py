@@ -70,58 +70,9 @@ class CompressedKV:
         """Number of kept tokens (per layer and head)."""
         return int(self.positions.shape[-1])
 
-    def count_below(self, position: int) -> int:
-        """How many kept tokens (per layer and head) sit at context positions below ``position``."""
-        return count_below(self.positions, position)
-
-    def concat(self, other: CompressedKV) -> CompressedKV:
-        """``self`` followed by ``other`` (other's positions must come later)."""
-        if other.length == 0:
-            return self
-        if self.length == 0:
-            return other
-        keys = tuple(torch.cat(pair, dim=2) for pair in zip(self.keys, other.keys, strict=True))
-        values = tuple(torch.cat(pair, dim=2) for pair in zip(self.values, other.values, strict=True))
-        scores = None
-        if self.scores is not None and other.scores is not None:
-            scores = torch.cat([self.scores, other.scores], dim=-1)
-        return CompressedKV(keys, values, join_positions(self.positions, other.positions), scores)
-
     def with_scores(self, scores: Tensor) -> CompressedKV:
         """The same cache carrying ``scores`` (layers, kv_heads, n)."""
         return CompressedKV(self.keys, self.values, self.positions, scores)
-
-    def gather(self, slots: Tensor) -> CompressedKV:
-        """The tokens at ``slots``, in that order.
-
-        Args:
-            slots: int64 slot indices, ascending along the last dimension: (k,) for every layer
-                and head, or (layers, kv_heads, k) for one set per layer and head.
-        """
-        if slots.shape[-1] == 0:
-            return CompressedKV.empty()
-        if slots.dim() == 1:
-            if slots.numel() == self.length and torch.equal(slots, torch.arange(self.length)):
-                return self  # everything, in order: no copy
-            device_slots = slots.to(self.keys[0].device)
-            keys = tuple(layer.index_select(2, device_slots) for layer in self.keys)
-            values = tuple(layer.index_select(2, device_slots) for layer in self.values)
-            scores = None if self.scores is None else self.scores[..., device_slots.to(self.scores.device)]
-            return CompressedKV(keys, values, self.positions[..., slots], scores)
-        per_layer = slots.to(self.keys[0].device)
-        keys = tuple(_gather_heads(layer, per_layer[i]) for i, layer in enumerate(self.keys))
-        values = tuple(_gather_heads(layer, per_layer[i]) for i, layer in enumerate(self.values))
-        positions = _as_per_head(self.positions, (slots.shape[0], slots.shape[1]))
-        scores = None
-        if self.scores is not None:
-            scores = torch.gather(self.scores, -1, slots.to(self.scores.device))
-        return CompressedKV(keys, values, torch.gather(positions, -1, slots), scores)
-
-
-def _gather_heads(layer: Tensor, head_slots: Tensor) -> Tensor:
-    """(1, kv_heads, n, d) gathered at (kv_heads, k) slots per head -> (1, kv_heads, k, d)."""
-    index = head_slots[None, :, :, None].expand(1, -1, -1, layer.shape[-1])
-    return torch.gather(layer, 2, index)
 
 
 @dataclass(frozen=True)

@@ -223,7 +223,16 @@ def brute_force_prefix(cache: Any, kept_slots: torch.Tensor) -> CompressedKV:
     """Block one's kept slots (positions = slots: the block starts at 0) gathered from the
     plain forward's cache: (n,) for every head or (layers, kv_heads, n) per head."""
     keys, values = hooks.kv_from_cache(cache)
-    return CompressedKV(tuple(keys), tuple(values), torch.arange(keys[0].shape[2])).gather(kept_slots)
+
+    def pick(layer: int, tensor: torch.Tensor) -> torch.Tensor:
+        if kept_slots.dim() == 1:
+            return tensor[:, :, kept_slots]
+        heads = range(tensor.shape[1])
+        return torch.stack([tensor[0, head, kept_slots[layer, head]] for head in heads])[None]
+
+    picked_keys = tuple(pick(layer, tensor) for layer, tensor in enumerate(keys))
+    picked_values = tuple(pick(layer, tensor) for layer, tensor in enumerate(values))
+    return CompressedKV(picked_keys, picked_values, kept_slots)
 
 
 def lsh_choice(lsh_mode: str, queries: torch.Tensor, candidates: torch.Tensor, n_keep: int) -> torch.Tensor:
