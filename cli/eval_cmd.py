@@ -210,7 +210,10 @@ def sweep_command(
     grid: Annotated[
         str | None,
         typer.Option(
-            help="A preset (ablation, laser-budgets, rivals, quality) or a YAML file (default: ablation).",
+            help=(
+                "A preset (ablation, laser-budgets, rivals, quality, quality-v2) or a YAML file "
+                "(default: ablation)."
+            ),
             rich_help_panel="Method",
         ),
     ] = None,

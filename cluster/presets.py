@@ -31,6 +31,16 @@ RIVAL_METHODS = (
     *(f"{KVPRESS_PREFIX}{press}{suffix}" for press in RIVAL_PRESSES for suffix in ("", QUERY_AWARE_SUFFIX)),
 )
 QUALITY_BUDGETS = (256, 512, 1024, 2048)
+QUALITY_V2_RATIOS = (0.25, 0.125)
+"""Issue 20's budgets: the fraction of each context kept (the original's RULER settings)."""
+QUALITY_V2_PRESSES = ("snapkv", "pyramidkv", "expected_attention", "tova")
+QUALITY_V2_METHODS = (
+    "laser",
+    "laser_recursive",
+    *RIVALS,
+    *(f"{KVPRESS_PREFIX}{press}" for press in QUALITY_V2_PRESSES),
+)
+"""Issue 20's study: LASER-KV, every native rival in both protocols, four kvpress presses."""
 GridEntry = dict[str, Any]
 FLAGS = {"budget": "--budget", "compression_ratio": "--ratio", "block_size": "--block-size"}
 FIRST_RELEASE_BASELINES = ("full", "streaming_laser_split", "snapkv_laser_split")
@@ -49,6 +59,11 @@ SWEEP_PRESETS: dict[str, tuple[GridEntry, ...]] = {
         {"method": "full"},
         *({"method": name, "budget": list(QUALITY_BUDGETS)} for name in QUALITY_METHODS),
     ),
+    "quality-v2": (
+        {"method": "full"},
+        *({"method": name, "compression_ratio": list(QUALITY_V2_RATIOS)} for name in QUALITY_V2_METHODS),
+        {"method": "laser", "score_pooling": 7, "compression_ratio": list(QUALITY_V2_RATIOS)},
+    ),
 }
 """Grids in the YAML files' form. ``ablation``: the original README's grid (exact / LSH / hybrid
 x modes) plus the first release's baselines. ``laser-budgets``: LASER-KV against those baselines
@@ -56,7 +71,10 @@ at one budget.
 ``quality``: issue 8's benchmark, ``full`` plus seven methods at budgets 256-2048 (labels like
 ``laser[budget=1024]``; see ``benchmarks/quality.py``). ``rivals``: LASER-KV against every
 native rival and kvpress's standard presses (both protocols) at one budget (the method default,
-or ``--budget`` / ``--ratio`` for all of them)."""
+or ``--budget`` / ``--ratio`` for all of them). ``quality-v2``: issue 20's study, ``full`` and
+LASER-KV (also with ``score_pooling=7``), the native rivals in both protocols and four kvpress
+presses, each keeping r = 0.25 and r = 0.125 of every context (labels like
+``laser[compression_ratio=0.25]``)."""
 
 
 def method_with_overrides(name: str, overrides: dict[str, object], label: str | None = None) -> MethodConfig:

@@ -254,3 +254,19 @@ def test_the_rivals_grid_runs_laser_against_every_rival_at_one_budget() -> None:
     assert {name + "_query_aware" for name in presses if not name.endswith("_query_aware")} <= presses
     assert {method.engine.budget for method in methods if method.name != "full"} == {512}
     assert {method.selector.protocol for method in methods} == {"query-aware", "query-agnostic"}
+
+
+def test_the_quality_v2_grid_keeps_the_same_fractions_for_every_method() -> None:
+    from cluster.presets import sweep_methods
+    from laserkv.methods import RIVALS
+
+    methods = sweep_methods("quality-v2", {})
+    names = [method.name for method in methods]
+    assert names[0] == "full" and len(names) == len(set(names)) == 1 + 2 * (2 + len(RIVALS) + 4 + 1)
+    assert {"laser[compression_ratio=0.25]", "laser[compression_ratio=0.125,score_pooling=7]"} <= set(names)
+    presses = ("kvpress:snapkv", "kvpress:pyramidkv", "kvpress:expected_attention", "kvpress:tova")
+    for rival in (*RIVALS, *presses):
+        assert f"{rival}[compression_ratio=0.125]" in names
+    ratios = {method.engine.compression_ratio for method in methods if method.name != "full"}
+    assert ratios == {0.25, 0.125}
+    assert {method.selector.protocol for method in methods} == {"query-aware", "query-agnostic"}
