@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from cli.render import laserkv_errors, stdout
 
@@ -112,49 +111,28 @@ RunFile = Annotated[
     ),
 ]
 Quiet = Annotated[bool, typer.Option(help="No progress display.", rich_help_panel="Output")]
+Verbose = Annotated[
+    bool, typer.Option(help="Also show Ray's own log lines (its start, notices).", rich_help_panel="Output")
+]
 
 
-def _launch(config: object, quiet: bool) -> None:
+def _launch(config: object, quiet: bool, verbose: bool = False) -> None:
     from cli.progress import run_progress
+    from cli.summary import summary_table
     from cluster.driver import run_eval
     from cluster.reduce import reduce_results
 
     with run_progress(quiet) as progress:
-        output = run_eval(config, progress=progress)  # type: ignore[arg-type]
+        output = run_eval(config, progress=progress, ray_logs=verbose)  # type: ignore[arg-type]
     summary = reduce_results(output)
-    table = Table(title=f"laserkv eval: {output}")
-    for column in (
-        "dataset",
-        "method",
-        "task",
-        "length",
-        "n",
-        "errors",
-        "accuracy %",
-        "delta vs full",
-        "kept tokens",
-    ):
-        table.add_column(column)
-    for cell in summary["cells"]:
-        delta = cell["delta_vs_full"]
-        table.add_row(
-            cell["dataset"],
-            cell["config"],
-            cell["task"],
-            cell["length"],
-            str(cell["n"]),
-            str(cell["errors"]),
-            "-" if cell["accuracy"] is None else f"{cell['accuracy']:.1f}",
-            "-" if delta is None else f"{delta:+.1f}",
-            "-" if cell["mean_kept_tokens_final"] is None else f"{cell['mean_kept_tokens_final']:.0f}",
-        )
+    table = summary_table(summary["cells"], f"laserkv eval: {output}")
     stdout.print(table)
     stdout.print(f"results, summary: {output}  (laserkv report {output})")
 
 
 def _flags(values: dict[str, object]) -> dict[str, object]:
     """A command's parameters as run options (``--method`` -> ``methods``)."""
-    flags = {key: value for key, value in values.items() if key not in ("run_file", "quiet")}
+    flags = {key: value for key, value in values.items() if key not in ("run_file", "quiet", "verbose")}
     if "method" in flags:
         flags["methods"] = flags.pop("method") or None
     return flags
@@ -192,6 +170,7 @@ def eval_command(
     retry_failed: RetryFailed = None,
     run_file: RunFile = None,
     quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run methods on a benchmark, sharded over Ray workers.
 
@@ -202,7 +181,7 @@ def eval_command(
     with laserkv_errors():
         from cluster.run_options import build_run_config
 
-        _launch(build_run_config(flags, run_file), quiet)
+        _launch(build_run_config(flags, run_file), quiet, verbose)
 
 
 @app.command("sweep")
@@ -244,10 +223,11 @@ def sweep_command(
     retry_failed: RetryFailed = None,
     run_file: RunFile = None,
     quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run a grid of methods as one job (every worker loads its model once)."""
     flags = _flags(dict(locals()))
     with laserkv_errors():
         from cluster.run_options import build_run_config
 
-        _launch(build_run_config(flags, run_file, sweep=True), quiet)
+        _launch(build_run_config(flags, run_file, sweep=True), quiet, verbose)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cli.render import stdout
 
@@ -20,7 +21,7 @@ def methods_command() -> None:
     for column in shown:
         table.add_column(column, no_wrap=column == "method")
     for row in method_listing():
-        table.add_row(*(row[LISTING_COLUMNS.index(column)] for column in shown))
+        table.add_row(*(Text(str(row[LISTING_COLUMNS.index(column)])) for column in shown))
     stdout.print(table)
 
 
@@ -33,5 +34,5 @@ def datasets_command() -> None:
     for column in ("dataset", "source", "lengths", "tasks", "what it is"):
         table.add_column(column, no_wrap=column == "dataset")
     for row in listing():
-        table.add_row(*row)
+        table.add_row(*(Text(str(value)) for value in row))
     stdout.print(table)

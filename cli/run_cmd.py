@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cli.render import laserkv_errors, stdout
 from evals.benchmarks import OFFLINE_DEFAULT
@@ -93,9 +94,9 @@ def run(
         ("question", chosen.fields["question"]),
         ("expected", chosen.target),
         ("answer", outcome.result.text),
-        ("correct", "[green]yes[/]" if outcome.correct else "[red]no[/]"),
+        ("correct", Text("yes", style="green") if outcome.correct else Text("no", style="red")),
         ("seconds", ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in stats.seconds.items())),
     ]
-    for key, value in rows:
-        table.add_row(key, value)
+    for key, value in rows:  # Text: model output and labels like "laser[budget=512]" are no markup
+        table.add_row(Text(key), value if isinstance(value, Text) else Text(str(value)))
     stdout.print(table)

@@ -9,6 +9,7 @@ as errors. Every unit id is written at most once; rerunning resumes where the ro
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -48,9 +49,11 @@ class FaultInjection:
     first_placement: dict[str, float] = field(default_factory=dict)
 
 
-def connect(config: RunConfig) -> bool:
+def connect(config: RunConfig, ray_logs: bool = False) -> bool:
     """Connect to Ray: an existing cluster (``address``, or ``RAY_ADDRESS`` under ``ray job
-    submit``) or a local one started here. Returns whether this call started the connection."""
+    submit``) or a local one started here. Ray's own log lines (its start, its token
+    authentication notice) are shown only with ``ray_logs``; its errors always are. Returns
+    whether this call started the connection."""
     if ray.is_initialized():
         return False
     address = config.address
@@ -60,7 +63,12 @@ def connect(config: RunConfig) -> bool:
         address = "local"
     local = address == "local"
     # worker output stays in Ray's logs: every outcome, errors included, is a result row
-    ray.init(address=address, include_dashboard=False if local else None, log_to_driver=False)
+    ray.init(
+        address=address,
+        include_dashboard=False if local else None,
+        log_to_driver=False,
+        logging_level=logging.INFO if ray_logs else logging.ERROR,
+    )
     return True
 
 
@@ -72,7 +80,9 @@ def prepare_output(config: RunConfig) -> Path:
     return output
 
 
-def run_eval(config: RunConfig, progress: Callable[[Progress], None] | None = None) -> Path:
+def run_eval(
+    config: RunConfig, progress: Callable[[Progress], None] | None = None, ray_logs: bool = False
+) -> Path:
     """Run ``config`` to completion (or resume it) and return the output directory.
 
     The data and the plan come first (a bad dataset fails before any Ray cluster starts); then
@@ -80,11 +90,17 @@ def run_eval(config: RunConfig, progress: Callable[[Progress], None] | None = No
 
     Args:
         progress: called after every finished unit.
+        ray_logs: show Ray's own log lines (``--verbose``).
     """
-    return execute(config, progress, FaultInjection())
+    return execute(config, progress, FaultInjection(), ray_logs)
 
 
-def execute(config: RunConfig, progress: Callable[[Progress], None] | None, faults: FaultInjection) -> Path:
+def execute(
+    config: RunConfig,
+    progress: Callable[[Progress], None] | None,
+    faults: FaultInjection,
+    ray_logs: bool = False,
+) -> Path:
     """``run_eval`` with fault-injection hooks (tests)."""
     output = prepare_output(config)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -100,7 +116,7 @@ def execute(config: RunConfig, progress: Callable[[Progress], None] | None, faul
     units = plan_units(load_samples(config, tokenizer), config.methods, config.model, revision, config.seed)
     done = set() if config.overwrite else done_unit_ids(output, ok_only=config.retry_failed)
     todo = drop_done(units, done)
-    started_ray = connect(config)
+    started_ray = connect(config, ray_logs)
     try:
         check_gpus(config)
         details = {

@@ -67,7 +67,7 @@ def test_eval_then_report_end_to_end(tiny_llama_dir: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "laserkv eval" in result.output
     assert any(
-        line.split("│")[2].strip() == "laser" for line in result.output.splitlines() if line.count("│") > 3
+        line.split("│")[1].strip() == "laser" for line in result.output.splitlines() if line.count("│") > 3
     )
     shards = list((output / "results").glob("*.parquet"))
     rows = pa.concat_tables([pq.read_table(path) for path in shards]).to_pylist()
@@ -88,6 +88,18 @@ def test_eval_then_report_end_to_end(tiny_llama_dir: Path, tmp_path: Path) -> No
     assert again.exit_code == 0 and len(list((output / "results").glob("*.parquet"))) == len(
         shards
     )  # resumed: nothing to do
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_ray_log_lines_only_with_verbose(tiny_llama_dir: Path, tmp_path: Path, verbose: bool) -> None:
+    args = [*TWO_METHODS[:3], *eval_args(tiny_llama_dir, tmp_path / "run")]
+    args[args.index("--limit") + 1] = "1"
+    command = [sys.executable, "-m", "cli.main", *args, *(["--verbose"] if verbose else [])]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert ("Started a local Ray instance" in result.stderr) is verbose
+    assert "laserkv eval" in result.stdout
 
 
 def test_sweep_runs_a_yaml_grid_as_one_job(tiny_llama_dir: Path, tmp_path: Path) -> None:
@@ -135,7 +147,7 @@ def test_sweep_runs_a_yaml_grid_as_one_job(tiny_llama_dir: Path, tmp_path: Path)
         (["eval", "--budget", "100", "--ratio", "0.5"], "exactly one of budget and compression_ratio"),
         (
             ["sweep", "--grid", "no-such-grid"],
-            "a preset (ablation, laser-budgets, rivals, quality) or a YAML",
+            "a preset (ablation, laser-budgets, rivals, quality, quality-v2) or a YAML",
         ),
         (
             ["eval", "--method", "kvpress:snapkvv"],
