@@ -14,23 +14,34 @@ app = typer.Typer()
 
 @app.command("report")
 def report_command(
-    directory: Annotated[Path, typer.Argument(help="A results directory written by laserkv eval / sweep.")],
+    directories: Annotated[
+        list[Path], typer.Argument(help="Results directories written by laserkv eval / sweep (one or more).")
+    ],
     format: Annotated[str, typer.Option("--format", help="md or html.", rich_help_panel="Output")] = "md",
     plots: Annotated[
         bool, typer.Option(help="Write PNG plots (and embed them).", rich_help_panel="Output")
     ] = True,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write (default: the one directory; needed with several).", rich_help_panel="Output"
+        ),
+    ] = None,
 ) -> None:
-    """Write a report of a results directory (Markdown or HTML, with plots).
+    """Write a report of one or more results directories (Markdown or HTML, with plots).
 
-    Tables per method x dataset x length with CIs and deltas vs full, official breakdowns,
-    published numbers for the model, and PNG plots.
+    A header (models, datasets, runs, versions), tables per method x dataset x length with CIs
+    and deltas vs full, official breakdowns, published numbers for the model, the plots the data
+    supports, and (HTML) every sample with filters. Several directories are reported together,
+    a unit found in more than one counted once.
     """
     with laserkv_errors():
         from cluster.report import FORMATS, write_report
 
         if format not in FORMATS:
             raise ValueError(f"format={format!r} is not allowed: one of {', '.join(FORMATS)}")
-        if not directory.is_dir():
-            raise ValueError(f"{directory} is not a directory: give the --output of a laserkv eval run")
-        path = write_report(directory, format, plots)
+        for directory in directories:
+            if not directory.is_dir():
+                raise ValueError(f"{directory} is not a directory: give the --output of a laserkv eval run")
+        path = write_report(directories, format, plots, out)
     stdout.print(f"report: {path}")

@@ -203,6 +203,23 @@ def reduce_results(output_dir: Path) -> dict[str, Any]:
     return reduce_and_score(output_dir)[0]
 
 
+def score_directories(directories: list[Path]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The summary and the scored rows of several results directories together: their shards
+    are read as one table, so a unit found in several directories counts once (its ``ok`` row
+    if any). Nothing is written.
+
+    Raises:
+        ResultsError: no directory holds a result shard.
+    """
+    tables = [read_results(Path(directory)) for directory in directories]
+    table = pa.concat_tables(tables)
+    if table.num_rows == 0:
+        names = ", ".join(str(directory) for directory in directories)
+        raise ResultsError(f"{names} hold no result shards (results/*.parquet); run `laserkv eval` first")
+    rows = scored_rows(table)
+    return {"cells": cell_summaries(rows), "official": official_tables(rows), "rows": len(rows)}, rows
+
+
 def reduce_and_score(output_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``reduce_results`` plus the scored rows it computed (the report needs both; the shards
     are read and scored once)."""

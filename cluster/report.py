@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.reduce import BASELINE, baseline_key, config_key, mean_of, paired_scores, reduce_and_score
+from cluster.reduce import (
+    BASELINE,
+    baseline_key,
+    config_key,
+    mean_of,
+    paired_scores,
+    reduce_and_score,
+    score_directories,
+)
 from cluster.writer import MANIFESTS
 from evals.babilong import length_order
 from evals.benchmark import percent_cell
@@ -78,18 +86,49 @@ def length_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return results
 
 
-def tables(output_dir: Path) -> tuple[list[Table], list[dict[str, Any]], dict[str, Any]]:
-    """The report's tables, the per-length rows (for plots) and the run's description."""
-    output = Path(output_dir)
-    summary, rows = reduce_and_score(output)
+def run_descriptions(directories: list[Path]) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """Each run's manifest in brief (id, date, directory, commit, units planned) and the package
+    versions the runs used (package -> versions seen)."""
+    runs, versions = [], defaultdict(set)
+    for directory in directories:
+        for path in sorted((Path(directory) / MANIFESTS).glob("*.json")):
+            manifest = json.loads(path.read_text())
+            stamp = str(manifest.get("run_id", path.stem)).split("-")[0]
+            date = stamp
+            if len(stamp) >= 13:  # YYYYMMDDTHHMMSS
+                date = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]}"
+            runs.append(
+                {
+                    "run": manifest.get("run_id", path.stem),
+                    "date": date,
+                    "directory": str(directory),
+                    "commit": (manifest.get("git_sha") or "-")[:10],
+                    "units planned": manifest.get("units_planned", "-"),
+                }
+            )
+            for package, version in (manifest.get("versions") or {}).items():
+                if version:
+                    versions[package].add(str(version))
+    return runs, {package: sorted(found) for package, found in sorted(versions.items())}
+
+
+def tables(directories: Path | list[Path]) -> tuple[list[Table], list[dict[str, Any]], dict[str, Any]]:
+    """The report's tables, the per-length rows (for plots) and the run's description. One
+    directory is reduced as ``laserkv eval`` does (its summary files are refreshed); several are
+    reported together, a unit found in more than one counted once."""
+    found = [Path(directories)] if isinstance(directories, (str, Path)) else [Path(d) for d in directories]
+    summary, rows = reduce_and_score(found[0]) if len(found) == 1 else score_directories(found)
     per_length = length_rows(rows)
     models = sorted({row["model"] for row in rows})
-    manifests = sorted((output / MANIFESTS).glob("*.json"))
+    runs, versions = run_descriptions(found)
     about = {
         "models": models,
         "rows": len(rows),
-        "runs": len(manifests),
+        "runs": runs,
+        "versions": versions,
         "datasets": sorted({r["dataset"] for r in rows}),
+        "samples": sample_rows(rows),
+        "kept": kept_rows(rows),
     }
     main = Table(
         "Accuracy per method x dataset x length (tasks pooled; 95% bootstrap CIs; paired with full)",
@@ -158,6 +197,49 @@ def published_tables(models: list[str], datasets: list[str]) -> list[Table]:
     return found
 
 
+def sample_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per unit for the HTML's per-sample view."""
+    return [
+        {
+            "method": str(row["config"]),
+            "dataset": str(row["dataset"]),
+            "task": str(row["task"]),
+            "length": str(row["length"]),
+            "sample": str(row["sample_id"]),
+            "correct": "yes" if row["status"] == "ok" and row["score"] >= 1 else "no",
+            "score": round(float(row["score"]), 3),
+            "target": str(row["target"]),
+            "prediction": "" if row["prediction"] is None else str(row["prediction"]),
+            "raw output": "" if row["raw_output"] is None else str(row["raw_output"]),
+            "kept tokens": row["kept_tokens_final"],
+            "seconds": None if row["seconds_total"] is None else round(float(row["seconds_total"]), 2),
+            "status": str(row["status"]),
+        }
+        for row in sorted(rows, key=lambda row: (row["dataset"], row["task"], length_order(row["length"]),
+                                                 row["sample_id"], row["config"]))
+    ]  # fmt: skip
+
+
+def kept_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Accuracy with a bootstrap 95% CI and the mean realised kept tokens per (dataset, task,
+    configuration, length), for accuracy vs kept tokens."""
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["dataset"], row["task"], row["config"], row["length"])].append(row)
+    found = []
+    for (dataset, task, label, length), members in sorted(groups.items()):
+        counted = [float(row["score"]) for row in members if row["counts"]]
+        kept = mean_of([row["kept_tokens_final"] for row in members if row["status"] == "ok"])
+        if counted and kept is not None:
+            found.append(
+                {
+                    "dataset": dataset, "task": task, "method": label, "length": length,
+                    "kept": kept, "accuracy": bootstrap_ci(counted),
+                }
+            )  # fmt: skip
+    return found
+
+
 def series_name(label: str) -> str:
     """A configuration label without its sweep settings: ``laser[budget=256] @ m`` -> ``laser @ m``."""
     return re.sub(r"\[[^\]]*\]", "", label)
@@ -182,79 +264,143 @@ def budget_series(per_length: list[dict[str, Any]]) -> dict[str, list[dict[str, 
     return series
 
 
-def plots(per_length: list[dict[str, Any]], directory: Path) -> list[Path]:
-    """accuracy_vs_length.png, accuracy_vs_budget.png, peak_memory_vs_length.png."""
+def _figure() -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt.subplots(figsize=(6.4, 4.2), dpi=110)
+
+
+def _save(figure: Any, axes: Any, title: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    axes.grid(alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=8)
+    axes.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def _points(entries: list[dict[str, Any]], xkey: str, ykey: str) -> list[tuple[float, float, float, float]]:
+    """``(x, y, low, high)`` of the entries that have both values, by x (low = high = y when
+    the value has no interval)."""
+    points = []
+    for entry in entries:
+        x, y = entry[xkey], entry[ykey]
+        if x is None or y is None:
+            continue
+        if ykey == "accuracy":
+            points.append((float(x), y.estimate, y.low, y.high))
+        else:
+            points.append((float(x), float(y), float(y), float(y)))
+    return sorted(points)
+
+
+def _line_plot(
+    series: dict[str, list[dict[str, Any]]],
+    xkey: str,
+    ykey: str,
+    labels: tuple[str, str],
+    title: str,
+    path: Path,
+) -> Path | None:
+    """One line per series with its 95% CI (accuracy) as error bars; None when the data has
+    fewer than two distinct x values (a plot of one point says nothing)."""
+    lines = {name: _points(entries, xkey, ykey) for name, entries in sorted(series.items())}
+    lines = {name: points for name, points in lines.items() if points}
+    if len({point[0] for points in lines.values() for point in points}) < 2:
+        return None
+    figure, axes = _figure()
+    for name, points in lines.items():
+        xs, ys, lows, highs = zip(*points, strict=True)
+        errors = [
+            [y - low for y, low in zip(ys, lows, strict=True)],
+            [h - y for y, h in zip(ys, highs, strict=True)],
+        ]
+        axes.errorbar(xs, ys, yerr=errors if ykey == "accuracy" else None, marker="o", capsize=3, label=name)
+    axes.set_xlabel(labels[0])
+    axes.set_ylabel(labels[1])
+    if ykey == "accuracy":
+        axes.set_ylim(-3, 103)
+    if xkey in ("context", "kept"):
+        axes.set_xscale("log", base=2)
+        ticks = sorted({point[0] for points in lines.values() for point in points})
+        axes.set_xticks(ticks, [f"{tick / 1000:.1f}k" for tick in ticks])
+        axes.minorticks_off()
+    return _save(figure, axes, title, path)
+
+
+def plots(
+    per_length: list[dict[str, Any]], directory: Path, kept: list[dict[str, Any]] | None = None
+) -> list[Path]:
+    """The plots the data supports: accuracy vs context length, accuracy vs budget (one line per
+    base method), accuracy vs realised kept tokens per task (one line per base method, a point
+    per configuration and length), peak memory vs length (CUDA runs). A plot whose data has fewer
+    than two distinct x values is left out."""
     directory.mkdir(parents=True, exist_ok=True)
     by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for entry in per_length:
         by_method[entry["method"]].append(entry)
+    length_axis, accuracy_axis = "context length (tokens)", "accuracy (%)"
     specs = [
-        ("accuracy_vs_length.png", "context length (tokens)", "accuracy (%)", "context", "accuracy"),
-        ("accuracy_vs_budget.png", "budget B (tokens)", "accuracy (%)", "budget", "accuracy"),
-        ("peak_memory_vs_length.png", "context length (tokens)", "peak memory (GiB)", "context", "peak_gib"),
+        ("accuracy_vs_length", by_method, "context", "accuracy", (length_axis, accuracy_axis)),
+        (
+            "accuracy_vs_budget",
+            budget_series(per_length),
+            "budget",
+            "accuracy",
+            ("budget B (tokens)", accuracy_axis),
+        ),
+        ("peak_memory_vs_length", by_method, "context", "peak_gib", (length_axis, "peak memory (GiB)")),
     ]
+    by_task: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for entry in kept or []:
+        by_task[(entry["dataset"], entry["task"])][series_name(entry["method"])].append(entry)
+    for (dataset, task), series in sorted(by_task.items()):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"accuracy_vs_kept_{dataset}_{task}")
+        specs.insert(
+            2, (name, series, "kept", "accuracy", ("realised kept tokens", f"accuracy (%), {dataset} {task}"))
+        )
     written = []
-    for filename, xlabel, ylabel, xkey, ykey in specs:
-        figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-        series = budget_series(per_length) if xkey == "budget" else by_method
-        for method, entries in sorted(series.items()):
-            points = sorted(
-                (entry[xkey], entry[ykey].estimate if ykey == "accuracy" else entry[ykey])
-                for entry in entries
-                if entry[xkey] is not None and entry[ykey] is not None
-            )
-            if not points:
-                continue
-            xs, ys = zip(*points, strict=True)
-            axes.plot(xs, ys, marker="o", label=method)
-            if ykey == "accuracy":
-                lows = [
-                    e["accuracy"].low
-                    for e in sorted(entries, key=lambda e: e[xkey] or 0)
-                    if e[xkey] is not None and e["accuracy"] is not None
-                ]
-                highs = [
-                    e["accuracy"].high
-                    for e in sorted(entries, key=lambda e: e[xkey] or 0)
-                    if e[xkey] is not None and e["accuracy"] is not None
-                ]
-                if len(lows) == len(xs) and all(e["accuracy"] is not None for e in entries):
-                    axes.fill_between(xs, lows, highs, alpha=0.15)
-        axes.set_xlabel(xlabel)
-        axes.set_ylabel(ylabel)
-        if ykey == "accuracy":
-            axes.set_ylim(-3, 103)
-        if xkey == "context":
-            axes.set_xscale("log", base=2)
-            ticks = sorted({entry[xkey] for entry in per_length if entry[xkey] is not None})
-            axes.set_xticks(ticks, [f"{tick / 1000:.1f}k" for tick in ticks])
-            axes.minorticks_off()
-        axes.grid(alpha=0.3)
-        if axes.get_legend_handles_labels()[0]:
-            axes.legend(fontsize=8)
-        axes.set_title(filename.removesuffix(".png").replace("_", " "))
-        figure.tight_layout()
-        path = directory / filename
-        figure.savefig(path)
-        plt.close(figure)
-        written.append(path)
+    for name, series, xkey, ykey, labels in specs:
+        path = _line_plot(series, xkey, ykey, labels, name.replace("_", " "), directory / f"{name}.png")
+        if path is not None:
+            written.append(path)
     return written
+
+
+def header_lines(about: dict[str, Any]) -> list[str]:
+    """The report's header as Markdown lines: models, datasets, units, runs with their dates and
+    commits, package versions."""
+    lines = [
+        f"- **Models**: {', '.join(about['models'])}",
+        f"- **Datasets**: {', '.join(about['datasets'])}",
+        f"- **Units**: {about['rows']} (each counted once)",
+        "- **Runs**: "
+        + (
+            "; ".join(
+                f"{run['run']} ({run['date']}, {run['directory']}, commit {run['commit']}, "
+                f"{run['units planned']} units planned)"
+                for run in about["runs"]
+            )
+            or "-"
+        ),
+        "- **Versions**: "
+        + (
+            ", ".join(f"{package} {' / '.join(found)}" for package, found in about["versions"].items()) or "-"
+        ),
+    ]
+    return lines
 
 
 def markdown(report_tables: list[Table], about: dict[str, Any], images: list[Path], base: Path) -> str:
     """The report as Markdown (images linked relative to ``base``)."""
-    lines = [
-        "# laserkv report",
-        "",
-        f"Models: {', '.join(about['models'])}. Datasets: {', '.join(about['datasets'])}. "
-        f"Rows: {about['rows']}. Runs: {about['runs']}.",
-        "",
-    ]
+    lines = ["# laserkv report", "", *header_lines(about), ""]
     for table in report_tables:
         lines += [
             f"## {table.title}",
@@ -269,15 +415,82 @@ def markdown(report_tables: list[Table], about: dict[str, Any], images: list[Pat
     return "\n".join(lines)
 
 
+SAMPLE_FILTERS = ("method", "task", "length", "correct")
+SAMPLE_COLUMNS = ("method", "dataset", "task", "length", "sample", "correct", "score", "target", "prediction",
+                  "raw output", "kept tokens", "seconds")  # fmt: skip
+SAMPLE_SCRIPT = """
+(function () {
+  var table = document.getElementById('samples');
+  var selects = document.querySelectorAll('select[data-filter]');
+  function apply() {
+    var shown = 0;
+    var rows = table.tBodies[0].rows;
+    for (var i = 0; i < rows.length; i++) {
+      var keep = true;
+      for (var j = 0; j < selects.length; j++) {
+        var value = selects[j].value;
+        if (value && rows[i].getAttribute('data-' + selects[j].getAttribute('data-filter')) !== value) {
+          keep = false;
+        }
+      }
+      rows[i].style.display = keep ? '' : 'none';
+      if (keep) { shown++; }
+    }
+    document.getElementById('shown').textContent = shown + ' of ' + rows.length + ' samples shown';
+  }
+  for (var j = 0; j < selects.length; j++) { selects[j].addEventListener('change', apply); }
+  apply();
+})();
+"""
+"""The per-sample view's filter: plain DOM script, inline (the page needs nothing from the network)."""
+
+
+def sample_section(samples: list[dict[str, Any]]) -> str:
+    """The HTML per-sample view: one select per filter, then one table row per unit."""
+    parts = ["<h2>Per-sample results</h2><p class='filters'>"]
+    for name in SAMPLE_FILTERS:
+        values = sorted({str(sample[name]) for sample in samples}, key=lambda value: (len(value), value))
+        options = "".join(
+            f"<option value='{html.escape(v, quote=True)}'>{html.escape(v)}</option>" for v in values
+        )
+        parts.append(
+            f"<label>{name} <select data-filter='{name}' id='filter-{name}'>"
+            f"<option value=''>all</option>{options}</select></label> "
+        )
+    parts.append("<span id='shown'></span></p><table id='samples'><thead><tr>")
+    parts += [f"<th>{html.escape(column)}</th>" for column in SAMPLE_COLUMNS]
+    parts.append("</tr></thead><tbody>")
+    for sample in samples:
+        data = " ".join(
+            f"data-{name}='{html.escape(str(sample[name]), quote=True)}'" for name in SAMPLE_FILTERS
+        )
+        cells = "".join(
+            f"<td>{html.escape('-' if sample[column] is None else str(sample[column]))}</td>"
+            for column in SAMPLE_COLUMNS
+        )
+        parts.append(f"<tr {data}>{cells}</tr>")
+    parts.append(f"</tbody></table><script>{SAMPLE_SCRIPT}</script>")
+    return "".join(parts)
+
+
+def _inline_markdown(line: str) -> str:
+    """A header line's ``**bold**`` as HTML (everything else escaped)."""
+    escaped = html.escape(line.removeprefix("- "))
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
+
+
 def html_page(report_tables: list[Table], about: dict[str, Any], images: list[Path]) -> str:
-    """The report as one self-contained HTML page (images embedded as data URIs)."""
+    """The report as one self-contained HTML page (images embedded as data URIs, the per-sample
+    view's filter inline; nothing is fetched)."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>laserkv report</title><style>"
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#f3f3f3}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}th{background:#f3f3f3}"
+        "#samples td{max-width:28em;overflow-wrap:anywhere}.filters label{margin-right:1em}"
         "</style></head><body>",
-        "<h1>laserkv report</h1>",
-        f"<p>{html.escape(json.dumps(about))}</p>",
+        "<h1>laserkv report</h1><ul>",
+        *(f"<li>{_inline_markdown(line)}</li>" for line in header_lines(about)),
+        "</ul>",
     ]
     for table in report_tables:
         parts.append(f"<h2>{html.escape(table.title)}</h2><table><tr>")
@@ -291,15 +504,27 @@ def html_page(report_tables: list[Table], about: dict[str, Any], images: list[Pa
         parts.append(
             f"<h3>{html.escape(image.stem)}</h3><img alt='{image.stem}' src='data:image/png;base64,{data}'>"
         )
+    parts.append(sample_section(about["samples"]))
     parts.append("</body></html>")
     return "".join(parts)
 
 
-def write_report(output_dir: Path, fmt: str = "md", with_plots: bool = True) -> Path:
-    """Write ``report.md`` or ``report.html`` (and ``plots/*.png``) into the results directory."""
-    output = Path(output_dir)
-    report_tables, per_length, about = tables(output)
-    images = plots(per_length, output / "plots") if with_plots else []
+def write_report(
+    directories: Path | list[Path], fmt: str = "md", with_plots: bool = True, out: Path | None = None
+) -> Path:
+    """Write ``report.md`` or ``report.html`` (and ``plots/*.png``) into ``out`` (default: the
+    one results directory given).
+
+    Raises:
+        ValueError: several directories and no ``out``.
+    """
+    found = [Path(directories)] if isinstance(directories, (str, Path)) else [Path(d) for d in directories]
+    if out is None and len(found) > 1:
+        raise ValueError("several results directories are reported together into --out DIR: give one")
+    output = Path(out) if out is not None else found[0]
+    output.mkdir(parents=True, exist_ok=True)
+    report_tables, per_length, about = tables(found)
+    images = plots(per_length, output / "plots", about["kept"]) if with_plots else []
     if fmt == "html":
         path = output / "report.html"
         path.write_text(html_page(report_tables, about, images))

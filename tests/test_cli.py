@@ -79,11 +79,22 @@ def test_eval_then_report_end_to_end(tiny_llama_dir: Path, tmp_path: Path) -> No
     assert markdown.exit_code == 0, markdown.output
     text = (output / "report.md").read_text()
     assert "| babilong_demo | 1k | laser | query-aware | 2 | 0 |" in text
-    assert "plots/accuracy_vs_length.png" in text
+    assert "- **Models**: " in text and "- **Runs**: " in text and "torch " in text  # a readable header
+    kept_plot = output / "plots" / "accuracy_vs_kept_babilong_demo_qa1.png"
+    assert "plots/accuracy_vs_kept_babilong_demo_qa1.png" in text
+    assert kept_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # full and laser keep different counts
     for plot in ("accuracy_vs_length", "accuracy_vs_budget", "peak_memory_vs_length"):
-        assert (output / "plots" / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert not (output / "plots" / f"{plot}.png").exists()  # one length, one budget, no CUDA: no data
     page = runner.invoke(app, ["report", str(output), "--format", "html"])
-    assert page.exit_code == 0 and "data:image/png;base64," in (output / "report.html").read_text()
+    page_text = (output / "report.html").read_text()
+    assert page.exit_code == 0 and "data:image/png;base64," in page_text
+    assert page_text.count("<tr data-method=") == 4  # every unit in the per-sample view
+    assert "<script src" not in page_text and "{&quot;" not in page_text  # offline; no raw JSON header
+    together = runner.invoke(app, ["report", str(output), str(output), "--out", str(tmp_path / "both")])
+    assert together.exit_code == 0, together.output
+    assert "- **Units**: 4 (each counted once)" in (tmp_path / "both" / "report.md").read_text()
+    several = runner.invoke(app, ["report", str(output), str(output)])
+    assert several.exit_code == 2 and "--out" in several.output
     again = runner.invoke(app, [*TWO_METHODS, *eval_args(tiny_llama_dir, output)])
     assert again.exit_code == 0 and len(list((output / "results").glob("*.parquet"))) == len(
         shards
