@@ -15,7 +15,7 @@ A run file holds the same options as the flags, by the names in ``DEFAULTS``::
     output: results/babilong
 
 With neither a dataset nor a model anywhere, the run is the embedded default: the offline demo
-set with SmolLM2-135M-Instruct (``cluster.presets``).
+set's needle task with SmolLM2-135M-Instruct (``EMBEDDED``).
 """
 
 from __future__ import annotations
