@@ -7,10 +7,10 @@ own path, which the GPU tests compare it with."""
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import Tensor
+
+from laserkv.triton_support import runs_on
 
 try:  # Triton ships with CUDA builds of torch; CPU builds have none
     import triton
@@ -28,13 +28,7 @@ TARGET_SPLITS = 64
 def available(query: Tensor) -> bool:
     """Whether the kernel runs for this query (CUDA, Triton, bf16/fp16, power-of-two head dim,
     not switched off by ``LASERKV_TRITON_DECODE=0``)."""
-    return (
-        triton is not None
-        and query.is_cuda
-        and query.dtype in (torch.bfloat16, torch.float16)
-        and int(query.shape[-1]) in (32, 64, 128, 256)
-        and os.environ.get(TRITON_ENV, "1") != "0"
-    )
+    return triton is not None and runs_on(query, TRITON_ENV)
 
 
 if triton is not None:

@@ -6,10 +6,10 @@ heads (bottom-right causal), so no logits matrix is written. The same quantity a
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import Tensor
+
+from laserkv.triton_support import runs_on
 
 try:  # Triton ships with CUDA builds of torch; CPU builds have none
     import triton
@@ -24,14 +24,7 @@ TRITON_ENV = "LASERKV_TRITON_SCORES"
 def available(query_rows: Tensor) -> bool:
     """Whether the kernel runs for these rows (CUDA, Triton, bf16/fp16, power-of-two head dim,
     not switched off by ``LASERKV_TRITON_SCORES=0``)."""
-    head_dim = int(query_rows.shape[-1])
-    return (
-        triton is not None
-        and query_rows.is_cuda
-        and query_rows.dtype in (torch.bfloat16, torch.float16)
-        and head_dim in (32, 64, 128, 256)
-        and os.environ.get(TRITON_ENV, "1") != "0"
-    )
+    return triton is not None and runs_on(query_rows, TRITON_ENV)
 
 
 if triton is not None:
