@@ -72,35 +72,25 @@ class ScoreChannelError(LaserKVError):
     """A forward asked for scores and some layer did not report them."""
 
 
-def _bool_allowed(attention_mask: Tensor | None) -> Tensor | None:
-    """transformers' 4-D mask (bool True = attend, or additive float) as a bool mask."""
-    if attention_mask is None or attention_mask.dtype == torch.bool:
-        return attention_mask
-    return attention_mask > torch.finfo(attention_mask.dtype).min / 2
-
-
 def eager_attention_scored(
     query: Tensor,
     key: Tensor,
     value: Tensor,
-    attention_mask: Tensor | None,
     scaling: float,
     request: ScoreRequest,
     layer_index: int,
 ) -> Tensor:
-    """Eager attention of one layer plus the scoring rows' attention mass.
+    """Eager attention of one layer (bottom-right causal, the engine's mask) plus the scoring
+    rows' attention mass.
 
     Args:
-        query: (b, h, q, d); key, value: (b, kv_h, k, d); attention_mask: 4-D or None (causal).
+        query: (b, h, q, d); key, value: (b, kv_h, k, d).
         layer_index: index of this layer (where its mass goes in ``request.totals``).
 
     Returns:
         (b, q, h, d) attention output, as transformers' attention functions return it.
     """
-    allowed = _bool_allowed(attention_mask)
-    if allowed is not None:
-        allowed = allowed[..., : key.shape[-2]]
-    probabilities = attention_probabilities(query, key, scaling, allowed)  # (b, h, q, k) fp32
+    probabilities = attention_probabilities(query, key, scaling, None)  # (b, h, q, k) fp32
     scoring_rows = probabilities[..., -request.n_scoring_rows :, :]
     add_attention_mass(request.totals, scoring_rows, request.window_start, layer_index)
     value_expanded = value.repeat_interleave(query.shape[1] // value.shape[1], dim=1)
@@ -144,7 +134,7 @@ def flash_row_scores(
     add_head_mass(request.totals, mass, layer_index)
 
 
-ScoredAttention = Callable[[Tensor, Tensor, Tensor, Tensor | None, float, ScoreRequest, int], Tensor]
+ScoredAttention = Callable[[Tensor, Tensor, Tensor, float, ScoreRequest, int], Tensor]
 RowScores = Callable[[Tensor, Tensor, Tensor, float, ScoreRequest, int], None]
 
 SCORED_ATTENTION: dict[str, ScoredAttention] = {"eager": eager_attention_scored}

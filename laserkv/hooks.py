@@ -60,9 +60,7 @@ def _laserkv_attention(
             raise ScoreChannelError(f"layer {layer_index} reported its scores twice in one forward")
         request.reported_layers.add(layer_index)
         if request.backend in SCORED_ATTENTION:
-            return SCORED_ATTENTION[request.backend](
-                query, key, value, None, scale, request, layer_index
-            ), None
+            return SCORED_ATTENTION[request.backend](query, key, value, scale, request, layer_index), None
     output, lse = kernels.block_attention(query, key, value, scale)
     if request is not None:
         ROW_SCORES[request.backend](query, key, lse, scale, request, layer_index)
