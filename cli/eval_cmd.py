@@ -77,7 +77,21 @@ MaxRetries = Annotated[
     typer.Option(help="Re-queues of a unit whose worker died (default: 2).", rich_help_panel="Cluster"),
 ]
 Address = Annotated[
-    str | None, typer.Option(help="An existing Ray cluster: auto or host:port.", rich_help_panel="Cluster")
+    str | None,
+    typer.Option(
+        help="An existing Ray cluster: auto, host:port or ray://host:port.", rich_help_panel="Cluster"
+    ),
+]
+AllowRemoteAddress = Annotated[
+    bool | None,
+    typer.Option(
+        "--allow-remote-address",
+        help=(
+            "Accept a job API or Ray Client address that is not loopback (default: refused; "
+            "tunnel first: ray dashboard ray_cluster.yaml)."
+        ),
+        rich_help_panel="Cluster",
+    ),
 ]
 Device = Annotated[
     str | None,
@@ -162,6 +176,7 @@ def eval_command(
     max_in_flight: MaxInFlight = None,
     max_retries: MaxRetries = None,
     address: Address = None,
+    allow_remote_address: AllowRemoteAddress = None,
     device: Device = None,
     dtype: Dtype = None,
     timeout: Timeout = None,
@@ -215,6 +230,7 @@ def sweep_command(
     max_in_flight: MaxInFlight = None,
     max_retries: MaxRetries = None,
     address: Address = None,
+    allow_remote_address: AllowRemoteAddress = None,
     device: Device = None,
     dtype: Dtype = None,
     timeout: Timeout = None,

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cluster.address import check_address
 from evals import demo_set
 from evals.benchmark import DataRequest
 from evals.benchmarks import BENCHMARKS, get_benchmark
@@ -37,7 +38,10 @@ class RunConfig:
         workers_per_gpu: worker actors sharing each GPU (``num_gpus=1/k``): small models leave
             a GPU idle between kernels, so several workers raise throughput.
         workers: CPU workers when ``gpus == 0``.
-        address: an existing Ray cluster (``auto`` or ``host:port``); None starts Ray locally.
+        address: an existing Ray cluster (``auto``, ``host:port`` or ``ray://host:port``); None
+            starts Ray locally. Checked by ``cluster.address.check_address``.
+        allow_remote_address: the user passed ``--allow-remote-address``: a Ray Client address
+            that is not loopback is used instead of refused.
         device / dtype: where and how workers load the model (None: the model's defaults).
         max_in_flight: units queued per worker at once.
         unit_timeout_s: a unit running longer is recorded as a timeout error (its worker replaced).
@@ -62,6 +66,7 @@ class RunConfig:
     workers_per_gpu: int = 1
     workers: int = 1
     address: str | None = None
+    allow_remote_address: bool = False
     device: str | None = None
     dtype: str | None = None
     max_in_flight: int = 1
@@ -72,6 +77,7 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_address(self.address, self.allow_remote_address)
         if self.dataset not in DATASETS:
             raise ConfigError("dataset", self.dataset, "one of " + ", ".join(DATASETS))
         if not self.methods:

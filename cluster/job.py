@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 
+from cluster.address import ALLOW_FLAG
 from cluster.config import DATASETS, RunConfig
 from cluster.driver import Progress, run_eval
 from cluster.reduce import reduce_results
@@ -40,7 +41,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--workers", type=int, default=None, help="CPU workers when --gpus 0 (default 1)")
     add("--max-in-flight", type=int, default=None, help="units queued per worker (default 1)")
     add("--max-retries", type=int, default=None, help="re-queues of a unit whose worker died (default 2)")
-    add("--address", default=None, help="existing Ray cluster (auto or host:port)")
+    add("--address", default=None, help="existing Ray cluster: auto, host:port or ray://host:port")
+    add(
+        ALLOW_FLAG,
+        dest="allow_remote_address",
+        action="store_true",
+        default=None,
+        help="accept a job API or Ray Client address that is not loopback (default: refused, tunnel first)",
+    )
     add("--device", default=None)
     add("--dtype", default=None)
     add("--timeout", type=float, default=None, help="seconds per unit (default 3600)")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from cluster.address import check_address
 from evals.benchmark import DataRequest
 from evals.benchmarks import OFFLINE_DEFAULT, get_benchmark
 from laserkv.errors import ConfigError
@@ -65,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "workers_per_gpu": 1,
     "workers": 1,
     "address": None,
+    "allow_remote_address": False,
     "device": None,
     "dtype": None,
     "timeout": 3600.0,
@@ -155,6 +157,22 @@ def run_methods(options: dict[str, Any], embedded: bool) -> tuple[MethodConfig, 
     return presets.methods_with_overrides(names, overrides)
 
 
+def run_address(options: dict[str, Any]) -> str | None:
+    """The address the run will join: ``address``, else ``RAY_ADDRESS``, else None (a local
+    cluster), checked by ``cluster.address.check_address`` (a remote job API or Ray Client
+    address is refused without ``allow_remote_address``).
+
+    Raises:
+        AddressError, ConfigError: an address the run refuses, or of no known form.
+    """
+    address = options["address"]
+    source = "" if address is not None else "RAY_ADDRESS"
+    if address is None:
+        address = os.environ.get("RAY_ADDRESS") or None
+    check_address(address, bool(options["allow_remote_address"]), source)
+    return address
+
+
 def build_run_config(flags: dict[str, Any], run_file: str | None = None, sweep: bool = False) -> RunConfig:
     """The run the user asked for (see the module docstring), checked before Ray starts.
 
@@ -165,6 +183,7 @@ def build_run_config(flags: dict[str, Any], run_file: str | None = None, sweep: 
 
     Raises:
         ConfigError, EvalError: a bad option, method, dataset, length or task.
+        AddressError: a remote job API or Ray Client address without ``allow_remote_address``.
         ModelNotAvailableError: the model cannot be loaded here (named with the real cause).
     """
     options, embedded = merged_options(flags, run_file, sweep)
@@ -174,7 +193,8 @@ def build_run_config(flags: dict[str, Any], run_file: str | None = None, sweep: 
     )
     benchmark = get_benchmark(str(options["dataset"]))
     benchmark.check(request)  # torch-free, so a bad argument fails fast
-    local = options["address"] is None and not os.environ.get("RAY_ADDRESS")
+    address = run_address(options)
+    local = address is None
     if local or benchmark.needs_tokenizer:  # on a cluster the workers may hold the model elsewhere
         check_model_available(str(options["model"]))
     from cluster.config import RunConfig  # the method registry loads torch
@@ -194,6 +214,7 @@ def build_run_config(flags: dict[str, Any], run_file: str | None = None, sweep: 
         workers_per_gpu=options["workers_per_gpu"],
         workers=options["workers"],
         address=options["address"],
+        allow_remote_address=bool(options["allow_remote_address"]),
         device=options["device"],
         dtype=options["dtype"],
         max_in_flight=options["max_in_flight"],
