@@ -36,7 +36,10 @@ Limit = Annotated[
 ]
 DemoSamples = Annotated[
     int | None,
-    typer.Option(help="Demo-set samples generated per cell (default: 100).", rich_help_panel="Data"),
+    typer.Option(
+        help="Samples generated per cell of a generated benchmark (demo set, RULER) (default: 100).",
+        rich_help_panel="Data",
+    ),
 ]
 Greedy = Annotated[
     bool | None, typer.Option(help="LongBench v2: greedy instead of temperature 0.1.", rich_help_panel="Data")

@@ -30,7 +30,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--lengths", default=None, help="comma-separated, e.g. 1k,2k (default 1k,2k,4k)")
     add("--tasks", default=None, help="comma-separated, e.g. qa1,qa2 (default qa1,qa2)")
     add("--limit", type=int, default=None, help="samples per cell (LongBench: in all)")
-    add("--demo-samples", type=int, default=None, help="demo-set samples per cell (default 100)")
+    add("--demo-samples", type=int, default=None, help="samples made per cell (demo set, RULER; default 100)")
     add("--budget", type=int, default=None, help="override every method's budget")
     add("--ratio", type=float, default=None, help="override with a compression ratio")
     add("--protection-divisor", type=int, default=None, help="override every method's divisor n")

@@ -1,0 +1,395 @@
+"""Issue 20's quality study: LASER-KV against the rivals at equal kept fractions, on RULER and the
+demo set, from the rows of ``laserkv sweep --grid quality-v2`` runs::
+
+    laserkv sweep --grid quality-v2 --dataset ruler --demo-samples 50 --model qwen2.5-coder-0.5b-instruct \\
+        --lengths 8k --tasks qa_1,qa_2,niah_multikey_2,vt,niah_multivalue --limit 50 --block-size 4096 \\
+        --gpus 1 --workers-per-gpu 8 --output results/q05_ruler
+    python -m benchmarks.quality_v2 results/q05_ruler --out docs/quality/v2
+
+Every method keeps the fraction r (0.25 or 0.125) of each context (labels like
+``laser[compression_ratio=0.25]``; ``laser[compression_ratio=0.25,score_pooling=7]`` is the
+pooled variant). Only samples that every method of their (model, task, length) has a row for
+are counted, so every comparison is paired on the same samples; the coverage table says how
+many that is (a sweep stopped early leaves cells partly done). A failed unit counts as wrong.
+Accuracy is the benchmark's right/wrong (RULER: every reference found); the RULER score column
+is the official graded per-sample score. Per cell: accuracy with a bootstrap 95% CI, the
+realised kept tokens, retention against ``full`` and the paired difference to it with McNemar's
+exact p. Pooled over the cells of a model: each method against ``full``, LASER-KV against each
+rival at the same r (with both realised kept counts), and the LASER-KV ablation on the
+word-answer tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.quality_cells import length_order, unique_units
+from cluster.labels import base_name
+from cluster.reduce import BASELINE, mean_of, reduce_and_score
+from cluster.writer import ResultsError
+from evals.stats import Interval, PairedComparison, bootstrap_ci, paired_comparison, retention_ci
+
+RATIO = "compression_ratio"
+LASER = "laser"
+ABLATION = ("laser", "laser_recursive", "laser[score_pooling=7]")
+"""Accumulate (LASER-KV proper) vs recursive vs score pooling 7 (the open question of issue 8)."""
+WORD_TASKS = ("qa_1", "qa_2", "vt", "qa2")
+"""Tasks whose answers are words (RULER's QA and variable tracking, the demo set's qa2)."""
+GroupKey = tuple[str, str, str, str]  # (model, dataset, task, length)
+
+
+def ratio_variant(label: str) -> tuple[str, float | None]:
+    """A sweep label split into its variant and kept fraction:
+    ``laser[compression_ratio=0.25,score_pooling=7]`` -> (``laser[score_pooling=7]``, 0.25)."""
+    name = base_name(label)
+    changes = [change for change in label[len(name) + 1 : -1].split(",") if change]
+    ratios = [float(change.split("=", 1)[1]) for change in changes if change.startswith(f"{RATIO}=")]
+    others = [change for change in changes if not change.startswith(f"{RATIO}=")]
+    variant = f"{name}[{','.join(others)}]" if others else name
+    return variant, (ratios[0] if ratios else None)
+
+
+def group_key(row: dict[str, Any]) -> GroupKey:
+    return row["model"], row["dataset"], row["task"], row["length"]
+
+
+def complete_samples(
+    rows: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[GroupKey, tuple[int, int, int]]]:
+    """The rows of samples that every method label of their group has a row for, and per group
+    (complete samples, samples seen, method labels)."""
+    labels: dict[GroupKey, set[str]] = defaultdict(set)
+    per_sample: dict[tuple[GroupKey, str], set[str]] = defaultdict(set)
+    for row in rows:
+        labels[group_key(row)].add(row["method"])
+        per_sample[(group_key(row), row["sample_id"])].add(row["method"])
+    complete = {key for key, seen in per_sample.items() if seen == labels[key[0]]}
+    coverage: dict[GroupKey, tuple[int, int, int]] = {}
+    for group, methods in labels.items():
+        samples = [key for key in per_sample if key[0] == group]
+        coverage[group] = (sum(key in complete for key in samples), len(samples), len(methods))
+    kept = [row for row in rows if (group_key(row), row["sample_id"]) in complete]
+    return kept, coverage
+
+
+@dataclass(frozen=True)
+class StudyCell:
+    """One (model, dataset, task, length, variant, r) cell on its group's complete samples."""
+
+    group: GroupKey
+    method: str
+    ratio: float | None
+    protocol: str
+    kept: float | None
+    context: float | None
+    accuracy: Interval
+    score: float
+    retention: Interval | None
+    versus_full: PairedComparison | None
+
+
+def _by_sample(rows: list[dict[str, Any]]) -> dict[tuple[GroupKey, str], dict[str, Any]]:
+    return {(group_key(row), row["sample_id"]): row for row in rows}
+
+
+def study_cells(rows: list[dict[str, Any]]) -> list[StudyCell]:
+    """Every cell of complete-sample rows (``complete_samples``), paired with ``full``."""
+    full = _by_sample([row for row in rows if row["method"] == BASELINE])
+    groups: dict[tuple[GroupKey, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(group_key(row), row["method"])].append(row)
+    cells = []
+    for (group, label), members in groups.items():
+        members.sort(key=lambda row: row["sample_id"])
+        method, ratio = ratio_variant(label)
+        baseline = label == BASELINE
+        ours = [float(row["correct"]) for row in members]
+        theirs = [float(full[(group, row["sample_id"])]["correct"]) for row in members]
+        ok = [row for row in members if row["status"] == "ok"]
+        cells.append(
+            StudyCell(
+                group=group,
+                method=method,
+                ratio=ratio,
+                protocol="-" if baseline else members[0]["method_protocol"] or "-",
+                kept=mean_of([row["kept_tokens_final"] for row in ok]),
+                context=mean_of([row["context_tokens"] for row in ok]),
+                accuracy=bootstrap_ci(ours),
+                score=100 * sum(float(row["score"]) for row in members) / len(members),
+                retention=None if baseline else retention_ci(ours, theirs),
+                versus_full=None if baseline else paired_comparison(ours, theirs),
+            )
+        )
+    return sorted(cells, key=_cell_order)
+
+
+def _cell_order(cell: StudyCell) -> tuple[Any, ...]:
+    model, dataset, task, length = cell.group
+    return (
+        model,
+        dataset,
+        task,
+        length_order(length),
+        -(cell.ratio or 1.0),
+        cell.method != BASELINE,
+        cell.method,
+    )
+
+
+def pooled(
+    rows: list[dict[str, Any]],
+    ours: str,
+    theirs: str,
+    ratio: float | None,
+    tasks: tuple[str, ...] | None = None,
+) -> tuple[PairedComparison, float | None, float | None] | None:
+    """``ours`` against ``theirs`` (variants; ``full`` has no r) at kept fraction ``ratio`` over
+    every paired sample of a model's rows (``tasks``: only those), with both realised kept means.
+    None when they share no sample."""
+    index: dict[str, dict[tuple[GroupKey, str], dict[str, Any]]] = {ours: {}, theirs: {}}
+    for row in rows:
+        method, row_ratio = ratio_variant(row["method"])
+        if tasks is not None and row["task"] not in tasks:
+            continue
+        for wanted in (ours, theirs):
+            if method == wanted and (row_ratio == ratio or method == BASELINE):
+                index[wanted][(group_key(row), row["sample_id"])] = row
+    shared = sorted(set(index[ours]) & set(index[theirs]))
+    if not shared:
+        return None
+    mine = [index[ours][key] for key in shared]
+    other = [index[theirs][key] for key in shared]
+    comparison = paired_comparison([float(r["correct"]) for r in mine], [float(r["correct"]) for r in other])
+
+    def kept(members: list[dict[str, Any]]) -> float | None:
+        return mean_of([row["kept_tokens_final"] for row in members if row["status"] == "ok"])
+
+    return comparison, kept(mine), kept(other)
+
+
+def _ci(interval: Interval | None, sign: str = "") -> str:
+    if interval is None:
+        return "-"
+    return f"{interval.estimate:{sign}.1f} [{interval.low:{sign}.1f}, {interval.high:{sign}.1f}]"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return [*lines, *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def coverage_table(coverage: dict[GroupKey, tuple[int, int, int]]) -> list[str]:
+    rows = [
+        (model, dataset, task, length, str(methods), str(complete), str(seen))
+        for (model, dataset, task, length), (complete, seen, methods) in sorted(
+            coverage.items(), key=lambda item: (item[0][0], item[0][1], length_order(item[0][3]), item[0][2])
+        )
+    ]
+    header = ("model", "dataset", "task", "length", "methods", "samples under every method", "samples seen")
+    return _table(header, rows)
+
+
+def cell_tables(cells: list[StudyCell]) -> list[str]:
+    """One table per (model, dataset, task, length)."""
+    lines: list[str] = []
+    header = (
+        "method", "r", "protocol", "kept tokens", "accuracy % [95% CI]", "RULER score",
+        "retention % [95% CI]", "Δ vs full, pp [95% CI]", "McNemar p",
+    )  # fmt: skip
+    for group in dict.fromkeys(cell.group for cell in cells):
+        mine = [cell for cell in cells if cell.group == group]
+        model, dataset, task, length = group
+        context = mean_of([cell.context for cell in mine if cell.method == BASELINE])
+        about = f"{_number(context)} context tokens, n={mine[0].accuracy.n}"
+        lines += [f"### {model}, {dataset} {task}, {length} ({about})", ""]
+        rows = [
+            (
+                cell.method,
+                "-" if cell.ratio is None else f"{cell.ratio:g}",
+                cell.protocol,
+                _number(cell.kept),
+                _ci(cell.accuracy),
+                f"{cell.score:.1f}",
+                _ci(cell.retention),
+                _ci(cell.versus_full.difference if cell.versus_full else None, "+"),
+                "-" if cell.versus_full is None else f"{cell.versus_full.mcnemar_p:.3g}",
+            )
+            for cell in mine
+        ]
+        lines += _table(header, rows)
+    return lines
+
+
+def _versus(comparison: PairedComparison, ours: float | None, theirs: float | None) -> tuple[str, ...]:
+    """Pairs, both kept means, the paired difference, the discordant counts and McNemar's p."""
+    return (
+        str(comparison.difference.n),
+        f"{_number(ours)} / {_number(theirs)}",
+        _ci(comparison.difference, "+"),
+        f"{comparison.method_only} / {comparison.baseline_only}",
+        f"{comparison.mcnemar_p:.3g}",
+    )
+
+
+def _variants(rows: list[dict[str, Any]]) -> list[tuple[str, float | None, str]]:
+    """(variant, r, protocol) of every non-baseline label: by r (largest first), LASER-KV's
+    variants first, then by name."""
+    seen: dict[tuple[str, float | None], str] = {}
+    for row in rows:
+        method, ratio = ratio_variant(row["method"])
+        if method != BASELINE:
+            seen.setdefault((method, ratio), row["method_protocol"] or "-")
+    found = [(method, ratio, protocol) for (method, ratio), protocol in seen.items()]
+    return sorted(found, key=lambda item: (-(item[1] or 1.0), item[0] not in ABLATION, item[0]))
+
+
+def pooled_tables(rows: list[dict[str, Any]]) -> list[str]:
+    """Per model: every method against ``full``, LASER-KV against every rival, the ablation."""
+    lines: list[str] = []
+    for model in sorted({row["model"] for row in rows}):
+        mine = [row for row in rows if row["model"] == model]
+        variants = _variants(mine)
+        ratios = sorted({ratio for _, ratio, _ in variants if ratio is not None}, reverse=True)
+        versus_full = []
+        versus_laser = []
+        for method, ratio, protocol in variants:
+            result = pooled(mine, method, BASELINE, ratio)
+            if result is not None:
+                comparison, kept, _ = result
+                versus_full.append(
+                    (method, f"{ratio:g}" if ratio else "-", protocol, str(comparison.difference.n),
+                     _number(kept), _ci(comparison.difference, "+"), f"{comparison.mcnemar_p:.3g}")
+                )  # fmt: skip
+            if method not in ABLATION:  # LASER-KV's own variants are the ablation
+                result = pooled(mine, LASER, method, ratio)
+                if result is not None:
+                    versus_laser.append((method, f"{ratio:g}" if ratio else "-", protocol, *_versus(*result)))
+        lines += [f"### {model}: each method against full, all cells pooled", ""]
+        lines += _table(
+            ("method", "r", "protocol", "pairs", "kept tokens", "Δ vs full, pp [95% CI]", "McNemar p"),
+            versus_full,
+        )
+        lines += [f"### {model}: LASER-KV against each rival at the same r, all cells pooled", ""]
+        lines += _table(
+            ("rival", "r", "rival's protocol", "pairs", "kept tokens (LASER-KV / rival)",
+             "LASER-KV − rival, pp [95% CI]", "only LASER-KV / only rival right", "McNemar p"),
+            versus_laser,
+        )  # fmt: skip
+        ablation = []
+        for ratio in ratios:
+            for method in ABLATION[1:]:
+                result = pooled(mine, method, LASER, ratio, WORD_TASKS)
+                if result is not None:
+                    ablation.append((method, f"{ratio:g}", *_versus(*result)))
+        lines += [f"### {model}: LASER-KV ablation on the word-answer tasks ({', '.join(WORD_TASKS)})", ""]
+        lines += _table(
+            (
+                "variant",
+                "r",
+                "pairs",
+                "kept tokens (variant / laser)",
+                "variant − laser, pp [95% CI]",
+                "only variant / only laser right",
+                "McNemar p",
+            ),
+            ablation,
+        )
+    return lines
+
+
+def plots(cells: list[StudyCell], directory: Path) -> list[Path]:
+    """Per model and dataset: accuracy vs realised kept tokens, one panel per (task, length), one
+    line per variant (a point per r), ``full`` dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for model, dataset in sorted({cell.group[:2] for cell in cells}):
+        mine = [cell for cell in cells if cell.group[:2] == (model, dataset)]
+        panels = list(dict.fromkeys(cell.group for cell in mine))
+        names = sorted({cell.method for cell in mine if cell.method != BASELINE})
+        colours = {name: plt.get_cmap("tab20")(index % 20) for index, name in enumerate(names)}
+        columns = min(3, len(panels))
+        rows = -(-len(panels) // columns)
+        figure, axes_grid = plt.subplots(
+            rows, columns, figsize=(5.2 * columns, 4.0 * rows), dpi=100, squeeze=False
+        )
+        for axes, group in zip(axes_grid.flat, panels, strict=False):
+            here = [cell for cell in mine if cell.group == group]
+            for method in dict.fromkeys(cell.method for cell in here):
+                series = sorted(
+                    (c for c in here if c.method == method and c.kept is not None), key=lambda c: c.kept or 0
+                )
+                if method == BASELINE:
+                    axes.axhline(series[0].accuracy.estimate, color="black", linestyle="--", label="full")
+                    continue
+                xs = [c.kept for c in series]
+                axes.errorbar(
+                    xs, [c.accuracy.estimate for c in series],
+                    yerr=[[c.accuracy.estimate - c.accuracy.low for c in series],
+                          [c.accuracy.high - c.accuracy.estimate for c in series]],
+                    marker="o", capsize=2, label=method, color=colours[method],
+                )  # fmt: skip
+            axes.set_ylim(-3, 103)
+            axes.set_title(f"{group[2]}, {group[3]} (n={here[0].accuracy.n})")
+            axes.set_xlabel("realised kept tokens")
+            axes.set_ylabel("accuracy (%)")
+            axes.grid(alpha=0.3)
+        for axes in list(axes_grid.flat)[len(panels) :]:
+            axes.axis("off")
+        handles, labels = axes_grid.flat[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="lower center", ncol=5, fontsize=7)
+        figure.suptitle(f"{model}, {dataset}: accuracy vs kept tokens")
+        figure.tight_layout(rect=(0, 0.12, 1, 1))
+        path = directory / f"accuracy_vs_kept_{model}_{dataset}.png"
+        figure.savefig(path)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def report(results: list[Path], out: Path) -> Path:
+    """Score every results directory and write ``tables.md`` and the plots into ``out``."""
+    rows: list[dict[str, Any]] = []
+    for directory in results:
+        rows += reduce_and_score(directory)[1]
+    rows, coverage = complete_samples(unique_units(rows))
+    if not rows:
+        raise ValueError("no sample has a row under every method of its cell")
+    cells = study_cells(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    images = plots(cells, out)
+    lines = ["## Coverage", "", *coverage_table(coverage), "## Pooled over cells", "", *pooled_tables(rows)]
+    lines += ["## Every cell", "", *cell_tables(cells), "## Plots", ""]
+    lines += [f"![{image.stem}]({image.name})" for image in images]
+    path = out / "tables.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write the tables and plots of the given results directories; print the tables."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality_v2", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("results", nargs="+", type=Path, help="results directories of quality-v2 sweeps")
+    parser.add_argument("--out", type=Path, default=Path("docs/quality/v2"), help="where tables and plots go")
+    args = parser.parse_args(argv)
+    try:
+        print(report(args.results, args.out).read_text())
+    except (ResultsError, ValueError) as error:  # no shards, a foreign file, no complete sample
+        parser.error(str(error))
+
+
+if __name__ == "__main__":
+    main()

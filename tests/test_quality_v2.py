@@ -1,0 +1,116 @@
+"""benchmarks.quality_v2 on a hand-built results directory: labels split into variant and r, only
+samples complete under every method counted, pooled paired comparisons equal to brute force."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from benchmarks import quality_v2
+from cluster.reduce import reduce_and_score
+from cluster.rows import RESULT_SCHEMA, blank_row
+
+TARGET = "1234567"
+RIGHT, WRONG = f"The number is {TARGET}.", "The number is 7654321."
+OUTCOMES = {  # label -> (kept tokens, protocol, right answers on samples 0..5; None = no row)
+    "full": (1000, "-", (1, 1, 1, 1, 0, 1)),
+    "laser[compression_ratio=0.25]": (260, "query-aware", (1, 0, 1, 1, 0, 1)),
+    "laser[compression_ratio=0.25,score_pooling=7]": (260, "query-aware", (1, 1, 1, 1, 0, 0)),
+    "snapkv[compression_ratio=0.25]": (250, "query-aware", (0, 0, 1, 1, 1, None)),
+    "laser[compression_ratio=0.125]": (130, "query-aware", (0, 0, 1, 0, 0, 1)),
+}
+
+
+def build(directory: Path, outcomes: dict[str, tuple[int, str, tuple[int | None, ...]]] = OUTCOMES) -> None:
+    rows: list[dict[str, Any]] = []
+    for label, (kept, protocol, right) in outcomes.items():
+        for sample, ok in enumerate(right):
+            if ok is None:
+                continue  # a unit the sweep has not reached
+            values: dict[str, Any] = blank_row()
+            values.update(
+                unit_id=f"{label}-{sample}", status="ok", dataset="babilong_demo", dataset_revision="r",
+                sample_id=f"8k/niah_single/{sample}", task="niah_single", length="8k", question="Q?",
+                target=TARGET, method=label, method_hash=label, model="tiny", temperature=0.0,
+                max_new_tokens=128, seed=0, method_params=json.dumps({}), method_protocol=protocol,
+                kept_tokens_final=kept, context_tokens=1000, raw_output=RIGHT if ok else WRONG,
+            )  # fmt: skip
+            rows.append(values)
+    (directory / "results").mkdir(parents=True)
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), directory / "results" / "part-x-00000.parquet"
+    )
+
+
+def test_a_label_splits_into_its_variant_and_kept_fraction() -> None:
+    assert quality_v2.ratio_variant("laser[compression_ratio=0.25]") == ("laser", 0.25)
+    assert quality_v2.ratio_variant("laser[compression_ratio=0.125,score_pooling=7]") == (
+        "laser[score_pooling=7]",
+        0.125,
+    )
+    assert quality_v2.ratio_variant("kvpress:snapkv[compression_ratio=0.25]") == ("kvpress:snapkv", 0.25)
+    assert quality_v2.ratio_variant("full") == ("full", None)
+
+
+def test_only_samples_under_every_method_count(tmp_path: Path) -> None:
+    build(tmp_path)
+    rows, coverage = quality_v2.complete_samples(reduce_and_score(tmp_path)[1])
+    assert coverage == {("tiny", "babilong_demo", "niah_single", "8k"): (5, 6, 5)}
+    assert {row["sample_id"] for row in rows} == {f"8k/niah_single/{i}" for i in range(5)}
+    assert len(rows) == 5 * len(OUTCOMES)
+
+
+def test_cells_and_pooled_comparisons_equal_brute_force(tmp_path: Path) -> None:
+    build(tmp_path)
+    rows, _ = quality_v2.complete_samples(reduce_and_score(tmp_path)[1])
+    cells = {(cell.method, cell.ratio): cell for cell in quality_v2.study_cells(rows)}
+    laser = cells[("laser", 0.25)]
+    # samples 0-4: full 1,1,1,1,0; laser 1,0,1,1,0
+    assert (laser.accuracy.n, laser.accuracy.estimate, laser.kept) == (5, 60.0, 260.0)
+    assert laser.retention is not None and laser.retention.estimate == pytest.approx(75.0)
+    assert laser.versus_full is not None and laser.versus_full.difference.estimate == pytest.approx(-20.0)
+    assert cells[("full", None)].versus_full is None
+
+    result = quality_v2.pooled(rows, "laser", "snapkv", 0.25)
+    assert result is not None
+    comparison, ours, theirs = result
+    # laser 1,0,1,1,0 vs snapkv 0,0,1,1,1: +1 on sample 0, -1 on sample 4
+    assert comparison.difference.estimate == pytest.approx(0.0)
+    assert (comparison.method_only, comparison.baseline_only, ours, theirs) == (1, 1, 260.0, 250.0)
+    assert quality_v2.pooled(rows, "laser", "snapkv", 0.125) is None  # snapkv ran at 0.25 only
+    assert quality_v2.pooled(rows, "laser", "snapkv", 0.25, tasks=("qa_1",)) is None
+    pooled_variant = quality_v2.pooled(rows, "laser[score_pooling=7]", "laser", 0.25)
+    assert pooled_variant is not None and pooled_variant[0].difference.estimate == pytest.approx(20.0)
+
+
+def test_report_writes_tables_and_a_plot(tmp_path: Path) -> None:
+    build(tmp_path / "run")
+    path = quality_v2.report([tmp_path / "run"], tmp_path / "out")
+    text = path.read_text()
+    assert "| tiny | babilong_demo | niah_single | 8k | 5 | 5 | 6 |" in text
+    # LASER-KV against snapkv at r=0.25, its variants left to the ablation
+    assert "| snapkv | 0.25 | query-aware | 5 | 260 / 250 | +0.0 [-60.0, +60.0] | 1 / 1 | 1 |" in text
+    assert "| laser[score_pooling=7] | 0.25 | query-aware | 5 | 260 / 250" not in text
+    assert (tmp_path / "out" / "accuracy_vs_kept_tiny_babilong_demo.png").stat().st_size > 0
+
+
+def test_no_complete_sample_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    outcomes = {"full": (10, "-", (1, None)), "laser[compression_ratio=0.25]": (5, "query-aware", (None, 1))}
+    build(tmp_path / "run", outcomes)
+    with pytest.raises(SystemExit):
+        quality_v2.main([str(tmp_path / "run"), "--out", str(tmp_path / "out")])
+    assert "no sample has a row under every method" in capsys.readouterr().err
+
+
+def test_the_committed_tables_regenerate_from_the_committed_rows(tmp_path: Path) -> None:
+    """docs/quality/v2/tables.md is what ``python -m benchmarks.quality_v2`` makes of the rows in
+    docs/quality/runs/q05_ruler (RULER's metrics need nvidia-long-context-eval)."""
+    pytest.importorskip("long_context_eval")
+    docs = Path(__file__).resolve().parents[1] / "docs" / "quality"
+    written = quality_v2.report([docs / "runs" / "q05_ruler"], tmp_path)
+    assert written.read_text() == (docs / "v2" / "tables.md").read_text()
