@@ -24,17 +24,16 @@ computed in ``benchmarks.quality_cells``, the plots in ``benchmarks.quality_plot
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.quality_cells import TARGET_BUDGET, Cell, cell_key, length_order, quality_cells, unique_units
+from benchmarks.quality_cells import TARGET_BUDGET, Cell, cell_key, length_order, quality_cells, study_rows
 from benchmarks.quality_plots import plots
+from benchmarks.quality_text import interval_text, markdown_table, study_main
 from cluster.labels import base_name
-from cluster.reduce import BASELINE, mean_of, reduce_and_score
-from cluster.writer import ResultsError
-from evals.stats import Interval, PairedComparison, paired_comparison
+from cluster.reduce import BASELINE, mean_of
+from evals.stats import PairedComparison, paired_comparison
 
 LASER = "laser"
 LASER_MODES = ("laser", "laser_recursive")
@@ -55,21 +54,6 @@ TARGETS = {
 """Issue 8: LASER-KV at B=1024 keeps >= 90% of full-cache accuracy at 4k (SmolLM2), 16k (Qwen)."""
 
 
-def _ci(interval: Interval | None, sign: str = "") -> str:
-    if interval is None:
-        return "-"
-    return f"{interval.estimate:{sign}.1f} [{interval.low:{sign}.1f}, {interval.high:{sign}.1f}]"
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in rows),
-        "",
-    ]
-
-
 def main_tables(cells: list[Cell]) -> list[str]:
     """One table per (model, task, length): every method and budget."""
     lines: list[str] = []
@@ -80,7 +64,7 @@ def main_tables(cells: list[Cell]) -> list[str]:
         context = mean_of([cell.context for cell in members])
         lines.append(f"### {model}, {task}, {length} (mean context {context or 0:.0f} tokens)")
         lines.append("")
-        lines += _table(
+        lines += markdown_table(
             ("method", "B", "kept tokens", "n", "errors", "accuracy % [95% CI]", "retention % [95% CI]",
              "delta vs full, pp [95% CI]", "McNemar p"),
             [
@@ -90,9 +74,9 @@ def main_tables(cells: list[Cell]) -> list[str]:
                     "-" if cell.kept is None else f"{cell.kept:.0f}",
                     str(cell.n),
                     str(cell.errors),
-                    _ci(cell.accuracy),
-                    _ci(cell.retention),
-                    "-" if cell.versus_full is None else _ci(cell.versus_full.difference, "+"),
+                    interval_text(cell.accuracy),
+                    interval_text(cell.retention),
+                    "-" if cell.versus_full is None else interval_text(cell.versus_full.difference, "+"),
                     "-" if cell.versus_full is None else f"{cell.versus_full.mcnemar_p:.3g}",
                 )
                 for cell in sorted(members, key=lambda c: (c.method != BASELINE, c.method, c.budget or 0))
@@ -120,7 +104,8 @@ def target_lines(cells: list[Cell]) -> list[str]:
             verdict = ("met" if met else "missed") + f" (point estimate vs {TARGET_RETENTION:.0f}%)"
         lines.append(
             f"- {cell.model}, {cell.task}, {cell.length}: {cell.method} B={TARGET_BUDGET} retention "
-            f"{_ci(cell.retention)} % (accuracy {_ci(cell.accuracy)} %, n={cell.n}): {verdict}."
+            f"{interval_text(cell.retention)} % (accuracy {interval_text(cell.accuracy)} %, "
+            f"n={cell.n}): {verdict}."
         )
     return lines or ["- no cell matches a target (LASER-KV at B=1024 at the model's target length)."]
 
@@ -179,7 +164,7 @@ def versus_rows(rows: list[dict[str, Any]], cells: list[Cell], match: str) -> li
                     cell.model, cell.length, cell.method, str(cell.budget), f"{cell.kept:.0f}",
                     rival, str(other.budget), "-" if other.kept is None else f"{other.kept:.0f}",
                     str(n_paired), f"{ours:.1f}", f"{theirs:.1f}",
-                    _ci(comparison.difference, "+"), f"{comparison.mcnemar_p:.3g}",
+                    interval_text(comparison.difference, "+"), f"{comparison.mcnemar_p:.3g}",
                 )
             )  # fmt: skip
     return table
@@ -187,7 +172,7 @@ def versus_rows(rows: list[dict[str, Any]], cells: list[Cell], match: str) -> li
 
 def versus_table(rows: list[dict[str, Any]], cells: list[Cell], match: str) -> list[str]:
     """``versus_rows`` as Markdown lines."""
-    return _table(
+    return markdown_table(
         ("model", "length", "method", "B", "kept", "rival", "rival B", "rival kept", "n paired",
          "method %", "rival %", "method - rival, pp [95% CI]", "McNemar p"),
         versus_rows(rows, cells, match),
@@ -213,12 +198,13 @@ def variant_table(rows: list[dict[str, Any]], cells: list[Cell]) -> list[str]:
         table.append(
             (
                 cell.model, cell.task, cell.length, cell.method, str(cell.budget),
-                "-" if cell.kept is None else f"{cell.kept:.0f}", _ci(cell.retention), str(n_paired),
-                f"{ours:.1f}", f"{theirs:.1f}", _ci(comparison.difference, "+"),
+                "-" if cell.kept is None else f"{cell.kept:.0f}", interval_text(cell.retention),
+                str(n_paired),
+                f"{ours:.1f}", f"{theirs:.1f}", interval_text(comparison.difference, "+"),
                 f"{comparison.mcnemar_p:.3g}",
             )
         )  # fmt: skip
-    return _table(
+    return markdown_table(
         ("model", "task", "length", "variant", "B", "kept", "retention % [95% CI]", "n paired",
          "variant %", "method %", "variant - method, pp [95% CI]", "McNemar p"),
         table,
@@ -259,15 +245,12 @@ def ablation_table(cells: list[Cell], budget: int = TARGET_BUDGET) -> list[str]:
             else:
                 values.append(f"{cell.accuracy.estimate:.0f} ({cell.retention.estimate:.0f}%)")
         table_rows.append((method, selector, mode, *values))
-    return _table(header, table_rows)
+    return markdown_table(header, table_rows)
 
 
 def report(results: list[Path], out: Path) -> Path:
     """Score every results directory and write ``quality_tables.md`` and the plots into ``out``."""
-    rows: list[dict[str, Any]] = []
-    for directory in results:
-        rows += reduce_and_score(directory)[1]
-    rows = unique_units(rows)  # a unit run in two directories (e.g. ``full`` beside variants) once
+    rows = study_rows(results)
     cells = quality_cells(rows)
     out.mkdir(parents=True, exist_ok=True)
     images = plots(cells, out)
@@ -289,15 +272,7 @@ def report(results: list[Path], out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """Write the tables and plots of the given results directories; print the tables."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("results", nargs="+", type=Path, help="results directories of quality sweeps")
-    parser.add_argument("--out", type=Path, default=Path("docs/quality"), help="where tables and plots go")
-    args = parser.parse_args(argv)
-    try:
-        print(report(args.results, args.out).read_text())
-    except (ResultsError, ValueError) as error:  # no shards, a foreign file, duplicate rows
-        parser.error(str(error))
+    study_main("python -m benchmarks.quality", __doc__, Path("docs/quality"), report, argv)
 
 
 if __name__ == "__main__":

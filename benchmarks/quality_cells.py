@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cluster.labels import base_name
-from cluster.reduce import BASELINE, baseline_key, latest_per_key, mean_of, paired_scores
+from cluster.reduce import BASELINE, baseline_key, latest_per_key, mean_of, paired_scores, reduce_and_score
 from cluster.rows import method_params
 from evals.babilong import length_tokens
 from evals.stats import Interval, PairedComparison, bootstrap_ci, paired_comparison, retention_ci
@@ -73,6 +74,15 @@ def unique_units(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     settings are two cells). As the reducer's ``latest_rows``: an ``ok`` row if there is one,
     the last one read, else the last row."""
     return latest_per_key(rows, lambda row: (row["unit_id"], row["method"]))
+
+
+def study_rows(results: list[Path]) -> list[dict[str, Any]]:
+    """The scored rows of every results directory (each reduced in place), a unit run in two
+    directories (e.g. ``full`` beside variants) once (``unique_units``)."""
+    rows: list[dict[str, Any]] = []
+    for directory in results:
+        rows += reduce_and_score(directory)[1]
+    return unique_units(rows)
 
 
 def quality_cells(rows: list[dict[str, Any]]) -> list[Cell]:

@@ -21,17 +21,15 @@ word-answer tasks.
 
 from __future__ import annotations
 
-import argparse
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.quality_cells import length_order, unique_units
+from benchmarks.quality_cells import length_order, study_rows
+from benchmarks.quality_text import interval_text, markdown_table, study_main
 from cluster.labels import base_name
-from cluster.reduce import BASELINE, mean_of, reduce_and_score
-from cluster.writer import ResultsError
+from cluster.reduce import BASELINE, mean_of
 from evals.stats import Interval, PairedComparison, bootstrap_ci, paired_comparison, retention_ci
 
 RATIO = "compression_ratio"
@@ -69,10 +67,8 @@ def complete_samples(
         labels[group_key(row)].add(row["method"])
         per_sample[(group_key(row), row["sample_id"])].add(row["method"])
     complete = {key for key, seen in per_sample.items() if seen == labels[key[0]]}
-    coverage: dict[GroupKey, tuple[int, int, int]] = {}
-    for group, methods in labels.items():
-        samples = [key for key in per_sample if key[0] == group]
-        coverage[group] = (sum(key in complete for key in samples), len(samples), len(methods))
+    seen_in, complete_in = Counter(group for group, _ in per_sample), Counter(group for group, _ in complete)
+    coverage = {group: (complete_in[group], seen_in[group], len(labels[group])) for group in labels}
     kept = [row for row in rows if (group_key(row), row["sample_id"]) in complete]
     return kept, coverage
 
@@ -172,19 +168,8 @@ def pooled(
     return comparison, kept(mine), kept(other)
 
 
-def _ci(interval: Interval | None, sign: str = "") -> str:
-    if interval is None:
-        return "-"
-    return f"{interval.estimate:{sign}.1f} [{interval.low:{sign}.1f}, {interval.high:{sign}.1f}]"
-
-
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
-
-
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return [*lines, *("| " + " | ".join(row) + " |" for row in rows), ""]
 
 
 def coverage_table(coverage: dict[GroupKey, tuple[int, int, int]]) -> list[str]:
@@ -195,7 +180,7 @@ def coverage_table(coverage: dict[GroupKey, tuple[int, int, int]]) -> list[str]:
         )
     ]
     header = ("model", "dataset", "task", "length", "methods", "samples under every method", "samples seen")
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def cell_tables(cells: list[StudyCell]) -> list[str]:
@@ -217,15 +202,15 @@ def cell_tables(cells: list[StudyCell]) -> list[str]:
                 "-" if cell.ratio is None else f"{cell.ratio:g}",
                 cell.protocol,
                 _number(cell.kept),
-                _ci(cell.accuracy),
+                interval_text(cell.accuracy),
                 f"{cell.score:.1f}",
-                _ci(cell.retention),
-                _ci(cell.versus_full.difference if cell.versus_full else None, "+"),
+                interval_text(cell.retention),
+                interval_text(cell.versus_full.difference if cell.versus_full else None, "+"),
                 "-" if cell.versus_full is None else f"{cell.versus_full.mcnemar_p:.3g}",
             )
             for cell in mine
         ]
-        lines += _table(header, rows)
+        lines += markdown_table(header, rows)
     return lines
 
 
@@ -234,7 +219,7 @@ def _versus(comparison: PairedComparison, ours: float | None, theirs: float | No
     return (
         str(comparison.difference.n),
         f"{_number(ours)} / {_number(theirs)}",
-        _ci(comparison.difference, "+"),
+        interval_text(comparison.difference, "+"),
         f"{comparison.method_only} / {comparison.baseline_only}",
         f"{comparison.mcnemar_p:.3g}",
     )
@@ -267,19 +252,19 @@ def pooled_tables(rows: list[dict[str, Any]]) -> list[str]:
                 comparison, kept, _ = result
                 versus_full.append(
                     (method, f"{ratio:g}" if ratio else "-", protocol, str(comparison.difference.n),
-                     _number(kept), _ci(comparison.difference, "+"), f"{comparison.mcnemar_p:.3g}")
+                     _number(kept), interval_text(comparison.difference, "+"), f"{comparison.mcnemar_p:.3g}")
                 )  # fmt: skip
             if method not in ABLATION:  # LASER-KV's own variants are the ablation
                 result = pooled(mine, LASER, method, ratio)
                 if result is not None:
                     versus_laser.append((method, f"{ratio:g}" if ratio else "-", protocol, *_versus(*result)))
         lines += [f"### {model}: each method against full, all cells pooled", ""]
-        lines += _table(
+        lines += markdown_table(
             ("method", "r", "protocol", "pairs", "kept tokens", "Δ vs full, pp [95% CI]", "McNemar p"),
             versus_full,
         )
         lines += [f"### {model}: LASER-KV against each rival at the same r, all cells pooled", ""]
-        lines += _table(
+        lines += markdown_table(
             ("rival", "r", "rival's protocol", "pairs", "kept tokens (LASER-KV / rival)",
              "LASER-KV − rival, pp [95% CI]", "only LASER-KV / only rival right", "McNemar p"),
             versus_laser,
@@ -291,7 +276,7 @@ def pooled_tables(rows: list[dict[str, Any]]) -> list[str]:
                 if result is not None:
                     ablation.append((method, f"{ratio:g}", *_versus(*result)))
         lines += [f"### {model}: LASER-KV ablation on the word-answer tasks ({', '.join(WORD_TASKS)})", ""]
-        lines += _table(
+        lines += markdown_table(
             (
                 "variant",
                 "r",
@@ -361,10 +346,7 @@ def plots(cells: list[StudyCell], directory: Path) -> list[Path]:
 
 def report(results: list[Path], out: Path) -> Path:
     """Score every results directory and write ``tables.md`` and the plots into ``out``."""
-    rows: list[dict[str, Any]] = []
-    for directory in results:
-        rows += reduce_and_score(directory)[1]
-    rows, coverage = complete_samples(unique_units(rows))
+    rows, coverage = complete_samples(study_rows(results))
     if not rows:
         raise ValueError("no sample has a row under every method of its cell")
     cells = study_cells(rows)
@@ -380,15 +362,7 @@ def report(results: list[Path], out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """Write the tables and plots of the given results directories; print the tables."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality_v2", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("results", nargs="+", type=Path, help="results directories of quality-v2 sweeps")
-    parser.add_argument("--out", type=Path, default=Path("docs/quality/v2"), help="where tables and plots go")
-    args = parser.parse_args(argv)
-    try:
-        print(report(args.results, args.out).read_text())
-    except (ResultsError, ValueError) as error:  # no shards, a foreign file, no complete sample
-        parser.error(str(error))
+    study_main("python -m benchmarks.quality_v2", __doc__, Path("docs/quality/v2"), report, argv)
 
 
 if __name__ == "__main__":

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from benchmarks import quality
 from benchmarks.quality_cells import method_variant, unique_units
 from cluster.reduce import reduce_and_score
-from cluster.rows import RESULT_SCHEMA, blank_row
+from tests.needle_rows import needle_row, write_shard
 
-TARGET = "1234567"
-RIGHT, WRONG = f"The number is {TARGET}.", "The number is 7654321."
 OUTCOMES = {  # label -> (budget, kept tokens, right answers on samples 0..3)
     "full": (None, 1000, (1, 1, 1, 0)),
     "laser[budget=256]": (256, 450, (1, 0, 1, 0)),  # accumulate mode keeps more than B
@@ -27,21 +22,21 @@ OUTCOMES = {  # label -> (budget, kept tokens, right answers on samples 0..3)
 
 
 def build(directory: Path, outcomes: dict[str, tuple[int | None, int, tuple[int, ...]]] = OUTCOMES) -> None:
-    rows: list[dict[str, Any]] = []
-    for label, (budget, kept, right) in outcomes.items():
-        for sample, ok in enumerate(right):
-            values: dict[str, Any] = blank_row()
-            values.update(
-                unit_id=f"{label}-{sample}", status="ok", dataset="babilong_demo", dataset_revision="r",
-                sample_id=f"1k/niah_single/{sample}", task="niah_single", length="1k", question="Q?",
-                target=TARGET, method=label, method_hash=label, model="tiny", temperature=0.0,
-                max_new_tokens=128, seed=0, method_params=json.dumps({"budget": budget}), budget=budget,
-                kept_tokens_final=kept, context_tokens=1000, raw_output=RIGHT if ok else WRONG,
-            )  # fmt: skip
-            rows.append(values)
-    (directory / "results").mkdir(parents=True)
-    pq.write_table(
-        pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), directory / "results" / "part-x-00000.parquet"
+    write_shard(
+        directory,
+        [
+            needle_row(
+                label,
+                sample,
+                bool(ok),
+                "1k",
+                method_params=json.dumps({"budget": budget}),
+                budget=budget,
+                kept_tokens_final=kept,
+            )
+            for label, (budget, kept, right) in outcomes.items()
+            for sample, ok in enumerate(right)
+        ],
     )
 
 

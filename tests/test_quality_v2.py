@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from benchmarks import quality_v2
 from cluster.reduce import reduce_and_score
-from cluster.rows import RESULT_SCHEMA, blank_row
+from tests.needle_rows import needle_row, write_shard
 
-TARGET = "1234567"
-RIGHT, WRONG = f"The number is {TARGET}.", "The number is 7654321."
 OUTCOMES = {  # label -> (kept tokens, protocol, right answers on samples 0..5; None = no row)
     "full": (1000, "-", (1, 1, 1, 1, 0, 1)),
     "laser[compression_ratio=0.25]": (260, "query-aware", (1, 0, 1, 1, 0, 1)),
@@ -27,23 +22,22 @@ OUTCOMES = {  # label -> (kept tokens, protocol, right answers on samples 0..5; 
 
 
 def build(directory: Path, outcomes: dict[str, tuple[int, str, tuple[int | None, ...]]] = OUTCOMES) -> None:
-    rows: list[dict[str, Any]] = []
-    for label, (kept, protocol, right) in outcomes.items():
-        for sample, ok in enumerate(right):
-            if ok is None:
-                continue  # a unit the sweep has not reached
-            values: dict[str, Any] = blank_row()
-            values.update(
-                unit_id=f"{label}-{sample}", status="ok", dataset="babilong_demo", dataset_revision="r",
-                sample_id=f"8k/niah_single/{sample}", task="niah_single", length="8k", question="Q?",
-                target=TARGET, method=label, method_hash=label, model="tiny", temperature=0.0,
-                max_new_tokens=128, seed=0, method_params=json.dumps({}), method_protocol=protocol,
-                kept_tokens_final=kept, context_tokens=1000, raw_output=RIGHT if ok else WRONG,
-            )  # fmt: skip
-            rows.append(values)
-    (directory / "results").mkdir(parents=True)
-    pq.write_table(
-        pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), directory / "results" / "part-x-00000.parquet"
+    write_shard(
+        directory,
+        [
+            needle_row(
+                label,
+                sample,
+                bool(ok),
+                "8k",
+                method_params=json.dumps({}),
+                method_protocol=protocol,
+                kept_tokens_final=kept,
+            )
+            for label, (kept, protocol, right) in outcomes.items()
+            for sample, ok in enumerate(right)
+            if ok is not None  # None: a unit the sweep has not reached
+        ],
     )
 
 
