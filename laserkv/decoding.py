@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import PreTrainedModel
 
 from laserkv import hooks
@@ -21,6 +23,22 @@ CUDA_GRAPHS_ENV = "LASERKV_CUDA_GRAPHS"
 
 Step = Callable[[int, int], Tensor]
 """``step(token, position)``: forward one token at its true position; (1, vocab) fp32 logits."""
+
+
+SDPA_WITHOUT_CUDNN = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
+
+
+@contextmanager
+def sdpa_without_cudnn() -> Iterator[None]:
+    """PyTorch's SDPA with its other backends only (flash, memory-efficient, math), not cuDNN.
+
+    For forwards over a transformers cache whose layers hold different numbers of keys
+    (PyramidKV): every layer's key length is then a new SDPA shape at every step, and cuDNN
+    builds a plan per new shape (an 8B model at 32k: 54.6 s of decoding with cuDNN, 1.51 s
+    without; docs/benchmarks.md). Outside CUDA it changes nothing.
+    """
+    with sdpa_kernel(list(SDPA_WITHOUT_CUDNN)):
+        yield
 
 
 def next_token(logits: Tensor, temperature: float, sampler: torch.Generator | None) -> int:

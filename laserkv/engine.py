@@ -10,7 +10,7 @@ nothing is stored on the model.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from laserkv import hooks
 from laserkv.backends import ScoreRequest
 from laserkv.budget import BudgetSplit
 from laserkv.config import EngineConfig, GenerationConfig, MethodConfig
-from laserkv.decoding import BufferSteps, Step, cache_steps, decode_tokens
+from laserkv.decoding import BufferSteps, cache_steps, decode_tokens, sdpa_without_cudnn
 from laserkv.evidence import block_evidence
 from laserkv.kernels import DECODE_CHUNK
 from laserkv.kv_buffer import KVBuffer
@@ -322,7 +322,9 @@ def generate_answer(
     sampled when ``generation.temperature > 0``).
 
     With ``prefilled.buffer`` (the block engine) the question and the answer go into that buffer
-    and decode with fixed-shape steps (CUDA graphs on CUDA); otherwise over a transformers cache.
+    and decode with fixed-shape steps (CUDA graphs on CUDA); otherwise over a transformers cache,
+    with SDPA's cuDNN backend off where layers hold different numbers of keys
+    (``decoding.sdpa_without_cudnn``).
 
     Args:
         prefilled: what the prefill left: the question tokens already in ``state`` (at ``T..``;
@@ -342,8 +344,11 @@ def generate_answer(
         )
         logits = hooks.next_token_logits(model, hidden[:, -1])
         buffer.reserve(buffer.length + generation.max_new_tokens - 1)
-        step: Step = BufferSteps(model, buffer)
-    else:
+        step = BufferSteps(model, buffer)
+        token_ids = decode_tokens(logits, step, context_len + n_question, generation, eos_ids, device)
+        return token_ids, logits[0]
+    uneven = len({int(layer_keys.shape[2]) for layer_keys in state.keys}) > 1
+    with sdpa_without_cudnn() if uneven else nullcontext():
         cache = forward_cache(model, state)
         done = 0 if prefilled is None else prefilled.question_in_state
         if prefilled is not None and prefilled.first_logits is not None:
@@ -356,8 +361,9 @@ def generate_answer(
                 positions = torch.arange(context_len + start, context_len + start + piece.numel())
                 hidden = hooks.forward_body(model, piece[None].to(device), positions[None].to(device), cache)
             logits = hooks.next_token_logits(model, hidden[:, -1])
-        step = cache_steps(model, cache)
-    token_ids = decode_tokens(logits, step, context_len + n_question, generation, eos_ids, device)
+        token_ids = decode_tokens(
+            logits, cache_steps(model, cache), context_len + n_question, generation, eos_ids, device
+        )
     return token_ids, logits[0]
 
 

@@ -270,3 +270,31 @@ def test_the_quality_v2_grid_keeps_the_same_fractions_for_every_method() -> None
     ratios = {method.engine.compression_ratio for method in methods if method.name != "full"}
     assert ratios == {0.25, 0.125}
     assert {method.selector.protocol for method in methods} == {"query-aware", "query-agnostic"}
+
+
+def _cudnn_flags_while_answering(model: Any, tokenizer: Any, name: str, **params: object) -> list[bool]:
+    """Whether SDPA's cuDNN backend was enabled at each forward of the first layer (the prefill's,
+    then the question's and every decoding step's)."""
+    seen: list[bool] = []
+    layer = model.model.layers[0]
+    handle = layer.register_forward_pre_hook(lambda *_: seen.append(torch.backends.cuda.cudnn_sdp_enabled()))
+    try:
+        run(model, tokenizer, name, **params)
+    finally:
+        handle.remove()
+    return seen
+
+
+def test_uneven_layers_decode_without_cudnn_sdpa_and_even_ones_keep_it(tiny: Any) -> None:
+    """PyramidKV's layers keep different numbers of keys, so every layer meets a new SDPA shape at
+    every step: its question and answer forwards run without cuDNN SDPA (which builds a plan per
+    shape). Its prefill, and presses whose layers keep equally many, keep the default backends."""
+    model, tokenizer = tiny
+    pyramid = {"budget": 48, "press.window_size": 2}
+    lengths = run(model, tokenizer, "kvpress:pyramidkv", **pyramid).kept_positions
+    assert int((lengths[0] >= 0).sum()) != int((lengths[1] >= 0).sum())  # layers keep different numbers
+    flags = _cudnn_flags_while_answering(model, tokenizer, "kvpress:pyramidkv", **pyramid)
+    assert flags[0] and len(flags) > 2 and not any(flags[1:])
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # restored afterwards
+    even = _cudnn_flags_while_answering(model, tokenizer, "kvpress:snapkv", budget=48)
+    assert len(even) > 2 and all(even)
