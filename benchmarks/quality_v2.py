@@ -14,9 +14,9 @@ many that is (a sweep stopped early leaves cells partly done). A failed unit cou
 Accuracy is the benchmark's right/wrong (RULER: every reference found); the RULER score column
 is the official graded per-sample score. Per cell: accuracy with a bootstrap 95% CI, the
 realised kept tokens, retention against ``full`` and the paired difference to it with McNemar's
-exact p. Pooled over the cells of a model: each method against ``full``, LASER-KV against each
-rival at the same r (with both realised kept counts), and the LASER-KV ablation on the
-word-answer tasks.
+exact p. Pooled over the tasks of each (model, length): each method against ``full``, LASER-KV
+against each rival at the same r (with both realised kept counts), and the LASER-KV ablation on the
+word-answer tasks and on all of them.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from evals.stats import Interval, PairedComparison, bootstrap_ci, paired_compari
 
 RATIO = "compression_ratio"
 LASER = "laser"
-ABLATION = ("laser", "laser_recursive", "laser[score_pooling=7]")
-"""Accumulate (LASER-KV proper) vs recursive vs score pooling 7 (the open question of issue 8)."""
+ABLATION = ("laser", "laser_recursive", "exact", "lsh_magicpig", "laser[score_pooling=7]")
+"""LASER-KV proper (hybrid, accumulate) vs recursive, vs each of its selectors alone, and vs score
+pooling 7 (the open question of issue 8)."""
 WORD_TASKS = ("qa_1", "qa_2", "vt", "qa2")
 """Tasks whose answers are words (RULER's QA and variable tracking, the demo set's qa2)."""
 GroupKey = tuple[str, str, str, str]  # (model, dataset, task, length)
@@ -238,10 +239,13 @@ def _variants(rows: list[dict[str, Any]]) -> list[tuple[str, float | None, str]]
 
 
 def pooled_tables(rows: list[dict[str, Any]]) -> list[str]:
-    """Per model: every method against ``full``, LASER-KV against every rival, the ablation."""
+    """Per model and length, pooled over its tasks: every method against ``full``, LASER-KV
+    against every rival, the ablation."""
     lines: list[str] = []
-    for model in sorted({row["model"] for row in rows}):
-        mine = [row for row in rows if row["model"] == model]
+    groups = sorted({(row["model"], row["length"]) for row in rows}, key=lambda g: (g[0], length_order(g[1])))
+    for model, length in groups:
+        mine = [row for row in rows if row["model"] == model and row["length"] == length]
+        heading = f"{model}, {length}"
         variants = _variants(mine)
         ratios = sorted({ratio for _, ratio, _ in variants if ratio is not None}, reverse=True)
         versus_full = []
@@ -258,26 +262,28 @@ def pooled_tables(rows: list[dict[str, Any]]) -> list[str]:
                 result = pooled(mine, LASER, method, ratio)
                 if result is not None:
                     versus_laser.append((method, f"{ratio:g}" if ratio else "-", protocol, *_versus(*result)))
-        lines += [f"### {model}: each method against full, all cells pooled", ""]
+        lines += [f"### {heading}: each method against full, its tasks pooled", ""]
         lines += markdown_table(
             ("method", "r", "protocol", "pairs", "kept tokens", "Δ vs full, pp [95% CI]", "McNemar p"),
             versus_full,
         )
-        lines += [f"### {model}: LASER-KV against each rival at the same r, all cells pooled", ""]
+        lines += [f"### {heading}: LASER-KV against each rival at the same r, its tasks pooled", ""]
         lines += markdown_table(
             ("rival", "r", "rival's protocol", "pairs", "kept tokens (LASER-KV / rival)",
              "LASER-KV − rival, pp [95% CI]", "only LASER-KV / only rival right", "McNemar p"),
             versus_laser,
         )  # fmt: skip
         ablation = []
-        for ratio in ratios:
-            for method in ABLATION[1:]:
-                result = pooled(mine, method, LASER, ratio, WORD_TASKS)
-                if result is not None:
-                    ablation.append((method, f"{ratio:g}", *_versus(*result)))
-        lines += [f"### {model}: LASER-KV ablation on the word-answer tasks ({', '.join(WORD_TASKS)})", ""]
+        for tasks, tasks_name in ((WORD_TASKS, "word-answer"), (None, "all")):
+            for ratio in ratios:
+                for method in ABLATION[1:]:
+                    result = pooled(mine, method, LASER, ratio, tasks)
+                    if result is not None:
+                        ablation.append((tasks_name, method, f"{ratio:g}", *_versus(*result)))
+        lines += [f"### {heading}: LASER-KV ablation (word-answer tasks: {', '.join(WORD_TASKS)})", ""]
         lines += markdown_table(
             (
+                "tasks",
                 "variant",
                 "r",
                 "pairs",
@@ -352,7 +358,8 @@ def report(results: list[Path], out: Path) -> Path:
     cells = study_cells(rows)
     out.mkdir(parents=True, exist_ok=True)
     images = plots(cells, out)
-    lines = ["## Coverage", "", *coverage_table(coverage), "## Pooled over cells", "", *pooled_tables(rows)]
+    lines = ["## Coverage", "", *coverage_table(coverage), "## Pooled over the tasks of each length", ""]
+    lines += pooled_tables(rows)
     lines += ["## Every cell", "", *cell_tables(cells), "## Plots", ""]
     lines += [f"![{image.stem}]({image.name})" for image in images]
     path = out / "tables.md"

@@ -2,7 +2,7 @@
 as a Markdown table: one row per method (its latest attempt of each unit), means over its units,
 and ratios to ``full`` in the same run::
 
-    python -m benchmarks.rivals_cost results/rivals-32k
+    python -m benchmarks.rivals_cost results/rivals-32k [--length 8k] [--run 20261201T2018]
 
 Prefill = the forward, score, select and gather phases (the block engine's loop, or the kvpress
 bridge's one forward and its bookkeeping); decode = the question and the answer tokens.
@@ -80,11 +80,25 @@ def markdown_table(costs: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def selected(rows: list[dict[str, Any]], length: str | None, run: str | None) -> list[dict[str, Any]]:
+    """The rows of one length and of the runs whose id starts with ``run`` (None: all)."""
+    return [
+        row
+        for row in rows
+        if (length is None or row["length"] == length) and (run is None or row["run_id"].startswith(run))
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="a results directory (laserkv eval / sweep --output)")
-    args = parser.parse_args()
-    print(markdown_table(method_costs(latest_rows(read_results(args.results)))))
+    parser.add_argument("--length", default=None, help="only this length's rows (e.g. 8k)")
+    parser.add_argument("--run", default=None, help="only the rows of runs whose id starts with this")
+    args = parser.parse_args(argv)
+    rows = selected(latest_rows(read_results(args.results)), args.length, args.run)
+    if not rows:
+        parser.error(f"no rows in {args.results} match --length {args.length} --run {args.run}")
+    print(markdown_table(method_costs(rows)))
 
 
 if __name__ == "__main__":

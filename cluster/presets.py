@@ -34,13 +34,18 @@ QUALITY_BUDGETS = (256, 512, 1024, 2048)
 QUALITY_V2_RATIOS = (0.25, 0.125)
 """Issue 20's budgets: the fraction of each context kept (the original's RULER settings)."""
 QUALITY_V2_PRESSES = ("snapkv", "pyramidkv", "expected_attention", "tova")
+QUALITY_V2_ABLATION = ("exact", "lsh_magicpig")
+"""LASER-KV's two selectors alone (its hybrid keeps 0.75 of the budget by exact scores, the rest by
+magicpig LSH): issue 20's exact vs LSH vs hybrid ablation."""
 QUALITY_V2_METHODS = (
     "laser",
     "laser_recursive",
+    *QUALITY_V2_ABLATION,
     *RIVALS,
     *(f"{KVPRESS_PREFIX}{press}" for press in QUALITY_V2_PRESSES),
 )
-"""Issue 20's study: LASER-KV, every native rival in both protocols, four kvpress presses."""
+"""Issue 20's study: LASER-KV (accumulate, recursive, each selector alone), every native rival in
+both protocols, four kvpress presses."""
 GridEntry = dict[str, Any]
 FLAGS = {"budget": "--budget", "compression_ratio": "--ratio", "block_size": "--block-size"}
 FIRST_RELEASE_BASELINES = ("full", "streaming_laser_split", "snapkv_laser_split")
@@ -72,9 +77,9 @@ at one budget.
 ``laser[budget=1024]``; see ``benchmarks/quality.py``). ``rivals``: LASER-KV against every
 native rival and kvpress's standard presses (both protocols) at one budget (the method default,
 or ``--budget`` / ``--ratio`` for all of them). ``quality-v2``: issue 20's study, ``full`` and
-LASER-KV (also with ``score_pooling=7``), the native rivals in both protocols and four kvpress
-presses, each keeping r = 0.25 and r = 0.125 of every context (labels like
-``laser[compression_ratio=0.25]``)."""
+LASER-KV (also with ``score_pooling=7``, recursive, and its exact and LSH selectors alone), the
+native rivals in both protocols and four kvpress presses, each keeping r = 0.25 and r = 0.125 of
+every context (labels like ``laser[compression_ratio=0.25]``)."""
 
 
 def method_with_overrides(name: str, overrides: dict[str, object], label: str | None = None) -> MethodConfig:

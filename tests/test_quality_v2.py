@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +109,32 @@ def test_the_committed_tables_regenerate_from_the_committed_rows(tmp_path: Path)
     docs = Path(__file__).resolve().parents[1] / "docs" / "quality"
     written = quality_v2.report([docs / "runs" / "q05_ruler"], tmp_path)
     assert written.read_text() == (docs / "v2" / "tables.md").read_text()
+
+
+PHASES = {f"seconds_{phase}": 0.0 for phase in ("forward", "score", "select", "gather", "decode")}
+
+
+def test_rivals_cost_keeps_the_rows_of_one_length_and_run(tmp_path: Path, capsys: Any) -> None:
+    """``benchmarks.rivals_cost --length/--run``: the table counts only the matching rows, and a
+    filter that matches nothing is refused."""
+    from benchmarks import rivals_cost
+
+    rows = [
+        needle_row(label, sample, True, length, run_id=run, seconds_total=seconds, **PHASES)
+        for label in ("full", "laser")
+        for sample in range(3)
+        for length, run, seconds in (
+            ("1k", "20261201T1", 1.0),
+            ("2k", "20261201T2", 4.0),
+            ("2k", "20261202T1", 9.0),
+        )
+    ]
+    for row in rows:
+        row["unit_id"] = f"{row['unit_id']}-{row['length']}-{row['run_id']}"
+    write_shard(tmp_path, rows)
+    rivals_cost.main([str(tmp_path), "--length", "2k", "--run", "20261201"])
+    table = capsys.readouterr().out
+    full = next(line for line in table.splitlines() if line.startswith("| full |"))
+    assert full.split(" | ")[2] == "3" and full.split(" | ")[8] == "4.00"  # units, total s
+    with pytest.raises(SystemExit):
+        rivals_cost.main([str(tmp_path), "--length", "4k"])

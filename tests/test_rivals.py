@@ -262,10 +262,10 @@ def test_the_quality_v2_grid_keeps_the_same_fractions_for_every_method() -> None
 
     methods = sweep_methods("quality-v2", {})
     names = [method.name for method in methods]
-    assert names[0] == "full" and len(names) == len(set(names)) == 1 + 2 * (2 + len(RIVALS) + 4 + 1)
+    assert names[0] == "full" and len(names) == len(set(names)) == 1 + 2 * (2 + 2 + len(RIVALS) + 4 + 1)
     assert {"laser[compression_ratio=0.25]", "laser[compression_ratio=0.125,score_pooling=7]"} <= set(names)
     presses = ("kvpress:snapkv", "kvpress:pyramidkv", "kvpress:expected_attention", "kvpress:tova")
-    for rival in (*RIVALS, *presses):
+    for rival in ("exact", "lsh_magicpig", "laser_recursive", *RIVALS, *presses):
         assert f"{rival}[compression_ratio=0.125]" in names
     ratios = {method.engine.compression_ratio for method in methods if method.name != "full"}
     assert ratios == {0.25, 0.125}
