@@ -81,13 +81,17 @@ def decode_tokens(
     return token_ids
 
 
-def cache_steps(model: PreTrainedModel, cache: object) -> Step:
-    """Steps that append to a transformers cache (shapes grow; no graph)."""
+def cache_steps(
+    model: PreTrainedModel, cache: object, hidden_slots: tuple[Tensor, ...] | None = None
+) -> Step:
+    """Steps that append to a transformers cache (shapes grow; no graph), passing each layer's
+    hidden slots when the cache is ragged (``hooks.ragged_attention``)."""
     device = hooks.model_device(model)
 
     def step(token: int, position: int) -> Tensor:
         ids = torch.tensor([[token]], device=device)
-        hidden = hooks.forward_body(model, ids, torch.tensor([[position]], device=device), cache)  # type: ignore[arg-type]
+        positions = torch.tensor([[position]], device=device)
+        hidden = hooks.forward_body(model, ids, positions, cache, hidden_slots=hidden_slots)  # type: ignore[arg-type]
         return hooks.next_token_logits(model, hidden[:, -1])
 
     return step

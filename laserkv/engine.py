@@ -22,7 +22,7 @@ from laserkv import hooks
 from laserkv.backends import ScoreRequest
 from laserkv.budget import BudgetSplit
 from laserkv.config import EngineConfig, GenerationConfig, MethodConfig
-from laserkv.decoding import BufferSteps, cache_steps, decode_tokens, sdpa_without_cudnn
+from laserkv.decoding import BufferSteps, Step, cache_steps, decode_tokens, sdpa_without_cudnn
 from laserkv.evidence import block_evidence
 from laserkv.kernels import DECODE_CHUNK
 from laserkv.kv_buffer import KVBuffer
@@ -323,13 +323,14 @@ def generate_answer(
 
     With ``prefilled.buffer`` (the block engine) the question and the answer go into that buffer
     and decode with fixed-shape steps (CUDA graphs on CUDA); otherwise over a transformers cache,
+    under ``hooks.ragged_attention`` where the prefill left a ragged cache (``prefilled.hidden_slots``),
     with SDPA's cuDNN backend off where layers hold different numbers of keys
     (``decoding.sdpa_without_cudnn``).
 
     Args:
         prefilled: what the prefill left: the question tokens already in ``state`` (at ``T..``;
             the rest are forwarded here), its ``first_logits`` when all of them are, its
-            ``question_token_by_token``, its buffer.
+            ``hidden_slots``, its buffer.
 
     Returns:
         ``(token_ids, first_token_logits)``: ids without the EOS, and the (vocab,) fp32 logits
@@ -344,26 +345,28 @@ def generate_answer(
         )
         logits = hooks.next_token_logits(model, hidden[:, -1])
         buffer.reserve(buffer.length + generation.max_new_tokens - 1)
-        step = BufferSteps(model, buffer)
+        step: Step = BufferSteps(model, buffer)
         token_ids = decode_tokens(logits, step, context_len + n_question, generation, eos_ids, device)
         return token_ids, logits[0]
+    hidden_slots = None if prefilled is None else prefilled.hidden_slots
     uneven = len({int(layer_keys.shape[2]) for layer_keys in state.keys}) > 1
-    with sdpa_without_cudnn() if uneven else nullcontext():
+    with (
+        sdpa_without_cudnn() if uneven else nullcontext(),
+        hooks.ragged_attention(model) if hidden_slots is not None else nullcontext(),
+    ):
         cache = forward_cache(model, state)
         done = 0 if prefilled is None else prefilled.question_in_state
         if prefilled is not None and prefilled.first_logits is not None:
             logits = prefilled.first_logits[None].float()
         else:
-            one_by_one = prefilled is not None and prefilled.question_token_by_token
-            piece_len = 1 if one_by_one else max(1, n_question - done)
-            for start in range(done, n_question, piece_len):
-                piece = question_ids[start : start + piece_len]
-                positions = torch.arange(context_len + start, context_len + start + piece.numel())
-                hidden = hooks.forward_body(model, piece[None].to(device), positions[None].to(device), cache)
+            rest = question_ids[done:]
+            positions = torch.arange(context_len + done, context_len + n_question)
+            hidden = hooks.forward_body(
+                model, rest[None].to(device), positions[None].to(device), cache, hidden_slots=hidden_slots
+            )
             logits = hooks.next_token_logits(model, hidden[:, -1])
-        token_ids = decode_tokens(
-            logits, cache_steps(model, cache), context_len + n_question, generation, eos_ids, device
-        )
+        step = cache_steps(model, cache, hidden_slots)
+        token_ids = decode_tokens(logits, step, context_len + n_question, generation, eos_ids, device)
     return token_ids, logits[0]
 
 

@@ -25,6 +25,8 @@ from laserkv.kv_buffer import KVBuffer
 ATTENTION_NAME = "laserkv"
 SCORE_REQUEST_KWARG = "laserkv_score_request"
 DECODE_VISIBLE_KWARG = "laserkv_decode_visible"
+RAGGED_ATTENTION_NAME = "laserkv_ragged"
+HIDDEN_SLOTS_KWARG = "laserkv_hidden_slots"
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 
 
@@ -69,6 +71,32 @@ def _laserkv_attention(
 
 AttentionInterface.register(ATTENTION_NAME, _laserkv_attention)
 # No mask function is registered for it: transformers then builds no mask (attention_mask None).
+
+
+def _ragged_attention(
+    module: nn.Module,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[Tensor, Tensor | None]:
+    """The kvpress bridge's attention after its prefill: ``kernels.ragged_attention`` with this
+    layer's hidden slots (``HIDDEN_SLOTS_KWARG``, one (kv_heads, m) bool per layer), so each layer's
+    causal part follows its own length and a press's masked keys get no weight."""
+    if attention_mask is not None:
+        raise UnsupportedModelError(
+            "the laserkv ragged attention runs without a mask (bottom-right causal); this forward passed one"
+        )
+    hidden_per_layer: tuple[Tensor, ...] = kwargs.pop(HIDDEN_SLOTS_KWARG)
+    layer_index: int = module.layer_idx  # type: ignore[assignment]  # every supported architecture has it
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    return kernels.ragged_attention(query, key, value, hidden_per_layer[layer_index], scale), None
+
+
+AttentionInterface.register(RAGGED_ATTENTION_NAME, _ragged_attention)  # no mask function either
 
 
 def check_supported(model: PreTrainedModel) -> None:
@@ -116,6 +144,11 @@ def attention_implementation(model: PreTrainedModel, name: str) -> Iterator[None
 def laserkv_attention(model: PreTrainedModel) -> Any:
     """Run ``model`` with the laserkv attention function; restore its own on exit."""
     return attention_implementation(model, ATTENTION_NAME)
+
+
+def ragged_attention(model: PreTrainedModel) -> Any:
+    """Run ``model`` with the ragged attention function (forwards then pass ``hidden_slots``)."""
+    return attention_implementation(model, RAGGED_ATTENTION_NAME)
 
 
 def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
@@ -290,6 +323,7 @@ def forward_body(
     cache: Cache,
     score_request: ScoreRequest | None = None,
     decode_visible: Tensor | None = None,
+    hidden_slots: tuple[Tensor, ...] | None = None,
 ) -> Tensor:
     """Run the decoder body (no LM head) over ``input_ids`` appended to ``cache``.
 
@@ -300,6 +334,7 @@ def forward_body(
         cache: extended in place with the new tokens' keys and values.
         score_request: when given, every layer adds the question rows' attention mass to it.
         decode_visible: a decoding step over a ``decode_cache``: its (span,) visible slots.
+        hidden_slots: under ``ragged_attention``, each layer's (kv_heads, m) hidden cache slots.
 
     Raises:
         ScoreChannelError: a score request that some layer never received.
@@ -311,6 +346,8 @@ def forward_body(
     extra: dict[str, Any] = {SCORE_REQUEST_KWARG: score_request} if score_request is not None else {}
     if decode_visible is not None:
         extra[DECODE_VISIBLE_KWARG] = decode_visible
+    if hidden_slots is not None:
+        extra[HIDDEN_SLOTS_KWARG] = hidden_slots
     output = body(
         input_ids=input_ids, position_ids=position_ids, past_key_values=cache, use_cache=True, **extra
     )

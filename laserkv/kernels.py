@@ -10,6 +10,9 @@
 - ``decode_attention``: one query row over a fixed-size span of the cache with a visibility
   vector, so a decoding step has the same shapes at every step and can be replayed as a CUDA
   graph: a split-KV Triton kernel on CUDA (``decode_triton``), torch ops elsewhere.
+- ``ragged_attention``: bottom-right causal attention over one layer of a cache whose layers
+  hold different numbers of slots and whose KV heads may hide some (the kvpress bridge's
+  PyramidKV and AdaKV caches), through PyTorch's public SDPA with a boolean mask.
 """
 
 from __future__ import annotations
@@ -126,3 +129,35 @@ def decode_attention(query: Tensor, key: Tensor, value: Tensor, visible: Tensor,
     else:
         output = torch.bmm(probabilities, value[0])  # (kv_h, group, d)
     return output.reshape(1, 1, heads, dim)
+
+
+def ragged_attention(query: Tensor, key: Tensor, value: Tensor, hidden: Tensor, scale: float) -> Tensor:
+    """Bottom-right causal attention of one sequence over a layer's keys, some hidden per KV head.
+
+    Row i of q sees keys ``<= k - q + i`` of this layer (its own length, whatever the other
+    layers hold), except the slots ``hidden`` marks, which no query of that KV head sees (a
+    press's masked keys: exactly zero weight).
+
+    Args:
+        query: (1, h, q, d); key, value: (1, kv_h, k, d) with ``h`` a multiple of ``kv_h``.
+        hidden: (kv_h, m) bool with m <= k: which of the first m slots are hidden (the slots
+            after them, the tokens forwarded since the prefill, never are).
+        scale: the logit scale.
+
+    Returns:
+        (1, q, h, d) in the query's dtype, as transformers' attention functions return it.
+    """
+    group = query.shape[1] // key.shape[1]
+    n_rows, n_keys = query.shape[2], key.shape[2]
+    seen = torch.ones(key.shape[1], n_keys, dtype=torch.bool, device=query.device)
+    seen[:, : hidden.shape[-1]] = ~hidden.to(query.device)
+    causal = bottom_right_allowed(n_rows, n_keys, query.device)
+    allowed = causal[None] & seen.repeat_interleave(group, dim=0)[:, None]  # (h, q, k)
+    output = torch.nn.functional.scaled_dot_product_attention(
+        query,
+        key.repeat_interleave(group, dim=1),
+        value.repeat_interleave(group, dim=1),
+        attn_mask=allowed[None],
+        scale=scale,
+    )
+    return output.transpose(1, 2)

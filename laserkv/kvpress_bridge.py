@@ -14,6 +14,11 @@ layers or heads (PyramidKV, AdaKV, ...) decide the rest; what they kept is measu
 positions are recovered by matching each kept key to the prefilled keys (exact integer
 fingerprints), and presses that mask keys instead of dropping them (AdaKV's
 ``masked_key_indices``) have their masked positions removed.
+
+After the prefill, a cache whose layers keep different numbers of slots, or whose press masked
+keys, is answered under ``hooks.ragged_attention``: causal per layer, the masked keys given no
+weight (kvpress instead overwrites them with a fake key searched at every forward), the
+question in one forward.
 """
 
 from __future__ import annotations
@@ -157,7 +162,8 @@ def prefill_with_press(
     with timer.phase("gather"):
         keys, values = hooks.kv_from_cache(cache)
         masks = hooks.module_attribute(model, MASK_ATTRIBUTE)
-        per_layer_positions, visible, counts = [], [], []
+        hooks.clear_module_attribute(model, MASK_ATTRIBUTE)  # from here on the hidden slots mask them
+        per_layer_positions, visible, counts, hidden_slots = [], [], [], []
         for layer in range(len(keys)):
             layer_positions = match_positions(before[layer], after[layer])  # (kv_heads, k)
             order = torch.argsort(layer_positions, dim=-1)
@@ -169,6 +175,7 @@ def prefill_with_press(
                 raise RuntimeError("a press both masked keys and reordered its cache")  # masks index slots
             masked = _masked(masks[layer], layer_positions.shape[0], int(order.shape[-1]), device)
             shown, count = _visible_positions(layer_positions, masked, context_len)
+            hidden_slots.append(masked)
             per_layer_positions.append(layer_positions.cpu())
             visible.append(shown.cpu())
             counts.append(count.cpu())
@@ -180,7 +187,12 @@ def prefill_with_press(
     uneven = len({int(layer.shape[2]) for layer in keys}) > 1
     masked_keys = any(mask is not None for mask in masks)
     return Prefilled(
-        state, _stack_padded(visible), kept_tokens, first_logits, uneven or masked_keys, in_state
+        state,
+        _stack_padded(visible),
+        kept_tokens,
+        first_logits,
+        hidden_slots=tuple(hidden_slots) if uneven or masked_keys else None,
+        question_in_state=in_state,
     )
 
 

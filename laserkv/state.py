@@ -89,18 +89,18 @@ class Prefilled:
             whole question, else None.
         question_in_state: how many question tokens the prefill already put in ``state`` (at
             positions ``T..``); the answer forwards the rest first.
-        question_token_by_token: forward the question one token at a time (the same attention,
-            row by row): when layers keep different numbers of slots (PyramidKV; transformers
-            builds one attention mask from the first layer's length, which misplaces the causal
-            part of a multi-token forward in the other layers), or when a press masks keys
-            (AdaKV: kvpress's patched attention must find one fake key that every query of a
-            forward ignores, which fails for many random queries at once).
+        hidden_slots: per layer, (kv_heads, slots) bool: the cache slots attention must not see
+            (a press's masked keys, AdaKV). Given (all False where nothing is masked) when layers
+            keep different numbers of slots (PyramidKV) or a press masks keys: the question and
+            the answer then run under ``hooks.ragged_attention``, causal per layer's own length
+            with the hidden slots masked (transformers builds one attention mask from the first
+            layer's length, and kvpress's own masking searches a fake key per forward).
     """
 
     state: CompressedKV
     kept_positions: Tensor
     kept_tokens: int
     first_logits: Tensor | None = None
-    question_token_by_token: bool = False
+    hidden_slots: tuple[Tensor, ...] | None = None
     question_in_state: int = 0
     buffer: KVBuffer | None = None

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from laserkv.backends import ScoreRequest, flash_row_scores
-from laserkv.kernels import _reference_attention, block_attention, bottom_right_allowed, decode_attention
+from laserkv.kernels import (
+    _reference_attention,
+    block_attention,
+    bottom_right_allowed,
+    decode_attention,
+    ragged_attention,
+)
 from laserkv.kv_buffer import KVBuffer
 from laserkv.scorers.exact import attention_probabilities, window_row_mass
 
@@ -165,3 +171,26 @@ def test_decode_attention_split_into_partial_sums_equals_brute_force() -> None:
     output = decode_attention(query, key, value, visible, 16**-0.5)
     expected, _ = brute_force(query, key, value, visible[None])
     torch.testing.assert_close(output.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_rows", [1, 5])
+def test_ragged_attention_equals_brute_force_per_head_and_row(n_rows: int) -> None:
+    """Each query row attends to the keys up to its own (bottom-right causal over this layer's
+    keys) except its KV head's hidden slots, with a plain softmax over exactly those."""
+    generator = torch.Generator().manual_seed(7)
+    heads, kv_heads, n_keys, dim, n_prefix = 4, 2, 12, 8, 9
+    query = torch.randn(1, heads, n_rows, dim, generator=generator, dtype=torch.float64)
+    key = torch.randn(1, kv_heads, n_keys, dim, generator=generator, dtype=torch.float64)
+    value = torch.randn(1, kv_heads, n_keys, dim, generator=generator, dtype=torch.float64)
+    hidden = torch.rand(kv_heads, n_prefix, generator=generator) < 0.4
+    hidden[0, :4] = True  # some slots of only one head
+    output = ragged_attention(query, key, value, hidden, 0.3)
+    assert output.shape == (1, n_rows, heads, dim)
+    for head in range(heads):
+        kv_head = head // (heads // kv_heads)
+        for row in range(n_rows):
+            last = n_keys - n_rows + row
+            seen = [j for j in range(last + 1) if not (j < n_prefix and hidden[kv_head, j])]
+            weights = torch.softmax(query[0, head, row] @ key[0, kv_head, seen].T * 0.3, dim=-1)
+            expected = weights @ value[0, kv_head, seen]
+            torch.testing.assert_close(output[0, row, head], expected)

@@ -22,24 +22,32 @@ OUTCOMES = {  # label -> (kept tokens, protocol, right answers on samples 0..5; 
 }
 
 
-def build(directory: Path, outcomes: dict[str, tuple[int, str, tuple[int | None, ...]]] = OUTCOMES) -> None:
-    write_shard(
-        directory,
-        [
-            needle_row(
-                label,
-                sample,
-                bool(ok),
-                "8k",
-                method_params=json.dumps({}),
-                method_protocol=protocol,
-                kept_tokens_final=kept,
-            )
-            for label, (kept, protocol, right) in outcomes.items()
-            for sample, ok in enumerate(right)
-            if ok is not None  # None: a unit the sweep has not reached
-        ],
-    )
+Outcomes = dict[str, tuple[int, str, tuple[int | None, ...]]]
+
+
+def outcome_rows(outcomes: Outcomes, length: str = "8k") -> list[dict[str, Any]]:
+    """The rows of ``outcomes`` at ``length`` (unit ids unique per length)."""
+    rows = [
+        needle_row(
+            label,
+            sample,
+            bool(ok),
+            length,
+            method_params=json.dumps({}),
+            method_protocol=protocol,
+            kept_tokens_final=kept,
+        )
+        for label, (kept, protocol, right) in outcomes.items()
+        for sample, ok in enumerate(right)
+        if ok is not None  # None: a unit the sweep has not reached
+    ]
+    for row in rows:
+        row["unit_id"] = f"{row['unit_id']}-{length}"
+    return rows
+
+
+def build(directory: Path, outcomes: Outcomes = OUTCOMES) -> None:
+    write_shard(directory, outcome_rows(outcomes))
 
 
 def test_a_label_splits_into_its_variant_and_kept_fraction() -> None:
@@ -92,6 +100,18 @@ def test_report_writes_tables_and_a_plot(tmp_path: Path) -> None:
     assert "| snapkv | 0.25 | query-aware | 5 | 260 / 250 | +0.0 [-60.0, +60.0] | 1 / 1 | 1 |" in text
     assert "| laser[score_pooling=7] | 0.25 | query-aware | 5 | 260 / 250" not in text
     assert (tmp_path / "out" / "accuracy_vs_kept_tiny_babilong_demo.png").stat().st_size > 0
+
+
+def test_each_length_is_pooled_on_its_own(tmp_path: Path) -> None:
+    """Two lengths of one model give two pooled sections, each counting only its own pairs."""
+    longer = {"full": (2000, "-", (1, 1)), "laser[compression_ratio=0.25]": (520, "query-aware", (0, 0))}
+    write_shard(tmp_path / "run", outcome_rows(OUTCOMES) + outcome_rows(longer, "16k"))
+    text = quality_v2.report([tmp_path / "run"], tmp_path / "out").read_text()
+    eight = text.index("### tiny, 8k: each method against full")
+    sixteen = text.index("### tiny, 16k: each method against full")
+    assert eight < sixteen
+    assert "| laser | 0.25 | query-aware | 5 | 260 | -20.0 [-60.0, +0.0] | 1 |" in text[eight:sixteen]
+    assert "| laser | 0.25 | query-aware | 2 | 520 | -100.0 [-100.0, -100.0] | 0.5 |" in text[sixteen:]
 
 
 def test_no_complete_sample_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
