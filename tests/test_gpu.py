@@ -227,3 +227,22 @@ def test_triton_decoding_attention_equals_the_torch_reference(
     monkeypatch.setenv(decode_triton.TRITON_ENV, "0")
     reference = decode_attention(query, key, value, visible, 128**-0.5)
     torch.testing.assert_close(fast.float(), reference.float(), rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize(("n_rows", "n_keys"), [(1, 8193), (50, 16434)])
+def test_ragged_attention_on_cuda_bf16_equals_its_fp32_cpu_result(n_rows: int, n_keys: int) -> None:
+    """The kvpress bridge's ragged attention (tested against brute force on CPU) in bf16 on CUDA,
+    whichever SDPA backend takes the boolean mask there, against fp32 on the CPU: 14 query heads
+    over 2 KV heads (Qwen2.5-0.5B), about 3/4 of the prefix hidden per head."""
+    from laserkv.kernels import ragged_attention
+
+    generator = torch.Generator().manual_seed(n_keys)
+    query = torch.randn(1, 14, n_rows, 64, generator=generator)
+    key, value = torch.randn(2, 1, 2, n_keys, 64, generator=generator)
+    hidden = torch.rand(2, n_keys - n_rows, generator=generator) < 0.75
+    reference = ragged_attention(query, key, value, hidden, 0.125)
+    on_gpu = ragged_attention(
+        *(tensor.to("cuda", torch.bfloat16) for tensor in (query, key, value)), hidden.cuda(), 0.125
+    )
+    error = (on_gpu.float().cpu() - reference).norm() / reference.norm()
+    assert error < 2e-2  # bf16 rounding; a wrong mask would be off by about the output's size
