@@ -280,7 +280,8 @@ def pooled_tables(rows: list[dict[str, Any]]) -> list[str]:
                     result = pooled(mine, method, LASER, ratio, tasks)
                     if result is not None:
                         ablation.append((tasks_name, method, f"{ratio:g}", *_versus(*result)))
-        lines += [f"### {heading}: LASER-KV ablation (word-answer tasks: {', '.join(WORD_TASKS)})", ""]
+        word_tasks = ", ".join(WORD_TASKS)
+        lines += [f"### {heading}: LASER-KV ablation, on the word-answer tasks ({word_tasks}) and on all", ""]
         lines += markdown_table(
             (
                 "tasks",

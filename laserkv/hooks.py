@@ -1,7 +1,8 @@
 """The only module that knows transformers internals.
 
-It registers the ``laserkv`` attention function with transformers' attention interface (no
-forward hooks, no monkey-patching), switches a model to it inside a context manager, runs the
+It registers the ``laserkv`` attention function (the block engine's) and ``laserkv_ragged`` (the
+kvpress bridge's, after its prefill) with transformers' attention interface (no forward hooks, no
+monkey-patching), switches a model to one inside a context manager, runs the
 decoder body without the LM head, moves KV tensors in and out of ``DynamicCache.layers``, and
 gives transformers a cache whose layers write into a preallocated ``KVBuffer``.
 """

@@ -131,12 +131,19 @@ def decode_attention(query: Tensor, key: Tensor, value: Tensor, visible: Tensor,
     return output.reshape(1, 1, heads, dim)
 
 
+RAGGED_MASK_ELEMENTS = 1 << 26
+"""Most mask entries (query rows x keys per KV head's group) one ``ragged_attention`` call builds at
+once; longer questions are attended in row chunks (64 Mi booleans, plus SDPA's own copy)."""
+
+
 def ragged_attention(query: Tensor, key: Tensor, value: Tensor, hidden: Tensor, scale: float) -> Tensor:
     """Bottom-right causal attention of one sequence over a layer's keys, some hidden per KV head.
 
     Row i of q sees keys ``<= k - q + i`` of this layer (its own length, whatever the other
     layers hold), except the slots ``hidden`` marks, which no query of that KV head sees (a
-    press's masked keys: exactly zero weight).
+    press's masked keys: exactly zero weight). A KV head's query heads are folded into its rows
+    (query head h belongs to KV head ``h // (h_total / kv_h)``, as transformers' ``repeat_kv``),
+    so keys and values are never copied per query head.
 
     Args:
         query: (1, h, q, d); key, value: (1, kv_h, k, d) with ``h`` a multiple of ``kv_h``.
@@ -147,17 +154,22 @@ def ragged_attention(query: Tensor, key: Tensor, value: Tensor, hidden: Tensor, 
     Returns:
         (1, q, h, d) in the query's dtype, as transformers' attention functions return it.
     """
-    group = query.shape[1] // key.shape[1]
-    n_rows, n_keys = query.shape[2], key.shape[2]
-    seen = torch.ones(key.shape[1], n_keys, dtype=torch.bool, device=query.device)
+    heads, n_rows, dim = query.shape[1], query.shape[2], query.shape[3]
+    kv_heads, n_keys = key.shape[1], key.shape[2]
+    group = heads // kv_heads
+    seen = torch.ones(kv_heads, n_keys, dtype=torch.bool, device=query.device)
     seen[:, : hidden.shape[-1]] = ~hidden.to(query.device)
-    causal = bottom_right_allowed(n_rows, n_keys, query.device)
-    allowed = causal[None] & seen.repeat_interleave(group, dim=0)[:, None]  # (h, q, k)
-    output = torch.nn.functional.scaled_dot_product_attention(
-        query,
-        key.repeat_interleave(group, dim=1),
-        value.repeat_interleave(group, dim=1),
-        attn_mask=allowed[None],
-        scale=scale,
-    )
-    return output.transpose(1, 2)
+    grouped = query.reshape(1, kv_heads, group, n_rows, dim)
+    rows_per_chunk = max(1, RAGGED_MASK_ELEMENTS // max(1, group * n_keys))
+    pieces = []
+    for start in range(0, n_rows, rows_per_chunk):
+        stop = min(n_rows, start + rows_per_chunk)
+        causal = bottom_right_allowed(n_rows, n_keys, query.device)[start:stop]  # (rows, k)
+        allowed = seen[:, None, None] & causal[None, None]  # (kv_h, 1, rows, k)
+        rows = grouped[:, :, :, start:stop].reshape(1, kv_heads, group * (stop - start), dim)
+        mask = allowed.expand(kv_heads, group, stop - start, n_keys).reshape(1, kv_heads, -1, n_keys)
+        output = torch.nn.functional.scaled_dot_product_attention(
+            rows, key, value, attn_mask=mask, scale=scale
+        )
+        pieces.append(output.reshape(1, kv_heads, group, stop - start, dim))
+    return torch.cat(pieces, dim=3).reshape(1, heads, n_rows, dim).transpose(1, 2)

@@ -173,10 +173,16 @@ def test_decode_attention_split_into_partial_sums_equals_brute_force() -> None:
     torch.testing.assert_close(output.double(), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("n_rows", [1, 5])
-def test_ragged_attention_equals_brute_force_per_head_and_row(n_rows: int) -> None:
+@pytest.mark.parametrize(("n_rows", "mask_elements"), [(1, 1 << 26), (5, 1 << 26), (5, 2 * 2 * 12)])
+def test_ragged_attention_equals_brute_force_per_head_and_row(
+    n_rows: int, mask_elements: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each query row attends to the keys up to its own (bottom-right causal over this layer's
-    keys) except its KV head's hidden slots, with a plain softmax over exactly those."""
+    keys) except its KV head's hidden slots, with a plain softmax over exactly those; the same in
+    row chunks (2 rows at a time)."""
+    from laserkv import kernels
+
+    monkeypatch.setattr(kernels, "RAGGED_MASK_ELEMENTS", mask_elements)
     generator = torch.Generator().manual_seed(7)
     heads, kv_heads, n_keys, dim, n_prefix = 4, 2, 12, 8, 9
     query = torch.randn(1, heads, n_rows, dim, generator=generator, dtype=torch.float64)

@@ -302,33 +302,34 @@ def test_uneven_layers_decode_without_cudnn_sdpa_and_even_ones_keep_it(tiny: Any
 
 def kvpress_own_answer(
     model: Any, tokenizer: Any, name: str, **params: object
-) -> tuple[list[int], Tensor, tuple[Tensor, ...]]:
-    """The reference for ragged caches: kvpress's own way over the bridge's prefill, the question
-    one token at a time under its patched SDPA, with the press's masked keys handed back to it
-    (``masked_key_indices``: it overwrites them with a fake key at every forward), greedy.
-    Returns the tokens, the first logits and each layer's hidden slots."""
+) -> tuple[list[int], Tensor, Any]:
+    """The reference for ragged caches, independent of the bridge's bookkeeping: the press's own
+    prefill (over the context, plus the question when query-aware) leaves kvpress's cache and its
+    ``masked_key_indices``; the rest of the question (none when query-aware) and the answer then
+    go one token at a time under kvpress's patched SDPA, which overwrites the masked keys with a
+    fake key at every forward; greedy. Returns the tokens, the first logits and the cache."""
+    from transformers import DynamicCache
+
     from laserkv import hooks
-    from laserkv.kvpress_bridge import prefill_with_press, press_attention
-    from laserkv.stats import CallStats, PhaseTimer
+    from laserkv.kvpress_bridge import press_attention, press_ratio
 
     context, question = sample(tokenizer)
     method = get_method(name, **params)
-    split = method.split_for(len(context))
-    timer = PhaseTimer(CallStats(context_tokens=len(context), question_tokens=len(question)), model.device)
+    query_aware = "query_aware" in name
+    sequence = context + question if query_aware else context
+    n_keep = method.split_for(len(context)).total + (len(question) if query_aware else 0)
+    press = method.selector.build(press_ratio(n_keep, len(sequence)))
+    cache = DynamicCache(config=model.config)
     with press_attention(model, method), torch.inference_mode():
-        prefilled = prefill_with_press(
-            model, torch.tensor(context), torch.tensor(question), method, split, timer
-        )
-        assert prefilled.hidden_slots is not None
-        for module, hidden in zip(hooks.attention_modules(model), prefilled.hidden_slots, strict=True):
-            heads, slots = hidden.nonzero(as_tuple=True)
-            module.masked_key_indices = (torch.zeros_like(heads), heads, slots) if heads.numel() else None
-        cache = hooks.cache_from_kv(model, list(prefilled.state.keys), list(prefilled.state.values))
-        tokens, position = list(question), len(context)
-        for token in tokens:
+        with hooks.cache_position_restored(model), press(model):
+            ids, positions = torch.tensor([sequence]), torch.arange(len(sequence))[None]
+            states = hooks.forward_body(model, ids, positions, cache)
+        position = len(sequence)
+        for token in [] if query_aware else question:
             states = hooks.forward_body(model, torch.tensor([[token]]), torch.tensor([[position]]), cache)
             position += 1
         first = logits = hooks.next_token_logits(model, states[:, -1])[0]
+        masks = hooks.module_attribute(model, "masked_key_indices")
         answer: list[int] = []
         while len(answer) < GENERATION.max_new_tokens:
             answer.append(int(logits.argmax()))
@@ -336,30 +337,34 @@ def kvpress_own_answer(
                 model, torch.tensor([[answer[-1]]]), torch.tensor([[position]]), cache
             )
             logits, position = hooks.next_token_logits(model, states[:, -1])[0], position + 1
-    return answer, first, prefilled.hidden_slots
+    return answer, first, (cache, masks)
+
+
+RAGGED_PRESSES = [
+    ("kvpress:expected_attention", {"budget": 40}),  # AdaKV: keys masked per head
+    ("kvpress:adakv_snapkv", {"budget": 40}),
+    ("kvpress:pyramidkv", {"budget": 40, "press.window_size": 2}),  # layers keep different numbers
+]
 
 
 @pytest.mark.parametrize(
     ("name", "params"),
-    [
-        ("kvpress:expected_attention", {"budget": 40}),  # AdaKV: keys masked per head
-        ("kvpress:adakv_snapkv", {"budget": 40}),
-        ("kvpress:pyramidkv", {"budget": 40, "press.window_size": 2}),  # layers keep different numbers
-    ],
+    [*RAGGED_PRESSES, *((name + "_query_aware", params) for name, params in RAGGED_PRESSES)],
 )
 def test_a_ragged_cache_answers_as_kvpress_own_masking_does(
     tiny: Any, name: str, params: dict[str, object]
 ) -> None:
     """The bridge answers a ragged cache with the question in one forward under its ragged
     attention (masked keys get no weight, causal per layer): the same first logits and tokens as
-    kvpress's fake-key masking with the question token by token."""
+    kvpress's own prefill and fake-key masking, one token at a time (query-aware: the question
+    compressed with the context, only the answer decoded over it)."""
     model, tokenizer = tiny
     result = run(model, tokenizer, name, **params)
-    expected_tokens, expected_logits, hidden_slots = kvpress_own_answer(model, tokenizer, name, **params)
-    if name == "kvpress:pyramidkv":
-        assert len({int(hidden.shape[1]) for hidden in hidden_slots}) > 1  # uneven layers
+    expected_tokens, expected_logits, (cache, masks) = kvpress_own_answer(model, tokenizer, name, **params)
+    if name.startswith("kvpress:pyramidkv"):
+        assert len({int(layer.keys.shape[2]) for layer in cache.layers}) > 1  # uneven layers
     else:
-        assert all(bool(hidden.any()) for hidden in hidden_slots)  # every layer masks some keys
+        assert all(mask is not None and mask[0].numel() > 0 for mask in masks)  # every layer masks keys
     eos = tokenizer.eos_token_id
     cut = expected_tokens.index(eos) if eos in expected_tokens else len(expected_tokens)
     assert result.token_ids == expected_tokens[:cut]
