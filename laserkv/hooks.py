@@ -31,6 +31,20 @@ HIDDEN_SLOTS_KWARG = "laserkv_hidden_slots"
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 
 
+def _unmasked_scale(name: str, query: Tensor, attention_mask: Tensor | None, scaling: float | None) -> float:
+    """The logit scale of one of laserkv's attention functions, which are bottom-right causal
+    without a mask tensor.
+
+    Raises:
+        UnsupportedModelError: the forward passed a mask.
+    """
+    if attention_mask is not None:
+        raise UnsupportedModelError(
+            f"the {name} runs without a mask (bottom-right causal); this forward passed one"
+        )
+    return scaling if scaling is not None else query.shape[-1] ** -0.5
+
+
 def _laserkv_attention(
     module: nn.Module,
     query: Tensor,
@@ -48,13 +62,9 @@ def _laserkv_attention(
     log-sum-exp, and a score request adds the scoring rows' mass from them (``flash``), or
     output and mass come from the materialised probabilities (``eager``, the reference).
     """
-    if attention_mask is not None:
-        raise UnsupportedModelError(
-            "the laserkv attention runs without a mask (bottom-right causal); this forward passed one"
-        )
+    scale = _unmasked_scale("laserkv attention", query, attention_mask, scaling)
     request: ScoreRequest | None = kwargs.pop(SCORE_REQUEST_KWARG, None)
     visible: Tensor | None = kwargs.pop(DECODE_VISIBLE_KWARG, None)
-    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     if visible is not None:
         return kernels.decode_attention(query, key, value, visible, scale), None
     if request is not None:
@@ -87,13 +97,9 @@ def _ragged_attention(
     """The kvpress bridge's attention after its prefill: ``kernels.ragged_attention`` with this
     layer's hidden slots (``HIDDEN_SLOTS_KWARG``, one (kv_heads, m) bool per layer), so each layer's
     causal part follows its own length and a press's masked keys get no weight."""
-    if attention_mask is not None:
-        raise UnsupportedModelError(
-            "the laserkv ragged attention runs without a mask (bottom-right causal); this forward passed one"
-        )
+    scale = _unmasked_scale("laserkv ragged attention", query, attention_mask, scaling)
     hidden_per_layer: tuple[Tensor, ...] = kwargs.pop(HIDDEN_SLOTS_KWARG)
     layer_index: int = module.layer_idx  # type: ignore[assignment]  # every supported architecture has it
-    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     return kernels.ragged_attention(query, key, value, hidden_per_layer[layer_index], scale), None
 
 

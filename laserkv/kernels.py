@@ -160,12 +160,12 @@ def ragged_attention(query: Tensor, key: Tensor, value: Tensor, hidden: Tensor, 
     seen = torch.ones(kv_heads, n_keys, dtype=torch.bool, device=query.device)
     seen[:, : hidden.shape[-1]] = ~hidden.to(query.device)
     grouped = query.reshape(1, kv_heads, group, n_rows, dim)
+    causal = bottom_right_allowed(n_rows, n_keys, query.device)  # (q, k)
     rows_per_chunk = max(1, RAGGED_MASK_ELEMENTS // max(1, group * n_keys))
     pieces = []
     for start in range(0, n_rows, rows_per_chunk):
         stop = min(n_rows, start + rows_per_chunk)
-        causal = bottom_right_allowed(n_rows, n_keys, query.device)[start:stop]  # (rows, k)
-        allowed = seen[:, None, None] & causal[None, None]  # (kv_h, 1, rows, k)
+        allowed = seen[:, None, None] & causal[None, None, start:stop]  # (kv_h, 1, rows, k)
         rows = grouped[:, :, :, start:stop].reshape(1, kv_heads, group * (stop - start), dim)
         mask = allowed.expand(kv_heads, group, stop - start, n_keys).reshape(1, kv_heads, -1, n_keys)
         output = torch.nn.functional.scaled_dot_product_attention(
