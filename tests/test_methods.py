@@ -41,7 +41,8 @@ FIRST_RELEASE_RIVALS = ["streaming_laser_split", "snapkv_laser_split"]
 
 def test_registry_holds_laser_the_grid_and_the_baselines() -> None:
     assert set(METHODS) == {
-        "laser", "laser_recursive", "full", *FIRST_RELEASE_RIVALS, *RIVAL_NAMES, *KVPRESS_NAMES, *GRID,
+        "laser", "laser_recursive", "laser_pooled", "full", *FIRST_RELEASE_RIVALS, *RIVAL_NAMES,
+        *KVPRESS_NAMES, *GRID,
     }  # fmt: skip
     laser = get_method("laser")
     assert (
@@ -78,6 +79,11 @@ def test_registry_holds_laser_the_grid_and_the_baselines() -> None:
         "question",
     )
     assert laser.config_hash == get_method("hybrid_magicpig_0.75").config_hash  # same config, other name
+    pooled = get_method("laser_pooled")  # quality v2's laser[score_pooling=7]: its rows are this config
+    assert pooled.params() == {**laser.params(), "score_pooling": 7}
+    assert pooled.config_hash == get_method("laser", score_pooling=7).config_hash
+    # the hash of docs/quality/runs/*/'s laser[compression_ratio=0.25,score_pooling=7] rows
+    assert get_method("laser_pooled", compression_ratio=0.25).config_hash == "9cb6fef9cf7bb51f"
     hybrid = get_method("hybrid_frequency_rank_0.5_recursive")
     assert (
         hybrid.params()["lsh_mode"],
@@ -102,6 +108,7 @@ def test_hashes_are_pinned() -> None:
     """A changed hash silently invalidates every stored result row; change these deliberately."""
     assert get_method("laser").config_hash == "b81fe6ba5f1a9672"
     assert get_method("full").config_hash == "232f70b2112ce03a"
+    assert get_method("laser_pooled").config_hash == "6af0700287abdcff"
     aliases = {"laser", "laser_recursive"}  # = hybrid_magicpig_0.75 and its recursive twin
     assert (
         get_method("laser_recursive").config_hash == get_method("hybrid_magicpig_0.75_recursive").config_hash
