@@ -14,9 +14,9 @@ many that is (a sweep stopped early leaves cells partly done). A failed unit cou
 Accuracy is the benchmark's right/wrong (RULER: every reference found); the RULER score column
 is the official graded per-sample score. Per cell: accuracy with a bootstrap 95% CI, the
 realised kept tokens, retention against ``full`` and the paired difference to it with McNemar's
-exact p. Pooled over the tasks of each (model, length): each method against ``full``, LASER-KV
-against each rival at the same r (with both realised kept counts), and the LASER-KV ablation on the
-word-answer tasks and on all of them.
+exact p. Pooled per (model, length), over its word-answer tasks and over all its tasks: each
+method against ``full``, LASER-KV against each rival at the same r (with both realised kept
+counts), and the LASER-KV ablation.
 """
 
 from __future__ import annotations
@@ -238,11 +238,16 @@ def _variants(rows: list[dict[str, Any]]) -> list[tuple[str, float | None, str]]
     return sorted(found, key=lambda item: (-(item[1] or 1.0), item[0] not in ABLATION, item[0]))
 
 
+TASK_SETS: tuple[tuple[tuple[str, ...] | None, str], ...] = ((WORD_TASKS, "word-answer"), (None, "all"))
+"""The task sets every pooled table is given for: the word-answer tasks, then all."""
+
+
 def pooled_tables(rows: list[dict[str, Any]]) -> list[str]:
-    """Per model and length, pooled over its tasks: every method against ``full``, LASER-KV
-    against every rival, the ablation."""
+    """Per model and length, pooled over its word-answer tasks and over all its tasks: every method
+    against ``full``, LASER-KV against every rival, the ablation."""
     lines: list[str] = []
     groups = sorted({(row["model"], row["length"]) for row in rows}, key=lambda g: (g[0], length_order(g[1])))
+    word_tasks = ", ".join(WORD_TASKS)
     for model, length in groups:
         mine = [row for row in rows if row["model"] == model and row["length"] == length]
         heading = f"{model}, {length}"
@@ -250,38 +255,48 @@ def pooled_tables(rows: list[dict[str, Any]]) -> list[str]:
         ratios = sorted({ratio for _, ratio, _ in variants if ratio is not None}, reverse=True)
         versus_full = []
         versus_laser = []
-        for method, ratio, protocol in variants:
-            result = pooled(mine, method, BASELINE, ratio)
-            if result is not None:
-                comparison, kept, _ = result
-                versus_full.append(
-                    (method, f"{ratio:g}" if ratio else "-", protocol, str(comparison.difference.n),
-                     _number(kept), interval_text(comparison.difference, "+"), f"{comparison.mcnemar_p:.3g}")
-                )  # fmt: skip
-            if method not in ABLATION:  # LASER-KV's own variants are the ablation
-                result = pooled(mine, LASER, method, ratio)
-                if result is not None:
-                    versus_laser.append((method, f"{ratio:g}" if ratio else "-", protocol, *_versus(*result)))
-        lines += [f"### {heading}: each method against full, its tasks pooled", ""]
-        lines += markdown_table(
-            ("method", "r", "protocol", "pairs", "kept tokens", "Δ vs full, pp [95% CI]", "McNemar p"),
-            versus_full,
-        )
-        lines += [f"### {heading}: LASER-KV against each rival at the same r, its tasks pooled", ""]
-        lines += markdown_table(
-            ("rival", "r", "rival's protocol", "pairs", "kept tokens (LASER-KV / rival)",
-             "LASER-KV − rival, pp [95% CI]", "only LASER-KV / only rival right", "McNemar p"),
-            versus_laser,
-        )  # fmt: skip
         ablation = []
-        for tasks, tasks_name in ((WORD_TASKS, "word-answer"), (None, "all")):
+        for tasks, tasks_name in TASK_SETS:
+            for method, ratio, protocol in variants:
+                r = f"{ratio:g}" if ratio else "-"
+                result = pooled(mine, method, BASELINE, ratio, tasks)
+                if result is not None:
+                    comparison, kept, _ = result
+                    versus_full.append(
+                        (tasks_name, method, r, protocol, str(comparison.difference.n), _number(kept),
+                         interval_text(comparison.difference, "+"), f"{comparison.mcnemar_p:.3g}")
+                    )  # fmt: skip
+                if method not in ABLATION:  # LASER-KV's own variants are the ablation
+                    result = pooled(mine, LASER, method, ratio, tasks)
+                    if result is not None:
+                        versus_laser.append((tasks_name, method, r, protocol, *_versus(*result)))
             for ratio in ratios:
                 for method in ABLATION[1:]:
                     result = pooled(mine, method, LASER, ratio, tasks)
                     if result is not None:
                         ablation.append((tasks_name, method, f"{ratio:g}", *_versus(*result)))
-        word_tasks = ", ".join(WORD_TASKS)
-        lines += [f"### {heading}: LASER-KV ablation, on the word-answer tasks ({word_tasks}) and on all", ""]
+        pooled_over = f"pooled over the word-answer tasks ({word_tasks}) and over all"
+        lines += [f"### {heading}: each method against full, {pooled_over}", ""]
+        lines += markdown_table(
+            (
+                "tasks",
+                "method",
+                "r",
+                "protocol",
+                "pairs",
+                "kept tokens",
+                "Δ vs full, pp [95% CI]",
+                "McNemar p",
+            ),
+            versus_full,
+        )
+        lines += [f"### {heading}: LASER-KV against each rival at the same r, {pooled_over}", ""]
+        lines += markdown_table(
+            ("tasks", "rival", "r", "rival's protocol", "pairs", "kept tokens (LASER-KV / rival)",
+             "LASER-KV − rival, pp [95% CI]", "only LASER-KV / only rival right", "McNemar p"),
+            versus_laser,
+        )  # fmt: skip
+        lines += [f"### {heading}: LASER-KV ablation, {pooled_over}", ""]
         lines += markdown_table(
             (
                 "tasks",
@@ -359,7 +374,8 @@ def report(results: list[Path], out: Path) -> Path:
     cells = study_cells(rows)
     out.mkdir(parents=True, exist_ok=True)
     images = plots(cells, out)
-    lines = ["## Coverage", "", *coverage_table(coverage), "## Pooled over the tasks of each length", ""]
+    lines = ["## Coverage", "", *coverage_table(coverage)]
+    lines += ["## Pooled per length, over its word-answer tasks and over all", ""]
     lines += pooled_tables(rows)
     lines += ["## Every cell", "", *cell_tables(cells), "## Plots", ""]
     lines += [f"![{image.stem}]({image.name})" for image in images]

@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks import quality_v2
 from cluster.reduce import reduce_and_score
-from tests.needle_rows import needle_row, write_shard
+from tests.needle_rows import RIGHT, needle_row, write_shard
 
 OUTCOMES = {  # label -> (kept tokens, protocol, right answers on samples 0..5; None = no row)
     "full": (1000, "-", (1, 1, 1, 1, 0, 1)),
@@ -97,8 +97,9 @@ def test_report_writes_tables_and_a_plot(tmp_path: Path) -> None:
     text = path.read_text()
     assert "| tiny | babilong_demo | niah_single | 8k | 5 | 5 | 6 |" in text
     # LASER-KV against snapkv at r=0.25, its variants left to the ablation
-    assert "| snapkv | 0.25 | query-aware | 5 | 260 / 250 | +0.0 [-60.0, +60.0] | 1 / 1 | 1 |" in text
+    assert "| all | snapkv | 0.25 | query-aware | 5 | 260 / 250 | +0.0 [-60.0, +60.0] | 1 / 1 | 1 |" in text
     assert "| laser[score_pooling=7] | 0.25 | query-aware | 5 | 260 / 250" not in text
+    assert "| word-answer |" not in text  # niah_single has no word answers
     assert (tmp_path / "out" / "accuracy_vs_kept_tiny_babilong_demo.png").stat().st_size > 0
 
 
@@ -110,8 +111,25 @@ def test_each_length_is_pooled_on_its_own(tmp_path: Path) -> None:
     eight = text.index("### tiny, 8k: each method against full")
     sixteen = text.index("### tiny, 16k: each method against full")
     assert eight < sixteen
-    assert "| laser | 0.25 | query-aware | 5 | 260 | -20.0 [-60.0, +0.0] | 1 |" in text[eight:sixteen]
-    assert "| laser | 0.25 | query-aware | 2 | 520 | -100.0 [-100.0, -100.0] | 0.5 |" in text[sixteen:]
+    assert "| all | laser | 0.25 | query-aware | 5 | 260 | -20.0 [-60.0, +0.0] | 1 |" in text[eight:sixteen]
+    assert "| all | laser | 0.25 | query-aware | 2 | 520 | -100.0 [-100.0, -100.0] | 0.5 |" in text[sixteen:]
+
+
+def test_word_answer_tasks_are_pooled_apart_from_all(tmp_path: Path) -> None:
+    """A length holding a needle task and the word-answer ``qa2`` gives a word-answer row over
+    ``qa2``'s pairs only and an all row over both tasks' pairs."""
+    words = {"full": (1000, "-", (1, 1)), "laser[compression_ratio=0.25]": (260, "query-aware", (0, 1))}
+    word_rows = outcome_rows(words)
+    for row in word_rows:  # the needle answer turned into the qa2 answer of the same rightness
+        row["task"], row["target"] = "qa2", "bathroom"
+        row["raw_output"] = "The bathroom." if row["raw_output"] == RIGHT else "The kitchen."
+        row["sample_id"] = row["sample_id"].replace("niah_single", "qa2")
+        row["unit_id"] = f"{row['unit_id']}-qa2"
+    write_shard(tmp_path / "run", outcome_rows(OUTCOMES) + word_rows)
+    text = quality_v2.report([tmp_path / "run"], tmp_path / "out").read_text()
+    # qa2: laser 0,1 vs full 1,1; niah_single samples 0-4: laser 1,0,1,1,0 vs full 1,1,1,1,0
+    assert "| word-answer | laser | 0.25 | query-aware | 2 | 260 | -50.0 [-100.0, +0.0] | 1 |" in text
+    assert "| all | laser | 0.25 | query-aware | 7 | 260 | -28.6 [-57.1, +0.0] | 0.5 |" in text
 
 
 def test_no_complete_sample_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
