@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ WORD_TASKS = ("qa_1", "qa_2", "vt", "qa2")
 GroupKey = tuple[str, str, str, str]  # (model, dataset, task, length)
 
 
+@cache  # a study has a few dozen labels and calls this once per row per comparison
 def ratio_variant(label: str) -> tuple[str, float | None]:
     """A sweep label split into its variant and kept fraction:
     ``laser[compression_ratio=0.25,score_pooling=7]`` -> (``laser[score_pooling=7]``, 0.25)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -60,9 +61,13 @@ def _paired_arrays(method: Sequence[float], baseline: Sequence[float]) -> tuple[
     return ours, theirs
 
 
+@lru_cache(maxsize=4)
 def _resample_indices(size: int, n_resamples: int, seed: int) -> np.ndarray:
-    """Seeded bootstrap draws: ``n_resamples`` rows of ``size`` sample indices."""
-    return np.random.default_rng(seed).integers(0, size, size=(n_resamples, size))
+    """Seeded bootstrap draws: ``n_resamples`` rows of ``size`` sample indices (read-only; a
+    report draws the same ones for every comparison of the same size, so the last few are kept)."""
+    indices = np.random.default_rng(seed).integers(0, size, size=(n_resamples, size))
+    indices.flags.writeable = False
+    return indices
 
 
 def _resampled_means(values: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
