@@ -61,10 +61,11 @@ def _paired_arrays(method: Sequence[float], baseline: Sequence[float]) -> tuple[
     return ours, theirs
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=2)
 def _resample_indices(size: int, n_resamples: int, seed: int) -> np.ndarray:
-    """Seeded bootstrap draws: ``n_resamples`` rows of ``size`` sample indices (read-only; a
-    report draws the same ones for every comparison of the same size, so the last few are kept)."""
+    """Seeded bootstrap draws: ``n_resamples`` rows of ``size`` sample indices, read-only. A report
+    draws the same ones for every comparison of one size, so the last two sizes' are kept (80 KB
+    per sample at 10,000 resamples)."""
     indices = np.random.default_rng(seed).integers(0, size, size=(n_resamples, size))
     indices.flags.writeable = False
     return indices
