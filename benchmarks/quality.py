@@ -30,7 +30,7 @@ from typing import Any
 
 from benchmarks.quality_cells import TARGET_BUDGET, Cell, cell_key, length_order, quality_cells, study_rows
 from benchmarks.quality_plots import plots
-from benchmarks.quality_text import interval_text, markdown_table, study_main
+from benchmarks.quality_text import interval_text, markdown_table, number_text, study_main
 from cluster.labels import base_name
 from cluster.reduce import BASELINE, mean_of
 from evals.stats import PairedComparison, paired_comparison
@@ -71,7 +71,7 @@ def main_tables(cells: list[Cell]) -> list[str]:
                 (
                     cell.method,
                     "-" if cell.budget is None else str(cell.budget),
-                    "-" if cell.kept is None else f"{cell.kept:.0f}",
+                    number_text(cell.kept),
                     str(cell.n),
                     str(cell.errors),
                     interval_text(cell.accuracy),
@@ -162,7 +162,7 @@ def versus_rows(rows: list[dict[str, Any]], cells: list[Cell], match: str) -> li
             table.append(
                 (
                     cell.model, cell.length, cell.method, str(cell.budget), f"{cell.kept:.0f}",
-                    rival, str(other.budget), "-" if other.kept is None else f"{other.kept:.0f}",
+                    rival, str(other.budget), number_text(other.kept),
                     str(n_paired), f"{ours:.1f}", f"{theirs:.1f}",
                     interval_text(comparison.difference, "+"), f"{comparison.mcnemar_p:.3g}",
                 )
@@ -198,7 +198,7 @@ def variant_table(rows: list[dict[str, Any]], cells: list[Cell]) -> list[str]:
         table.append(
             (
                 cell.model, cell.task, cell.length, cell.method, str(cell.budget),
-                "-" if cell.kept is None else f"{cell.kept:.0f}", interval_text(cell.retention),
+                number_text(cell.kept), interval_text(cell.retention),
                 str(n_paired),
                 f"{ours:.1f}", f"{theirs:.1f}", interval_text(comparison.difference, "+"),
                 f"{comparison.mcnemar_p:.3g}",

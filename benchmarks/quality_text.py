@@ -18,6 +18,11 @@ def interval_text(interval: Interval | None, sign: str = "") -> str:
     return f"{interval.estimate:{sign}.1f} [{interval.low:{sign}.1f}, {interval.high:{sign}.1f}]"
 
 
+def number_text(value: float | None) -> str:
+    """A mean rounded to a whole number (kept or context tokens), or ``-``."""
+    return "-" if value is None else f"{value:.0f}"
+
+
 def markdown_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
     """A Markdown table's lines, a blank line after it."""
     return [

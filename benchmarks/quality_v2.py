@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.quality_cells import length_order, study_rows
-from benchmarks.quality_text import interval_text, markdown_table, study_main
+from benchmarks.quality_text import interval_text, markdown_table, number_text, study_main
 from cluster.labels import base_name
 from cluster.reduce import BASELINE, mean_of
 from evals.stats import Interval, PairedComparison, bootstrap_ci, paired_comparison, retention_ci
@@ -171,10 +171,6 @@ def pooled(
     return comparison, kept(mine), kept(other)
 
 
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
-
-
 def coverage_table(coverage: dict[GroupKey, tuple[int, int, int]]) -> list[str]:
     rows = [
         (model, dataset, task, length, str(methods), str(complete), str(seen))
@@ -197,14 +193,14 @@ def cell_tables(cells: list[StudyCell]) -> list[str]:
         mine = [cell for cell in cells if cell.group == group]
         model, dataset, task, length = group
         context = mean_of([cell.context for cell in mine if cell.method == BASELINE])
-        about = f"{_number(context)} context tokens, n={mine[0].accuracy.n}"
+        about = f"{number_text(context)} context tokens, n={mine[0].accuracy.n}"
         lines += [f"### {model}, {dataset} {task}, {length} ({about})", ""]
         rows = [
             (
                 cell.method,
                 "-" if cell.ratio is None else f"{cell.ratio:g}",
                 cell.protocol,
-                _number(cell.kept),
+                number_text(cell.kept),
                 interval_text(cell.accuracy),
                 f"{cell.score:.1f}",
                 interval_text(cell.retention),
@@ -221,7 +217,7 @@ def _versus(comparison: PairedComparison, ours: float | None, theirs: float | No
     """Pairs, both kept means, the paired difference, the discordant counts and McNemar's p."""
     return (
         str(comparison.difference.n),
-        f"{_number(ours)} / {_number(theirs)}",
+        f"{number_text(ours)} / {number_text(theirs)}",
         interval_text(comparison.difference, "+"),
         f"{comparison.method_only} / {comparison.baseline_only}",
         f"{comparison.mcnemar_p:.3g}",
@@ -265,7 +261,7 @@ def pooled_tables(rows: list[dict[str, Any]]) -> list[str]:
                 if result is not None:
                     comparison, kept, _ = result
                     versus_full.append(
-                        (tasks_name, method, r, protocol, str(comparison.difference.n), _number(kept),
+                        (tasks_name, method, r, protocol, str(comparison.difference.n), number_text(kept),
                          interval_text(comparison.difference, "+"), f"{comparison.mcnemar_p:.3g}")
                     )  # fmt: skip
                 if method not in ABLATION:  # LASER-KV's own variants are the ablation

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.quality_text import interval_text, markdown_table
+from benchmarks.quality_text import interval_text, markdown_table, number_text
 from cluster.reduce import mean_of, scored_rows
 from cluster.writer import ResultsError, read_results
 from evals.stats import PairedComparison, paired_comparison
@@ -98,10 +98,6 @@ def agreements(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[Agree
     return result
 
 
-def _kept(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
-
-
 def agreement_table(rows: list[Agreement]) -> list[str]:
     """The agreements as Markdown table lines."""
     return markdown_table(
@@ -118,7 +114,7 @@ def agreement_table(rows: list[Agreement]) -> list[str]:
                 interval_text(row.comparison.difference, "+"),
                 f"{row.comparison.baseline_only} / {row.comparison.method_only}",
                 f"{row.comparison.mcnemar_p:.3g}",
-                f"{_kept(row.kept_first)} / {_kept(row.kept_second)}",
+                f"{number_text(row.kept_first)} / {number_text(row.kept_second)}",
             )
             for row in rows
         ],
