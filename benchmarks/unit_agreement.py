@@ -66,8 +66,8 @@ def agreement(
     method: str, task: str, length: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]]
 ) -> Agreement:
     """The agreement of one group of matched units (at least one)."""
-    ours = [float(a["correct"]) for a, _ in pairs]
-    theirs = [float(b["correct"]) for _, b in pairs]
+    first_right = [float(a["correct"]) for a, _ in pairs]
+    second_right = [float(b["correct"]) for _, b in pairs]
     identical = sum(a["response"] == b["response"] for a, b in pairs)
     return Agreement(
         method=method,
@@ -75,9 +75,9 @@ def agreement(
         length=length,
         units=len(pairs),
         identical=100 * identical / len(pairs),
-        accuracy_first=100 * sum(ours) / len(pairs),
-        accuracy_second=100 * sum(theirs) / len(pairs),
-        comparison=paired_comparison(theirs, ours),
+        accuracy_first=100 * sum(first_right) / len(pairs),
+        accuracy_second=100 * sum(second_right) / len(pairs),
+        comparison=paired_comparison(second_right, first_right),  # second - first
         kept_first=mean_of([a["kept_tokens_final"] for a, _ in pairs if a["status"] == "ok"]),
         kept_second=mean_of([b["kept_tokens_final"] for _, b in pairs if b["status"] == "ok"]),
     )
