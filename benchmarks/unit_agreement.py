@@ -1,5 +1,7 @@
 """Two results directories that ran the same units, compared unit by unit: did a code change (a
-new kernel, a new bridge path) change what the units answer? ::
+new kernel, a new bridge path) change what the units answer?
+
+Usage::
 
     python -m benchmarks.unit_agreement docs/quality/runs/q05_ruler results/q05_ragged8k \\
         --length 8k --method kvpress:expected_attention --method kvpress:pyramidkv
