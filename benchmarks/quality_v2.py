@@ -311,6 +311,12 @@ def pooled_tables(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+LEGEND_INCHES = 1.1
+TITLE_INCHES = 0.4
+"""Room below the panels for the shared legend (four rows of entries) and above them for the title,
+whatever the number of panel rows."""
+
+
 def plots(cells: list[StudyCell], directory: Path) -> list[Path]:
     """Per model and dataset: accuracy vs realised kept tokens, one panel per (task, length), one
     line per variant (a point per r), ``full`` dashed."""
@@ -327,9 +333,8 @@ def plots(cells: list[StudyCell], directory: Path) -> list[Path]:
         colours = {name: plt.get_cmap("tab20")(index % 20) for index, name in enumerate(names)}
         columns = min(3, len(panels))
         rows = -(-len(panels) // columns)
-        figure, axes_grid = plt.subplots(
-            rows, columns, figsize=(5.2 * columns, 4.0 * rows), dpi=100, squeeze=False
-        )
+        height = 4.0 * rows + LEGEND_INCHES + TITLE_INCHES
+        figure, axes_grid = plt.subplots(rows, columns, figsize=(5.2 * columns, height), dpi=100, squeeze=False)
         for axes, group in zip(axes_grid.flat, panels, strict=False):
             here = [cell for cell in mine if cell.group == group]
             for method in dict.fromkeys(cell.method for cell in here):
@@ -356,7 +361,7 @@ def plots(cells: list[StudyCell], directory: Path) -> list[Path]:
         handles, labels = axes_grid.flat[0].get_legend_handles_labels()
         figure.legend(handles, labels, loc="lower center", ncol=5, fontsize=7)
         figure.suptitle(f"{model}, {dataset}: accuracy vs kept tokens")
-        figure.tight_layout(rect=(0, 0.12, 1, 1))
+        figure.tight_layout(rect=(0, LEGEND_INCHES / height, 1, 1 - TITLE_INCHES / height))
         path = directory / f"accuracy_vs_kept_{model}_{dataset}.png"
         figure.savefig(path)
         plt.close(figure)

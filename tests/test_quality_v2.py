@@ -142,11 +142,12 @@ def test_no_complete_sample_is_one_error_line(tmp_path: Path, capsys: pytest.Cap
 
 def test_the_committed_tables_regenerate_from_the_committed_rows(tmp_path: Path) -> None:
     """docs/quality/v2/tables.md is what ``python -m benchmarks.quality_v2`` makes of the rows in
-    docs/quality/runs/q05_ruler and q15_ruler (RULER's metrics need nvidia-long-context-eval)."""
+    docs/quality/runs/q05_ruler, q15_ruler and q05_demo (RULER's metrics need
+    nvidia-long-context-eval)."""
     pytest.importorskip("long_context_eval")
-    docs = Path(__file__).resolve().parents[1] / "docs" / "quality"
-    written = quality_v2.report([docs / "runs" / "q05_ruler", docs / "runs" / "q15_ruler"], tmp_path)
-    assert written.read_text() == (docs / "v2" / "tables.md").read_text()
+    runs = Path(__file__).resolve().parents[1] / "docs" / "quality" / "runs"
+    written = quality_v2.report([runs / "q05_ruler", runs / "q15_ruler", runs / "q05_demo"], tmp_path)
+    assert written.read_text() == (runs.parent / "v2" / "tables.md").read_text()
 
 
 PHASES = {f"seconds_{phase}": 0.0 for phase in ("forward", "score", "select", "gather", "decode")}
