@@ -334,7 +334,9 @@ def plots(cells: list[StudyCell], directory: Path) -> list[Path]:
         columns = min(3, len(panels))
         rows = -(-len(panels) // columns)
         height = 4.0 * rows + LEGEND_INCHES + TITLE_INCHES
-        figure, axes_grid = plt.subplots(rows, columns, figsize=(5.2 * columns, height), dpi=100, squeeze=False)
+        figure, axes_grid = plt.subplots(
+            rows, columns, figsize=(5.2 * columns, height), dpi=100, squeeze=False
+        )
         for axes, group in zip(axes_grid.flat, panels, strict=False):
             here = [cell for cell in mine if cell.group == group]
             for method in dict.fromkeys(cell.method for cell in here):
