@@ -317,53 +317,65 @@ TITLE_INCHES = 0.4
 whatever the number of panel rows."""
 
 
-def plots(cells: list[StudyCell], directory: Path) -> list[Path]:
-    """Per model and dataset: accuracy vs realised kept tokens, one panel per (task, length), one
-    line per variant (a point per r), ``full`` dashed."""
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def accuracy_figure(cells: list[StudyCell]) -> Any:
+    """One model and dataset's cells as a matplotlib figure: accuracy vs realised kept tokens, one
+    panel per (task, length), one line per variant (a point per r), ``full`` dashed, one legend
+    below the panels."""
+    plt = _pyplot()
+    model, dataset = cells[0].group[:2]
+    panels = list(dict.fromkeys(cell.group for cell in cells))
+    names = sorted({cell.method for cell in cells if cell.method != BASELINE})
+    colours = {name: plt.get_cmap("tab20")(index % 20) for index, name in enumerate(names)}
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    height = 4.0 * rows + LEGEND_INCHES + TITLE_INCHES
+    figure, axes_grid = plt.subplots(rows, columns, figsize=(5.2 * columns, height), dpi=100, squeeze=False)
+    for axes, group in zip(axes_grid.flat, panels, strict=False):
+        here = [cell for cell in cells if cell.group == group]
+        for method in dict.fromkeys(cell.method for cell in here):
+            series = sorted(
+                (c for c in here if c.method == method and c.kept is not None), key=lambda c: c.kept or 0
+            )
+            if method == BASELINE:
+                axes.axhline(series[0].accuracy.estimate, color="black", linestyle="--", label="full")
+                continue
+            xs = [c.kept for c in series]
+            axes.errorbar(
+                xs, [c.accuracy.estimate for c in series],
+                yerr=[[c.accuracy.estimate - c.accuracy.low for c in series],
+                      [c.accuracy.high - c.accuracy.estimate for c in series]],
+                marker="o", capsize=2, label=method, color=colours[method],
+            )  # fmt: skip
+        axes.set_ylim(-3, 103)
+        axes.set_title(f"{group[2]}, {group[3]} (n={here[0].accuracy.n})")
+        axes.set_xlabel("realised kept tokens")
+        axes.set_ylabel("accuracy (%)")
+        axes.grid(alpha=0.3)
+    for axes in list(axes_grid.flat)[len(panels) :]:
+        axes.axis("off")
+    handles, labels = axes_grid.flat[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=5, fontsize=7)
+    figure.suptitle(f"{model}, {dataset}: accuracy vs kept tokens")
+    figure.tight_layout(rect=(0, LEGEND_INCHES / height, 1, 1 - TITLE_INCHES / height))
+    return figure
+
+
+def plots(cells: list[StudyCell], directory: Path) -> list[Path]:
+    """``accuracy_figure`` per model and dataset, written as ``accuracy_vs_kept_<model>_<dataset>.png``."""
+    plt = _pyplot()
     written = []
     for model, dataset in sorted({cell.group[:2] for cell in cells}):
-        mine = [cell for cell in cells if cell.group[:2] == (model, dataset)]
-        panels = list(dict.fromkeys(cell.group for cell in mine))
-        names = sorted({cell.method for cell in mine if cell.method != BASELINE})
-        colours = {name: plt.get_cmap("tab20")(index % 20) for index, name in enumerate(names)}
-        columns = min(3, len(panels))
-        rows = -(-len(panels) // columns)
-        height = 4.0 * rows + LEGEND_INCHES + TITLE_INCHES
-        figure, axes_grid = plt.subplots(
-            rows, columns, figsize=(5.2 * columns, height), dpi=100, squeeze=False
-        )
-        for axes, group in zip(axes_grid.flat, panels, strict=False):
-            here = [cell for cell in mine if cell.group == group]
-            for method in dict.fromkeys(cell.method for cell in here):
-                series = sorted(
-                    (c for c in here if c.method == method and c.kept is not None), key=lambda c: c.kept or 0
-                )
-                if method == BASELINE:
-                    axes.axhline(series[0].accuracy.estimate, color="black", linestyle="--", label="full")
-                    continue
-                xs = [c.kept for c in series]
-                axes.errorbar(
-                    xs, [c.accuracy.estimate for c in series],
-                    yerr=[[c.accuracy.estimate - c.accuracy.low for c in series],
-                          [c.accuracy.high - c.accuracy.estimate for c in series]],
-                    marker="o", capsize=2, label=method, color=colours[method],
-                )  # fmt: skip
-            axes.set_ylim(-3, 103)
-            axes.set_title(f"{group[2]}, {group[3]} (n={here[0].accuracy.n})")
-            axes.set_xlabel("realised kept tokens")
-            axes.set_ylabel("accuracy (%)")
-            axes.grid(alpha=0.3)
-        for axes in list(axes_grid.flat)[len(panels) :]:
-            axes.axis("off")
-        handles, labels = axes_grid.flat[0].get_legend_handles_labels()
-        figure.legend(handles, labels, loc="lower center", ncol=5, fontsize=7)
-        figure.suptitle(f"{model}, {dataset}: accuracy vs kept tokens")
-        figure.tight_layout(rect=(0, LEGEND_INCHES / height, 1, 1 - TITLE_INCHES / height))
+        figure = accuracy_figure([cell for cell in cells if cell.group[:2] == (model, dataset)])
         path = directory / f"accuracy_vs_kept_{model}_{dataset}.png"
         figure.savefig(path)
         plt.close(figure)

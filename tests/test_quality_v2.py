@@ -132,6 +132,26 @@ def test_word_answer_tasks_are_pooled_apart_from_all(tmp_path: Path) -> None:
     assert "| all | laser | 0.25 | query-aware | 7 | 260 | -28.6 [-57.1, +0.0] | 0.5 |" in text
 
 
+@pytest.mark.parametrize("lengths", [("8k",), tuple(f"{k}k" for k in range(1, 11))], ids=["1 row", "4 rows"])
+def test_the_plot_keeps_legend_and_title_off_the_panels(tmp_path: Path, lengths: tuple[str, ...]) -> None:
+    """The study's 16 variants give a legend of four rows: below the lowest panel's axis label
+    and above nothing, the title above the highest panel's, for one row of panels and for four."""
+    right = (1, 0, 1, 1, 0, 1)
+    outcomes: Outcomes = {"full": (1000, "-", right)}
+    outcomes |= {f"method{index}[compression_ratio=0.25]": (250, "query-aware", right) for index in range(16)}
+    write_shard(tmp_path / "run", [row for length in lengths for row in outcome_rows(outcomes, length)])
+    rows, _ = quality_v2.complete_samples(reduce_and_score(tmp_path / "run")[1])
+    figure = quality_v2.accuracy_figure(quality_v2.study_cells(rows))
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    panels = [axes.get_tightbbox(renderer) for axes in figure.axes if axes.axison]
+    legend = figure.legends[0].get_window_extent(renderer)
+    (title,) = (text.get_window_extent(renderer) for text in figure.texts)  # the suptitle
+    assert len(figure.legends[0].get_texts()) == 17
+    assert legend.y1 <= min(panel.y0 for panel in panels)
+    assert title.y0 >= max(panel.y1 for panel in panels)
+
+
 def test_no_complete_sample_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     outcomes = {"full": (10, "-", (1, None)), "laser[compression_ratio=0.25]": (5, "query-aware", (None, 1))}
     build(tmp_path / "run", outcomes)
