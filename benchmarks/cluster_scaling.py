@@ -20,16 +20,32 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
+from analysis.table import latest_units
 from benchmarks.gpu_util import UtilisationSampler, run_gpu_indices
 from cluster.config import RunConfig
 from cluster.driver import Progress, run_eval
-from cluster.reduce import latest_rows
 from cluster.run_options import build_run_config
 from cluster.writer import read_results
 from evals.benchmarks import OFFLINE_DEFAULT
 from laserkv.errors import LaserKVError
+
+
+class Scaling(TypedDict):
+    """One GPU count's throughput figures (a line of the printed JSON and of ``scaling.json``)."""
+
+    gpus: int
+    workers: int
+    units: int
+    errors: int
+    wall_s: float
+    samples_per_hour: float
+    gpu_seconds: float
+    mean_unit_s: float
+    driver_overhead: float
+    gpu_util_percent: list[float] | None
+    run_gpu_indices: list[int] | None
 
 
 def dispatch_window(events: list[tuple[float, Progress]]) -> tuple[float, float]:
@@ -41,7 +57,7 @@ def dispatch_window(events: list[tuple[float, Progress]]) -> tuple[float, float]
     return end - final.elapsed_s, end
 
 
-def measure(config: RunConfig) -> dict[str, Any]:
+def measure(config: RunConfig) -> Scaling:
     """Run ``config`` from scratch and return its throughput figures, with every local GPU's
     utilisation over the dispatch window where NVML is there (not for a remote ``--address``:
     the GPUs sampled would not be the run's)."""
@@ -50,17 +66,19 @@ def measure(config: RunConfig) -> dict[str, Any]:
         run_eval(config, progress=lambda progress: events.append((time.monotonic(), progress)))
     if not events:
         raise RuntimeError(f"{config.output_dir}: no unit ran")
-    rows = latest_rows(read_results(Path(config.output_dir)))  # one row per unit, retries included
+    rows = latest_units(
+        read_results(Path(config.output_dir)).to_pandas()
+    )  # one row per unit, retries included
     start, end = dispatch_window(events)
     wall = end - start
-    gpu_seconds = sum(row["seconds_total"] or 0.0 for row in rows)
+    gpu_seconds = float(rows["seconds_total"].fillna(0.0).sum())
     remote = config.address is not None or bool(os.environ.get("RAY_ADDRESS"))
     utilisation = None if remote else sampler.mean_percent(start, end, range(sampler.device_count))
     return {
         "gpus": config.gpus,
         "workers": config.n_workers,
         "units": len(rows),
-        "errors": sum(row["status"] != "ok" for row in rows),
+        "errors": int(rows["status"].ne("ok").sum()),
         "wall_s": wall,
         "samples_per_hour": len(rows) / wall * 3600,
         "gpu_seconds": gpu_seconds,
@@ -71,7 +89,7 @@ def measure(config: RunConfig) -> dict[str, Any]:
     }
 
 
-def table(results: list[dict[str, Any]]) -> str:
+def table(results: list[Scaling]) -> str:
     """The results as a Markdown table, speed-up relative to the first row."""
     base = results[0]["samples_per_hour"]
     lines = [
@@ -139,7 +157,7 @@ def _gpu_counts(text: str) -> list[int]:
     return counts
 
 
-def run_counts(args: argparse.Namespace) -> list[dict[str, Any]]:
+def run_counts(args: argparse.Namespace) -> list[Scaling]:
     """``measure`` for each GPU count in turn; one JSON line each."""
     options = {
         "model": args.model, "dataset": args.dataset, "methods": args.method, "lengths": args.lengths,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -38,6 +38,35 @@ METHOD_FACTORIES = {
     "exact_flash": lambda: get_method("exact", compression_ratio=0.75),
     "exact_eager": lambda: get_method("exact", compression_ratio=0.75, backend="eager"),
 }
+
+
+class DistinctTotal(TypedDict):
+    """One method over the samples of distinct lengths (None where a sample failed)."""
+
+    lengths: list[int]
+    wall_seconds: float | None
+    prefill_seconds: float | None
+    peak_gib: float | None
+
+
+class BlockSeconds(TypedDict):
+    unscored: float
+    scored: float
+
+
+class DecodeSeconds(TypedDict):
+    graph: float
+    eager: float
+    dynamic: float
+    hbm_floor: float
+
+
+class Parts(TypedDict):
+    """The engine's pieces on their own (``run_parts``), keyed by cache length label."""
+
+    plain_prefill_4096: float
+    block: dict[str, BlockSeconds]
+    decode: dict[str, DecodeSeconds]
 
 
 def context_tokens(label: str) -> int:
@@ -96,9 +125,11 @@ def distinct_lengths(count: int, low: int = 30 * 1024, high: int = 34 * 1024) ->
     return [low + 7 + (high - low) * index // (count - 1) for index in range(count)]
 
 
-def run_distinct(model: Any, names: list[str], count: int, n_question: int, n_new: int) -> dict[str, Any]:
+def run_distinct(
+    model: Any, names: list[str], count: int, n_question: int, n_new: int
+) -> dict[str, DistinctTotal]:
     """Each method over ``count`` samples of distinct lengths: total seconds and the largest peak."""
-    totals: dict[str, Any] = {}
+    totals: dict[str, DistinctTotal] = {}
     for name in names:
         rows = [
             run_one(model, METHOD_FACTORIES[name](), length, n_question, n_new, seed)
@@ -115,12 +146,15 @@ def run_distinct(model: Any, names: list[str], count: int, n_question: int, n_ne
     return totals
 
 
-def run_parts(model: Any, n_question: int) -> dict[str, Any]:
+def run_parts(model: Any, n_question: int) -> Parts:
     """The engine's pieces on their own (``benchmarks.engine_parts``)."""
     from benchmarks import engine_parts as parts
 
-    result: dict[str, Any] = {"block": {}, "decode": {}}
-    result["plain_prefill_4096"] = parts.plain_prefill_seconds(model, 4096)
+    result: Parts = {
+        "plain_prefill_4096": parts.plain_prefill_seconds(model, 4096),
+        "block": {},
+        "decode": {},
+    }
     for label in ("4k", "28k", "96k"):
         n_cache = context_tokens(label)
         unscored = parts.block_forward_seconds(model, n_cache, 4096, n_question, scored=False)
@@ -129,10 +163,12 @@ def run_parts(model: Any, n_question: int) -> dict[str, Any]:
         print(json.dumps({"block": label, **result["block"][label]}), flush=True)
     for label in ("4k", "128k"):
         n_cache = context_tokens(label)
-        steps = {
-            kind: parts.decode_step_seconds(model, n_cache, kind) for kind in ("graph", "eager", "dynamic")
+        result["decode"][label] = {
+            "graph": parts.decode_step_seconds(model, n_cache, "graph"),
+            "eager": parts.decode_step_seconds(model, n_cache, "eager"),
+            "dynamic": parts.decode_step_seconds(model, n_cache, "dynamic"),
+            "hbm_floor": parts.hbm_floor_seconds(model, n_cache),
         }
-        result["decode"][label] = {**steps, "hbm_floor": parts.hbm_floor_seconds(model, n_cache)}
         print(json.dumps({"decode": label, **result["decode"][label]}), flush=True)
     return result
 
@@ -145,7 +181,7 @@ def find(rows: list[dict[str, Any]], method: str, context: int) -> dict[str, Any
 
 
 def targets(
-    rows: list[dict[str, Any]], distinct: dict[str, Any], parts: dict[str, Any]
+    rows: list[dict[str, Any]], distinct: dict[str, DistinctTotal], parts: Parts | None
 ) -> list[tuple[str, str, bool]]:
     """Issue 19's targets as ``(target, measured, met)`` from this run's rows."""
     out: list[tuple[str, str, bool]] = []
@@ -161,8 +197,11 @@ def targets(
             out.append(
                 (f"laser <= full at {label} (time, peak)", measured, time_ratio <= 1 and peak_ratio <= 1)
             )
-    if distinct.get("full") and distinct.get("laser") and distinct["full"]["wall_seconds"]:
-        full_d, laser_d = distinct["full"], distinct["laser"]
+    full_d, laser_d = distinct.get("full"), distinct.get("laser")
+    if (
+        full_d and laser_d and full_d["wall_seconds"] and laser_d["wall_seconds"] is not None
+        and full_d["peak_gib"] and laser_d["peak_gib"] is not None
+    ):  # fmt: skip
         time_ratio = laser_d["wall_seconds"] / full_d["wall_seconds"]
         peak_ratio = laser_d["peak_gib"] / full_d["peak_gib"]
         measured = (
@@ -184,7 +223,7 @@ def targets(
             f"compaction included) / {1000 * parts['plain_prefill_4096']:.0f} ms = {ratio:.2f}x"
         )
         out.append(("recursive block <= 1.25x a plain 4096-token prefill", measured, ratio <= 1.25))
-    for label, block in (parts or {}).get("block", {}).items():
+    for label, block in (parts["block"] if parts else {}).items():
         overhead = block["scored"] / block["unscored"] - 1
         measured = (
             f"{1000 * block['scored']:.0f} vs {1000 * block['unscored']:.0f} ms: {100 * overhead:+.1f}%"
@@ -192,7 +231,7 @@ def targets(
         out.append(
             (f"scoring overhead <= 5% of a block's forward, {label} cache", measured, overhead <= 0.05)
         )
-    for label, decode in (parts or {}).get("decode", {}).items():
+    for label, decode in (parts["decode"] if parts else {}).items():
         ratio = decode["graph"] / decode["hbm_floor"]
         measured = (
             f"{1000 * decode['graph']:.2f} ms/token (eager steps {1000 * decode['eager']:.2f}, "
@@ -286,7 +325,7 @@ def main() -> None:
         if args.distinct
         else {}
     )
-    parts = run_parts(model, args.question_tokens) if args.targets else {}
+    parts = run_parts(model, args.question_tokens) if args.targets else None
     verdicts = targets(rows, distinct, parts) if (args.targets or args.distinct) else []
     if verdicts:
         print("\n| target | measured (this run) | met |\n|---|---|---|")
@@ -300,7 +339,7 @@ def main() -> None:
                     "torch": torch.__version__,
                     "rows": rows,
                     "distinct": distinct,
-                    "parts": parts,
+                    "parts": parts or {},
                     "targets": [list(item) for item in verdicts],
                 },
                 handle,

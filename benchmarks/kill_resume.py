@@ -25,7 +25,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import pyarrow.parquet as pq
 
@@ -67,9 +67,31 @@ def kill_session(session: int, timeout_s: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def run_and_kill(
-    command: list[str], output_dir: Path, after_rows: int, poll_s: float = 1.0
-) -> dict[str, Any]:
+class FirstRun(TypedDict):
+    """How the killed run went (a field of the printed JSON)."""
+
+    killed: bool
+    exit_code: int | None
+    seconds: float
+    rows_at_kill: int
+
+
+class _Units(TypedDict):
+    rows: int
+    units: int
+    doubled_units: int
+    expected_units: int | None
+    lost_units: int | None
+
+
+class UnitCheck(_Units, total=False):
+    """Unit counts after the resume (fields of the printed JSON); ``foreign_units`` only against a
+    reference run."""
+
+    foreign_units: int
+
+
+def run_and_kill(command: list[str], output_dir: Path, after_rows: int, poll_s: float = 1.0) -> FirstRun:
     """Start ``command`` in a new session; once ``after_rows`` rows are published, SIGKILL the
     session (or let it finish, if it finishes first)."""
     started = time.monotonic()
@@ -96,26 +118,26 @@ def planned_units(output_dir: Path) -> int | None:
     return int(manifests[-1]["units_planned"]) if manifests else None
 
 
-def check_rows(output_dir: Path, reference: Path | None) -> dict[str, Any]:
+def check_rows(output_dir: Path, reference: Path | None) -> UnitCheck:
     """Unit counts after the resume: rows, distinct units, doubled units, and units lost (and,
     with a reference, foreign ones)."""
     ids = read_results(output_dir).column("unit_id").to_pylist()
     counts = Counter(ids)
-    result: dict[str, Any] = {
+    doubled = sum(count > 1 for count in counts.values())
+    if reference is None:
+        planned = planned_units(output_dir)
+        lost = None if planned is None else planned - len(counts)
+        return {"rows": len(ids), "units": len(counts), "doubled_units": doubled, "expected_units": planned,
+                "lost_units": lost}  # fmt: skip
+    expected = set(read_results(reference).column("unit_id").to_pylist())
+    return {
         "rows": len(ids),
         "units": len(counts),
-        "doubled_units": sum(count > 1 for count in counts.values()),
+        "doubled_units": doubled,
+        "expected_units": len(expected),
+        "lost_units": len(expected - counts.keys()),
+        "foreign_units": len(counts.keys() - expected),
     }
-    if reference is not None:
-        expected = set(read_results(reference).column("unit_id").to_pylist())
-        result["expected_units"] = len(expected)
-        result["lost_units"] = len(expected - counts.keys())
-        result["foreign_units"] = len(counts.keys() - expected)
-    else:
-        planned = planned_units(output_dir)
-        result["expected_units"] = planned
-        result["lost_units"] = None if planned is None else planned - len(counts)
-    return result
 
 
 def eval_output(eval_args: list[str]) -> Path | None:

@@ -1,44 +1,28 @@
 """The cells of the quality benchmark (pure): one per (model, task, length, method, budget), with
-accuracy, retention against ``full`` and the paired comparison on the same samples."""
+accuracy, retention against ``full`` and the paired comparison on the same samples, as views
+over the scored table (``analysis.table``, ``analysis.views``)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
+import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+import pandas as pd
+
+from analysis.stats import retention_interval
+from analysis.table import BASELINE, ScoredTable, scored_table
+from analysis.views import accuracy, compare, pairs
+from benchmarks.quality_text import compare_per_table, length_order
 from cluster.labels import base_name
-from cluster.reduce import BASELINE, baseline_key, latest_per_key, mean_of, paired_scores, reduce_and_score
-from cluster.rows import method_params
-from evals.babilong import length_tokens
-from evals.stats import Interval, PairedComparison, bootstrap_ci, paired_comparison, retention_ci
 
 TARGET_BUDGET = 1024
 """Issue 8's targets are at B=1024; the ablation table and the length plot use it too."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One (model, task, length, method, budget) cell of the benchmark."""
-
-    model: str
-    task: str
-    length: str
-    method: str
-    budget: int | None
-    n: int
-    errors: int
-    accuracy: Interval
-    kept: float | None
-    context: float | None
-    retention: Interval | None
-    versus_full: PairedComparison | None
-
-
-def length_order(length: str) -> int:
-    return length_tokens(length)
-
+CELL = ("model", "task", "length", "variant", "B")
+"""A cell: a method (or variant, ``method_variant``) at one budget B (NaN for ``full``) on one
+model's task at one length."""
+TABLE = ("model", "task", "length")
+"""One table of cells (one family of comparisons with ``full``)."""
 
 FIRST_NAMES = {"streaming_laser_split": "streaming", "snapkv_laser_split": "snapkv"}
 """Issue 8's rivals were registered as ``streaming`` and ``snapkv``; issue 17 renamed them (those
@@ -59,66 +43,89 @@ def method_variant(label: str) -> str:
     return f"{name}[{','.join(changes)}]" if changes else name
 
 
-def cell_key(row: dict[str, Any]) -> tuple[str, str, str, str, int | None]:
-    """(model, task, length, method or variant, budget) of a scored row; ``full`` has no budget."""
-    method = method_variant(row["method"])
-    configured = method_params(row).get("budget")
-    budget = None if method == BASELINE or configured is None else int(configured)
-    return row["model"], row["task"], row["length"], method, budget
+def _budget(params: object) -> float:
+    """The configured budget in a ``method_params`` JSON blob (NaN without one)."""
+    budget = json.loads(params).get("budget") if isinstance(params, str) and params else None
+    return float("nan") if budget is None else float(budget)
 
 
-def unique_units(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (unit id, method label) across results directories: the same unit run twice
-    (e.g. ``full`` in the grid and beside a variant) counts once. The label is part of the key
-    because the unit id hashes a method's settings, not its name (two labels with the same
-    settings are two cells). As the reducer's ``latest_rows``: an ``ok`` row if there is one,
-    the last one read, else the last row."""
-    return latest_per_key(rows, lambda row: (row["unit_id"], row["method"]))
+def with_cells(table: ScoredTable) -> ScoredTable:
+    """The table with each row's cell columns: ``variant`` (``method_variant`` of the stored label)
+    and the configured budget ``B`` (NaN for ``full``).
 
-
-def study_rows(results: list[Path]) -> list[dict[str, Any]]:
-    """The scored rows of every results directory (each reduced in place), a unit run in two
-    directories (e.g. ``full`` beside variants) once (``unique_units``)."""
-    rows: list[dict[str, Any]] = []
-    for directory in results:
-        rows += reduce_and_score(directory)[1]
-    return unique_units(rows)
-
-
-def quality_cells(rows: list[dict[str, Any]]) -> list[Cell]:
-    """Every cell, with retention and the paired comparison against ``full`` on the same samples."""
-    groups: dict[tuple[str, str, str, str, int | None], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[cell_key(row)].append(row)
-    for key, members in groups.items():
-        if len({row["sample_id"] for row in members}) < len(members):
-            raise ValueError(
-                f"cell {key} has two rows for one sample: pass results of one configuration "
-                "(block size, data version) per model, task, length, method and budget"
-            )
-    full = {baseline_key(row): row for row in rows if method_variant(row["method"]) == BASELINE}
-    cells = []
-    for (model, task, length, method, budget), members in groups.items():
-        ok = [row for row in members if row["status"] == "ok"]
-        retention = comparison = None
-        ours, theirs = paired_scores(members, full)
-        if method != BASELINE and ours:
-            retention = retention_ci(ours, theirs)
-            comparison = paired_comparison(ours, theirs)
-        cells.append(
-            Cell(
-                model=model,
-                task=task,
-                length=length,
-                method=method,
-                budget=budget,
-                n=len(members),
-                errors=len(members) - len(ok),
-                accuracy=bootstrap_ci([float(row["correct"]) for row in members]),
-                kept=mean_of([row["kept_tokens_final"] for row in ok]),
-                context=mean_of([row["context_tokens"] for row in ok]),
-                retention=retention,
-                versus_full=comparison,
-            )
+    Raises:
+        ValueError: a cell holds two rows for one sample (results of two configurations mixed).
+    """
+    frame = table.frame
+    variant = frame["method"].astype(str).map(method_variant)
+    budget = frame["method_params"].map(_budget).astype(float).where(variant != BASELINE)
+    frame = frame.assign(variant=variant, B=budget)
+    twice = frame[frame.duplicated([*CELL, "sample_id"], keep=False)]
+    if len(twice):
+        key = tuple(twice.iloc[0][list(CELL)])
+        raise ValueError(
+            f"cell {key} has two rows for one sample: pass results of one configuration "
+            "(block size, data version) per model, task, length, method and budget"
         )
-    return sorted(cells, key=lambda c: (c.model, c.task, length_order(c.length), c.method, c.budget or 0))
+    return table.where(frame)
+
+
+def study_table(results: Sequence[Path]) -> ScoredTable:
+    """The scored rows of every results directory, a unit run in two directories (e.g. ``full``
+    beside variants) once, with their cells (``with_cells``)."""
+    return with_cells(scored_table(list(results)))
+
+
+def _retention(table: ScoredTable) -> pd.DataFrame:
+    """Per cell other than ``full``: retention of ``correct`` against ``full`` on the same samples."""
+    paired = pairs(table, BASELINE, member="variant")
+    columns = ["retention", "retention_low", "retention_high"]
+
+    def interval(members: pd.DataFrame) -> pd.Series:
+        found = retention_interval(members["correct"].astype(float).tolist(),
+                                   members["base_correct"].astype(float).tolist())  # fmt: skip
+        values = (None, None, None) if found is None else (found.estimate, found.low, found.high)
+        return pd.Series(values, index=columns, dtype=float)
+
+    if paired.empty:
+        return pd.DataFrame(columns=[*CELL, *columns])
+    return paired.groupby(list(CELL), sort=False, dropna=False).apply(interval).reset_index()
+
+
+def quality_cells(table: ScoredTable) -> pd.DataFrame:
+    """Every cell (``with_cells``): ``n``, ``errors``, accuracy of ``correct`` with its interval,
+    mean ``kept`` and ``context`` tokens, retention, and the comparison with ``full`` on the same
+    samples (``difference``, ``diff_low``, ``diff_high``, ``p``, ``p_holm``, ``verdict``; one
+    family per (model, task, length)), sorted by model, task, length, variant and B."""
+    found = accuracy(table, CELL, value="correct").merge(_retention(table), on=list(CELL), how="left")
+    versus = compare_per_table(table, TABLE, ("B",), BASELINE, "variant")
+    if versus.empty:
+        versus = pd.DataFrame(columns=[*CELL, "difference", "low", "high", "p", "p_holm", "verdict"])
+    versus = versus[[*CELL, "difference", "low", "high", "p", "p_holm", "verdict"]]
+    found = found.merge(
+        versus.rename(columns={"low": "diff_low", "high": "diff_high"}), on=list(CELL), how="left"
+    )
+    order = found.assign(_length=found["length"].map(length_order), _B=found["B"].fillna(0))
+    order = order.sort_values(["model", "task", "_length", "variant", "_B"], kind="stable")
+    return order.drop(columns=["_length", "_B"]).reset_index(drop=True)
+
+
+def compare_cells(table: ScoredTable, ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
+    """Cell against cell on the samples both ran: ``ours`` and ``theirs`` name one cell each
+    (``CELL`` columns) per ``comparison`` id. One row per comparison (``analysis.views.compare``
+    of ``correct``, ours − theirs; the whole frame one family) with both accuracies on the shared
+    samples (``ours_percent``, ``theirs_percent``)."""
+    frame = table.frame
+    sides = [
+        frame.merge(keys[[*CELL, "comparison"]], on=list(CELL)).assign(role=role)
+        for keys, role in ((ours, "ours"), (theirs, "theirs"))
+    ]
+    both = table.where(pd.concat(sides, ignore_index=True))
+    found = compare(both, ("comparison",), "theirs", "role", ("comparison",), value="correct")
+    if found.empty:
+        return found
+    shares = pairs(both, "theirs", "role", ("comparison",)).groupby("comparison")[["correct", "base_correct"]]
+    percent = (
+        shares.mean().mul(100).rename(columns={"correct": "ours_percent", "base_correct": "theirs_percent"})
+    )
+    return found.merge(percent.reset_index(), on="comparison")

@@ -1,17 +1,19 @@
 """The quality benchmark's plots: per model, accuracy vs budget (one panel per length) and
-accuracy vs length at B=1024."""
+accuracy vs length at B=1024, from the cells of ``benchmarks.quality_cells.quality_cells``."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from benchmarks.quality_cells import TARGET_BUDGET, Cell, length_order
+import pandas as pd
+
+from analysis.table import BASELINE
+from benchmarks.quality_cells import TARGET_BUDGET
+from benchmarks.quality_text import length_order
 from cluster.presets import QUALITY_BUDGETS
-from cluster.reduce import BASELINE
 
 
-def plots(cells: list[Cell], directory: Path) -> list[Path]:
+def plots(cells: pd.DataFrame, directory: Path) -> list[Path]:
     """Per model: accuracy vs budget (one panel per length, full as a dashed line) and accuracy
     vs length at B=1024."""
     import matplotlib
@@ -20,29 +22,22 @@ def plots(cells: list[Cell], directory: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     directory.mkdir(parents=True, exist_ok=True)
+    cells = cells.assign(_length=cells["length"].map(length_order), _B=cells["B"].fillna(0))
     written = []
-    for model in sorted({cell.model for cell in cells}):
-        mine = [cell for cell in cells if cell.model == model]
-        panels = sorted(
-            {(cell.task, cell.length) for cell in mine}, key=lambda key: (key[0], length_order(key[1]))
-        )
+    for model, mine in cells.groupby("model", sort=True):
+        panels = mine.sort_values(["task", "_length"], kind="stable").groupby(["task", "length"], sort=False)
         figure, axes_list = plt.subplots(
-            1, len(panels), figsize=(4.2 * len(panels), 3.8), dpi=110, squeeze=False
+            1, panels.ngroups, figsize=(4.2 * panels.ngroups, 3.8), dpi=110, squeeze=False
         )
-        for axes, (task, length) in zip(axes_list[0], panels, strict=True):
-            here = [cell for cell in mine if (cell.task, cell.length) == (task, length)]
-            for method in sorted({cell.method for cell in here}):
-                series = sorted((c for c in here if c.method == method), key=lambda c: c.budget or 0)
+        for axes, ((task, length), here) in zip(axes_list[0], panels, strict=True):
+            for method, series in here.sort_values(["variant", "_B"], kind="stable").groupby("variant"):
                 if method == BASELINE:
                     axes.axhline(
-                        series[0].accuracy.estimate, color="black", linestyle="--", label="full", zorder=5
+                        series["accuracy"].iloc[0], color="black", linestyle="--", label="full", zorder=5
                     )
                     continue
-                xs = [c.budget or 0 for c in series]
-                axes.plot(xs, [c.accuracy.estimate for c in series], marker="o", label=method)
-                axes.fill_between(
-                    xs, [c.accuracy.low for c in series], [c.accuracy.high for c in series], alpha=0.1
-                )
+                axes.plot(series["_B"], series["accuracy"], marker="o", label=method)
+                axes.fill_between(series["_B"], series["low"], series["high"], alpha=0.1)
             axes.set_xscale("log", base=2)
             axes.set_xticks(list(QUALITY_BUDGETS), [str(b) for b in QUALITY_BUDGETS])
             axes.minorticks_off()
@@ -60,20 +55,14 @@ def plots(cells: list[Cell], directory: Path) -> list[Path]:
         written.append(path)
 
         figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-        for method in sorted({cell.method for cell in mine}):
-            series = sorted(
-                (c for c in mine if c.method == method and c.budget in (None, TARGET_BUDGET)),
-                key=lambda c: length_order(c.length),
-            )
-            if not series:
-                continue
-            xs = [length_order(c.length) for c in series]
-            style: dict[str, Any] = (
-                {"color": "black", "linestyle": "--", "zorder": 5} if method == BASELINE else {}
-            )
-            axes.plot(xs, [c.accuracy.estimate for c in series], marker="o", label=method, **style)
+        at_target = mine[mine["B"].isna() | (mine["B"] == TARGET_BUDGET)].sort_values(
+            "_length", kind="stable"
+        )
+        for method, series in at_target.groupby("variant"):
+            style = {"color": "black", "linestyle": "--", "zorder": 5} if method == BASELINE else {}
+            axes.plot(series["_length"], series["accuracy"], marker="o", label=method, **style)  # type: ignore[arg-type]
         axes.set_xscale("log", base=2)
-        ticks = sorted({length_order(cell.length) for cell in mine})
+        ticks = sorted(set(mine["_length"]))
         axes.set_xticks(ticks, [f"{tick // 1000}k" for tick in ticks])
         axes.minorticks_off()
         axes.set_ylim(-3, 103)

@@ -1,5 +1,5 @@
 """What the quality studies (``benchmarks.quality``, ``benchmarks.quality_v2``) share: Markdown
-cells and tables, and their command line."""
+cells and tables, the comparisons of one table as one family, and their command line."""
 
 from __future__ import annotations
 
@@ -7,20 +7,50 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pandas as pd
+
+from analysis.stats import EQUIVALENCE_MARGIN
+from analysis.table import ScoredTable
+from analysis.views import compare
 from cluster.writer import ResultsError
-from evals.stats import Interval
+from evals.babilong import length_tokens
 
 
-def interval_text(interval: Interval | None, sign: str = "") -> str:
+def length_order(length: str) -> int:
+    """A length label's nominal tokens (``4k`` before ``16k``), to sort by."""
+    return length_tokens(length)
+
+
+def _missing(value: object) -> bool:
+    return value is None or bool(pd.isna(value))
+
+
+def number_text(value: object, pattern: str = "{:.0f}") -> str:
+    """A number as a table shows it (default: a mean rounded to a whole number, kept or context
+    tokens), or ``-`` when missing; ``-0.0`` shows as ``0.0``."""
+    return "-" if _missing(value) else pattern.format(float(value) + 0.0)  # type: ignore[arg-type]
+
+
+def interval_text(estimate: object, low: object, high: object, sign: str = "") -> str:
     """``estimate [low, high]`` to one decimal (``sign="+"``: signed), or ``-``."""
-    if interval is None:
+    if _missing(estimate):
         return "-"
-    return f"{interval.estimate:{sign}.1f} [{interval.low:{sign}.1f}, {interval.high:{sign}.1f}]"
+    pattern = f"{{:{sign}.1f}}"
+    return f"{number_text(estimate, pattern)} [{number_text(low, pattern)}, {number_text(high, pattern)}]"
 
 
-def number_text(value: float | None) -> str:
-    """A mean rounded to a whole number (kept or context tokens), or ``-``."""
-    return "-" if value is None else f"{value:.0f}"
+def p_text(value: object) -> str:
+    """A p-value to three significant digits, or ``-``."""
+    return number_text(value, "{:.3g}")
+
+
+def family_text(comparisons: int) -> str:
+    """What a table's p-values are adjusted over and what its verdicts mean."""
+    plural = "" if comparisons == 1 else "s"
+    return (
+        f"family: the {comparisons} comparison{plural} of this table, Holm-adjusted; "
+        f"verdict: Holm p < 0.05, else equivalence within ±{EQUIVALENCE_MARGIN:g} pp (TOST)"
+    )
 
 
 def markdown_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
@@ -31,6 +61,55 @@ def markdown_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> 
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
     ]
+
+
+def compare_per_table(
+    table: ScoredTable,
+    tables: Sequence[str],
+    by: Sequence[str],
+    baseline: str,
+    member: str,
+    match: Sequence[str] = (),
+) -> pd.DataFrame:
+    """``analysis.views.compare`` of right/wrong outcomes (``correct``) once per group of ``tables``
+    (each group one printed table, so one family of Holm-adjusted p-values), concatenated."""
+    groups = (
+        [members for _, members in table.frame.groupby(list(tables), sort=False, dropna=False)]
+        if tables
+        else [table.frame]
+    )
+    found = [compare(table.where(members), (*tables, *by), baseline, member, match, value="correct")
+             for members in groups]  # fmt: skip
+    found = [frame for frame in found if not frame.empty]
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
+
+
+def reversed_comparisons(found: pd.DataFrame) -> pd.DataFrame:
+    """``compare``'s rows (member − baseline) as baseline − member: signs, bounds, discordant
+    counts, kept means and verdicts swapped; p-values unchanged (both tests are symmetric)."""
+    flipped = found.assign(
+        difference=0.0 - found["difference"],
+        low=0.0 - found["high"],
+        high=0.0 - found["low"],
+        eq_low=0.0 - found["eq_high"],
+        eq_high=0.0 - found["eq_low"],
+        only_member=found["only_baseline"],
+        only_baseline=found["only_member"],
+        kept=found["base_kept"],
+        base_kept=found["kept"],
+    )
+    return flipped.assign(verdict=flipped["verdict"].replace({"higher": "lower", "lower": "higher"}))
+
+
+def comparison_text(row: pd.Series, low: str = "low", high: str = "high") -> tuple[str, str, str, str]:
+    """A comparison row's difference with its 95% interval (columns ``low`` and ``high``), p, Holm p
+    and verdict."""
+    return (
+        interval_text(row["difference"], row[low], row[high], "+"),
+        p_text(row["p"]),
+        p_text(row["p_holm"]),
+        str(row["verdict"]),
+    )
 
 
 def study_main(

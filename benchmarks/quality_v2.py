@@ -9,29 +9,46 @@ demo set, from the rows of ``laserkv sweep --grid quality-v2`` runs::
 Every method keeps the fraction r (0.25 or 0.125) of each context (labels like
 ``laser[compression_ratio=0.25]``; ``laser[compression_ratio=0.25,score_pooling=7]`` is the
 pooled variant). Only samples that every method of their (model, task, length) has a row for
-are counted, so every comparison is paired on the same samples; the coverage table says how
-many that is (a sweep stopped early leaves cells partly done). A failed unit counts as wrong.
-Accuracy is the benchmark's right/wrong (RULER: every reference found); the RULER score column
-is the official graded per-sample score. Per cell: accuracy with a bootstrap 95% CI, the
-realised kept tokens, retention against ``full`` and the paired difference to it with McNemar's
-exact p. Pooled per (model, length), over its word-answer tasks and over all its tasks: each
-method against ``full``, LASER-KV against each rival at the same r (with both realised kept
-counts), and the LASER-KV ablation.
+are counted (``analysis.views.complete_samples``), so every comparison is paired on the same
+samples; the coverage table says how many that is (a sweep stopped early leaves cells partly
+done). A failed unit counts as wrong. Accuracy is the benchmark's right/wrong (RULER: every
+reference found); the RULER score column is the official graded per-sample score. Per cell:
+accuracy with its Wilson 95% interval, the realised kept tokens, retention against ``full``
+(paired bootstrap) and the paired difference to it (``analysis.views.compare``: exact McNemar p
+and the interval consistent with it). Pooled per (model, length), over its word-answer tasks and
+over all its tasks: each method against ``full``, LASER-KV against each rival at the same r (with
+both realised kept counts), and the LASER-KV ablation. Each printed table of comparisons is one
+family: its p-values are also given Holm-adjusted, and its verdicts use the adjusted p and a
+±5 pp equivalence test (TOST).
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from benchmarks.quality_cells import length_order, study_rows
-from benchmarks.quality_text import interval_text, markdown_table, number_text, study_main
+import pandas as pd
+
+from analysis.stats import retention_interval
+from analysis.table import BASELINE, ScoredTable, scored_table
+from analysis.views import accuracy, complete_samples, pairs
+from benchmarks.quality_text import (
+    compare_per_table,
+    comparison_text,
+    family_text,
+    interval_text,
+    length_order,
+    markdown_table,
+    number_text,
+    reversed_comparisons,
+    study_main,
+)
 from cluster.labels import base_name
-from cluster.reduce import BASELINE, mean_of
-from evals.stats import Interval, PairedComparison, bootstrap_ci, paired_comparison, retention_ci
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 RATIO = "compression_ratio"
 LASER = "laser"
@@ -40,10 +57,20 @@ ABLATION = ("laser", "laser_recursive", "exact", "lsh_magicpig", "laser[score_po
 pooling 7 (the open question of issue 8)."""
 WORD_TASKS = ("qa_1", "qa_2", "vt", "qa2")
 """Tasks whose answers are words (RULER's QA and variable tracking, the demo set's qa2)."""
-GroupKey = tuple[str, str, str, str]  # (model, dataset, task, length)
+GROUP = ("model", "dataset", "task", "length")
+"""A cell table: one model's task at one length."""
+CELL = (*GROUP, "variant", "ratio", "method")
+"""A cell: a sweep label (``method``) on one group, with its variant and kept fraction."""
+POOL = ("model", "length")
+"""A pooled table: one model at one length, over its word-answer tasks and over all."""
+TASK_SETS = ("word-answer", "all")
+"""The task sets every pooled table is given for (the ``tasks`` column): the word-answer tasks,
+then all."""
+PAIR_ON = ("tasks", "task", "length")
+"""What pooled pairs must share besides the sample (``analysis.views.SAMPLE_KEY``)."""
 
 
-@cache  # a study has a few dozen labels and calls this once per row per comparison
+@cache  # a study has a few dozen labels
 def ratio_variant(label: str) -> tuple[str, float | None]:
     """A sweep label split into its variant and kept fraction:
     ``laser[compression_ratio=0.25,score_pooling=7]`` -> (``laser[score_pooling=7]``, 0.25)."""
@@ -55,260 +82,237 @@ def ratio_variant(label: str) -> tuple[str, float | None]:
     return variant, (ratios[0] if ratios else None)
 
 
-def group_key(row: dict[str, Any]) -> GroupKey:
-    return row["model"], row["dataset"], row["task"], row["length"]
+def with_variants(table: ScoredTable) -> ScoredTable:
+    """The table with each row's ``variant`` and kept fraction ``ratio`` (NaN for ``full``), parsed
+    from its stored label (``method``)."""
+    split = pd.DataFrame(
+        [ratio_variant(str(label)) for label in table.frame["method"]],
+        columns=["variant", "ratio"],
+        index=table.frame.index,
+    )
+    return table.where(table.frame.assign(variant=split["variant"], ratio=split["ratio"].astype(float)))
 
 
-def complete_samples(
-    rows: list[dict[str, Any]],
-) -> tuple[list[dict[str, Any]], dict[GroupKey, tuple[int, int, int]]]:
+def study_table(results: Sequence[Path]) -> ScoredTable:
+    """The scored rows of every results directory (a unit found in several counts once), with
+    their variants (``with_variants``)."""
+    return with_variants(scored_table(list(results)))
+
+
+def complete(table: ScoredTable) -> tuple[ScoredTable, pd.DataFrame]:
     """The rows of samples that every method label of their group has a row for, and per group
-    (complete samples, samples seen, method labels)."""
-    labels: dict[GroupKey, set[str]] = defaultdict(set)
-    per_sample: dict[tuple[GroupKey, str], set[str]] = defaultdict(set)
-    for row in rows:
-        labels[group_key(row)].add(row["method"])
-        per_sample[(group_key(row), row["sample_id"])].add(row["method"])
-    complete = {key for key, seen in per_sample.items() if seen == labels[key[0]]}
-    seen_in, complete_in = Counter(group for group, _ in per_sample), Counter(group for group, _ in complete)
-    coverage = {group: (complete_in[group], seen_in[group], len(labels[group])) for group in labels}
-    kept = [row for row in rows if (group_key(row), row["sample_id"]) in complete]
-    return kept, coverage
+    the coverage (``members``, ``complete``, ``seen``)."""
+    return complete_samples(table, GROUP, member="method")
 
 
-@dataclass(frozen=True)
-class StudyCell:
-    """One (model, dataset, task, length, variant, r) cell on its group's complete samples."""
+def _retention(table: ScoredTable) -> pd.DataFrame:
+    """Per cell other than ``full``: retention of ``correct`` against ``full`` on the same samples."""
+    paired = pairs(table, BASELINE, member="method", match=("task", "length")).sort_values("sample_id")
 
-    group: GroupKey
-    method: str
-    ratio: float | None
-    protocol: str
-    kept: float | None
-    context: float | None
-    accuracy: Interval
-    score: float
-    retention: Interval | None
-    versus_full: PairedComparison | None
+    def interval(members: pd.DataFrame) -> pd.Series:
+        found = retention_interval(members["correct"].astype(float).tolist(),
+                                   members["base_correct"].astype(float).tolist())  # fmt: skip
+        values = (None, None, None) if found is None else (found.estimate, found.low, found.high)
+        return pd.Series(values, index=["retention", "retention_low", "retention_high"], dtype=float)
 
-
-def _by_sample(rows: list[dict[str, Any]]) -> dict[tuple[GroupKey, str], dict[str, Any]]:
-    return {(group_key(row), row["sample_id"]): row for row in rows}
+    if paired.empty:
+        return pd.DataFrame(columns=[*CELL, "retention", "retention_low", "retention_high"])
+    return paired.groupby(list(CELL), sort=False, dropna=False).apply(interval).reset_index()
 
 
-def study_cells(rows: list[dict[str, Any]]) -> list[StudyCell]:
-    """Every cell of complete-sample rows (``complete_samples``), paired with ``full``."""
-    full = _by_sample([row for row in rows if row["method"] == BASELINE])
-    groups: dict[tuple[GroupKey, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[(group_key(row), row["method"])].append(row)
-    cells = []
-    for (group, label), members in groups.items():
-        members.sort(key=lambda row: row["sample_id"])
-        method, ratio = ratio_variant(label)
-        baseline = label == BASELINE
-        ours = [float(row["correct"]) for row in members]
-        theirs = [float(full[(group, row["sample_id"])]["correct"]) for row in members]
-        ok = [row for row in members if row["status"] == "ok"]
-        cells.append(
-            StudyCell(
-                group=group,
-                method=method,
-                ratio=ratio,
-                protocol="-" if baseline else members[0]["method_protocol"] or "-",
-                kept=mean_of([row["kept_tokens_final"] for row in ok]),
-                context=mean_of([row["context_tokens"] for row in ok]),
-                accuracy=bootstrap_ci(ours),
-                score=100 * sum(float(row["score"]) for row in members) / len(members),
-                retention=None if baseline else retention_ci(ours, theirs),
-                versus_full=None if baseline else paired_comparison(ours, theirs),
-            )
-        )
-    return sorted(cells, key=_cell_order)
+def study_cells(table: ScoredTable) -> pd.DataFrame:
+    """Every cell of complete-sample rows (``complete``): ``n``, accuracy of ``correct`` with its
+    interval, mean ``kept`` and ``context`` tokens, the mean RULER ``ruler_score`` (%), retention,
+    and the comparison with ``full`` (one family per group), in table order."""
+    found = accuracy(table, CELL, value="correct")
+    scores = table.frame.groupby(list(CELL), dropna=False)["score"].mean().mul(100).rename("ruler_score")
+    found = found.merge(scores.reset_index(), on=list(CELL), how="left")
+    found = found.merge(_retention(table), on=list(CELL), how="left")
+    versus = compare_per_table(table, GROUP, ("variant", "ratio"), BASELINE, "method", ("task", "length"))
+    if not versus.empty:
+        comparison = ["difference", "low", "high", "p", "p_holm", "verdict"]
+        versus = versus[[*CELL, *comparison]].rename(columns={"low": "diff_low", "high": "diff_high"})
+        found = found.merge(versus, on=list(CELL), how="left")
+    found["protocol"] = found["protocol"].fillna("-").where(found["variant"] != BASELINE, "-")
+    order = found.assign(
+        _length=found["length"].map(length_order),
+        _ratio=-found["ratio"].fillna(1.0),
+        _other=found["variant"] != BASELINE,
+    )
+    order = order.sort_values(
+        ["model", "dataset", "task", "_length", "_ratio", "_other", "variant"], kind="stable"
+    )
+    return order.drop(columns=["_length", "_ratio", "_other"]).reset_index(drop=True)
 
 
-def _cell_order(cell: StudyCell) -> tuple[Any, ...]:
-    model, dataset, task, length = cell.group
-    return (
-        model,
-        dataset,
-        task,
-        length_order(length),
-        -(cell.ratio or 1.0),
-        cell.method != BASELINE,
-        cell.method,
+def task_sets(table: ScoredTable) -> ScoredTable:
+    """The rows once per task set they belong to (``tasks``: word-answer, then all)."""
+    frame = table.frame
+    words = frame[frame["task"].isin(WORD_TASKS)].assign(tasks=TASK_SETS[0])
+    return table.where(pd.concat([words, frame.assign(tasks=TASK_SETS[1])], ignore_index=True))
+
+
+def versus_full(table: ScoredTable) -> pd.DataFrame:
+    """Per (model, length) and task set: each variant at each r against ``full`` on every paired
+    sample; one family per (model, length)."""
+    return compare_per_table(task_sets(table), POOL, ("tasks", "ratio"), BASELINE, "variant", PAIR_ON)
+
+
+def versus_laser(table: ScoredTable) -> pd.DataFrame:
+    """Per (model, length) and task set: LASER-KV minus each rival (a variant outside the ablation)
+    at the same r; one family per (model, length)."""
+    frame = table.frame
+    rivals = frame[(frame["variant"] == LASER) | ~frame["variant"].isin((*ABLATION, BASELINE))]
+    found = compare_per_table(
+        task_sets(table.where(rivals)), POOL, ("tasks", "ratio"), LASER, "variant", (*PAIR_ON, "ratio")
+    )
+    return found if found.empty else reversed_comparisons(found)
+
+
+def ablation(table: ScoredTable) -> pd.DataFrame:
+    """Per (model, length) and task set: each of LASER-KV's variants (``ABLATION``) minus LASER-KV
+    at the same r; one family per (model, length)."""
+    frame = table.frame
+    variants = table.where(frame[frame["variant"].isin(ABLATION)])
+    return compare_per_table(
+        task_sets(variants), POOL, ("tasks", "ratio"), LASER, "variant", (*PAIR_ON, "ratio")
     )
 
 
-def pooled(
-    rows: list[dict[str, Any]],
-    ours: str,
-    theirs: str,
-    ratio: float | None,
-    tasks: tuple[str, ...] | None = None,
-) -> tuple[PairedComparison, float | None, float | None] | None:
-    """``ours`` against ``theirs`` (variants; ``full`` has no r) at kept fraction ``ratio`` over
-    every paired sample of a model's rows (``tasks``: only those), with both realised kept means.
-    None when they share no sample."""
-    index: dict[str, dict[tuple[GroupKey, str], dict[str, Any]]] = {ours: {}, theirs: {}}
-    for row in rows:
-        method, row_ratio = ratio_variant(row["method"])
-        if tasks is not None and row["task"] not in tasks:
-            continue
-        for wanted in (ours, theirs):
-            if method == wanted and (row_ratio == ratio or method == BASELINE):
-                index[wanted][(group_key(row), row["sample_id"])] = row
-    shared = sorted(set(index[ours]) & set(index[theirs]))
-    if not shared:
-        return None
-    mine = [index[ours][key] for key in shared]
-    other = [index[theirs][key] for key in shared]
-    comparison = paired_comparison([float(r["correct"]) for r in mine], [float(r["correct"]) for r in other])
-
-    def kept(members: list[dict[str, Any]]) -> float | None:
-        return mean_of([row["kept_tokens_final"] for row in members if row["status"] == "ok"])
-
-    return comparison, kept(mine), kept(other)
+def _ordered(found: pd.DataFrame, variant_rank: pd.Series) -> pd.DataFrame:
+    """Comparison rows by task set, r (largest first), then ``variant_rank``."""
+    keys = found.assign(
+        _tasks=found["tasks"].map(TASK_SETS.index), _ratio=-found["ratio"].fillna(1.0), _rank=variant_rank
+    )
+    return keys.sort_values(["_tasks", "_ratio", "_rank", "variant"], kind="stable").drop(
+        columns=["_tasks", "_ratio", "_rank"]
+    )
 
 
-def coverage_table(coverage: dict[GroupKey, tuple[int, int, int]]) -> list[str]:
+def _ratio_text(ratio: object) -> str:
+    return "-" if ratio is None or pd.isna(ratio) or not ratio else f"{ratio:g}"
+
+
+def _protocols(table: ScoredTable) -> pd.DataFrame:
+    """Each (model, length, variant, r)'s protocol (``-`` where none is stored)."""
+    found = table.frame.groupby([*POOL, "variant", "ratio"], dropna=False)["protocol"].first()
+    return found.fillna("-").reset_index()
+
+
+def coverage_table(coverage: pd.DataFrame) -> list[str]:
+    ordered = coverage.assign(_length=coverage["length"].map(length_order)).sort_values(
+        ["model", "dataset", "_length", "task"], kind="stable"
+    )
     rows = [
-        (model, dataset, task, length, str(methods), str(complete), str(seen))
-        for (model, dataset, task, length), (complete, seen, methods) in sorted(
-            coverage.items(), key=lambda item: (item[0][0], item[0][1], length_order(item[0][3]), item[0][2])
-        )
-    ]
+        (str(row.model), str(row.dataset), str(row.task), str(row.length), str(row.members),
+         str(row.complete), str(row.seen))
+        for row in ordered.itertuples()
+    ]  # fmt: skip
     header = ("model", "dataset", "task", "length", "methods", "samples under every method", "samples seen")
     return markdown_table(header, rows)
 
 
-def cell_tables(cells: list[StudyCell]) -> list[str]:
-    """One table per (model, dataset, task, length)."""
+def cell_tables(cells: pd.DataFrame) -> list[str]:
+    """One table per (model, dataset, task, length), its comparisons with ``full`` one family."""
     lines: list[str] = []
     header = (
         "method", "r", "protocol", "kept tokens", "accuracy % [95% CI]", "RULER score",
-        "retention % [95% CI]", "Δ vs full, pp [95% CI]", "McNemar p",
+        "retention % [95% CI]", "Δ vs full, pp [95% CI]", "p", "Holm p", "verdict",
     )  # fmt: skip
-    for group in dict.fromkeys(cell.group for cell in cells):
-        mine = [cell for cell in cells if cell.group == group]
-        model, dataset, task, length = group
-        context = mean_of([cell.context for cell in mine if cell.method == BASELINE])
-        about = f"{number_text(context)} context tokens, n={mine[0].accuracy.n}"
+    for (model, dataset, task, length), mine in cells.groupby(list(GROUP), sort=False):
+        full = mine[mine["variant"] == BASELINE]
+        context = full["context"].mean() if len(full) else None
+        compared = int(mine["p"].notna().sum()) if "p" in mine else 0
+        about = f"{number_text(context)} context tokens, n={mine['n'].iloc[0]}; {family_text(compared)}"
         lines += [f"### {model}, {dataset} {task}, {length} ({about})", ""]
         rows = [
             (
-                cell.method,
-                "-" if cell.ratio is None else f"{cell.ratio:g}",
-                cell.protocol,
-                number_text(cell.kept),
-                interval_text(cell.accuracy),
-                f"{cell.score:.1f}",
-                interval_text(cell.retention),
-                interval_text(cell.versus_full.difference if cell.versus_full else None, "+"),
-                "-" if cell.versus_full is None else f"{cell.versus_full.mcnemar_p:.3g}",
+                str(cell["variant"]),
+                _ratio_text(cell["ratio"]),
+                str(cell["protocol"]),
+                number_text(cell["kept"]),
+                interval_text(cell["accuracy"], cell["low"], cell["high"]),
+                f"{cell['ruler_score']:.1f}",
+                interval_text(cell["retention"], cell["retention_low"], cell["retention_high"]),
+                *(
+                    comparison_text(cell, "diff_low", "diff_high")
+                    if "p" in cell and not pd.isna(cell["p"])
+                    else ("-", "-", "-", "-")
+                ),
             )
-            for cell in mine
+            for _, cell in mine.iterrows()
         ]
         lines += markdown_table(header, rows)
     return lines
 
 
-def _versus(comparison: PairedComparison, ours: float | None, theirs: float | None) -> tuple[str, ...]:
-    """Pairs, both kept means, the paired difference, the discordant counts and McNemar's p."""
-    return (
-        str(comparison.difference.n),
-        f"{number_text(ours)} / {number_text(theirs)}",
-        interval_text(comparison.difference, "+"),
-        f"{comparison.method_only} / {comparison.baseline_only}",
-        f"{comparison.mcnemar_p:.3g}",
-    )
-
-
-def _variants(rows: list[dict[str, Any]]) -> list[tuple[str, float | None, str]]:
-    """(variant, r, protocol) of every non-baseline label: by r (largest first), LASER-KV's
-    variants first, then by name."""
-    seen: dict[tuple[str, float | None], str] = {}
-    for row in rows:
-        method, ratio = ratio_variant(row["method"])
-        if method != BASELINE:
-            seen.setdefault((method, ratio), row["method_protocol"] or "-")
-    found = [(method, ratio, protocol) for (method, ratio), protocol in seen.items()]
-    return sorted(found, key=lambda item: (-(item[1] or 1.0), item[0] not in ABLATION, item[0]))
-
-
-TASK_SETS: tuple[tuple[tuple[str, ...] | None, str], ...] = ((WORD_TASKS, "word-answer"), (None, "all"))
-"""The task sets every pooled table is given for: the word-answer tasks, then all."""
-
-
-def pooled_tables(rows: list[dict[str, Any]]) -> list[str]:
+def pooled_tables(table: ScoredTable) -> list[str]:
     """Per model and length, pooled over its word-answer tasks and over all its tasks: every method
-    against ``full``, LASER-KV against every rival, the ablation."""
+    against ``full``, LASER-KV against every rival, the ablation; each table one family."""
+    protocols = _protocols(table)
+    full = versus_full(table)
+    rivals = versus_laser(table)
+    variants = ablation(table)
     lines: list[str] = []
-    groups = sorted({(row["model"], row["length"]) for row in rows}, key=lambda g: (g[0], length_order(g[1])))
-    word_tasks = ", ".join(WORD_TASKS)
+    groups = sorted(
+        table.frame[list(POOL)].drop_duplicates().itertuples(index=False, name=None),
+        key=lambda group: (group[0], length_order(group[1])),
+    )
+    pooled_over = f"pooled over the word-answer tasks ({', '.join(WORD_TASKS)}) and over all"
+
+    def mine(found: pd.DataFrame, model: str, length: str) -> pd.DataFrame:
+        if found.empty:
+            return found
+        here = found[(found["model"] == model) & (found["length"] == length)]
+        return here.merge(protocols, on=[*POOL, "variant", "ratio"], how="left")
+
     for model, length in groups:
-        mine = [row for row in rows if row["model"] == model and row["length"] == length]
         heading = f"{model}, {length}"
-        variants = _variants(mine)
-        ratios = sorted({ratio for _, ratio, _ in variants if ratio is not None}, reverse=True)
-        versus_full = []
-        versus_laser = []
-        ablation = []
-        for tasks, tasks_name in TASK_SETS:
-            for method, ratio, protocol in variants:
-                r = f"{ratio:g}" if ratio else "-"
-                result = pooled(mine, method, BASELINE, ratio, tasks)
-                if result is not None:
-                    comparison, kept, _ = result
-                    versus_full.append(
-                        (tasks_name, method, r, protocol, str(comparison.difference.n), number_text(kept),
-                         interval_text(comparison.difference, "+"), f"{comparison.mcnemar_p:.3g}")
-                    )  # fmt: skip
-                if method not in ABLATION:  # LASER-KV's own variants are the ablation
-                    result = pooled(mine, LASER, method, ratio, tasks)
-                    if result is not None:
-                        versus_laser.append((tasks_name, method, r, protocol, *_versus(*result)))
-            for ratio in ratios:
-                for method in ABLATION[1:]:
-                    result = pooled(mine, method, LASER, ratio, tasks)
-                    if result is not None:
-                        ablation.append((tasks_name, method, f"{ratio:g}", *_versus(*result)))
-        pooled_over = f"pooled over the word-answer tasks ({word_tasks}) and over all"
-        lines += [f"### {heading}: each method against full, {pooled_over}", ""]
+        here = mine(full, model, length)
+        if len(here):
+            here = _ordered(here, ~here["variant"].isin(ABLATION))
+        lines += [f"### {heading}: each method against full, {pooled_over} ({family_text(len(here))})", ""]
         lines += markdown_table(
-            (
-                "tasks",
-                "method",
-                "r",
-                "protocol",
-                "pairs",
-                "kept tokens",
-                "Δ vs full, pp [95% CI]",
-                "McNemar p",
-            ),
-            versus_full,
-        )
-        lines += [f"### {heading}: LASER-KV against each rival at the same r, {pooled_over}", ""]
+            ("tasks", "method", "r", "protocol", "pairs", "kept tokens", "Δ vs full, pp [95% CI]",
+             "p", "Holm p", "verdict"),
+            [(str(row["tasks"]), str(row["variant"]), _ratio_text(row["ratio"]), str(row["protocol"]),
+              str(row["pairs"]), number_text(row["kept"]), *comparison_text(row))
+             for _, row in here.iterrows()],
+        )  # fmt: skip
+        here = mine(rivals, model, length)
+        if len(here):
+            here = _ordered(here, pd.Series(0, index=here.index))
+        lines += [
+            f"### {heading}: LASER-KV against each rival at the same r, {pooled_over} "
+            f"({family_text(len(here))})",
+            "",
+        ]
         lines += markdown_table(
             ("tasks", "rival", "r", "rival's protocol", "pairs", "kept tokens (LASER-KV / rival)",
-             "LASER-KV − rival, pp [95% CI]", "only LASER-KV / only rival right", "McNemar p"),
-            versus_laser,
+             "LASER-KV − rival, pp [95% CI]", "only LASER-KV / only rival right", "p", "Holm p", "verdict"),
+            [(str(row["tasks"]), str(row["variant"]), _ratio_text(row["ratio"]), str(row["protocol"]),
+              str(row["pairs"]), f"{number_text(row['kept'])} / {number_text(row['base_kept'])}",
+              *_discordant(row))
+             for _, row in here.iterrows()],
         )  # fmt: skip
-        lines += [f"### {heading}: LASER-KV ablation, {pooled_over}", ""]
+        here = mine(variants, model, length)
+        if len(here):
+            here = _ordered(here, here["variant"].map(ABLATION.index))
+        lines += [f"### {heading}: LASER-KV ablation, {pooled_over} ({family_text(len(here))})", ""]
         lines += markdown_table(
-            (
-                "tasks",
-                "variant",
-                "r",
-                "pairs",
-                "kept tokens (variant / laser)",
-                "variant − laser, pp [95% CI]",
-                "only variant / only laser right",
-                "McNemar p",
-            ),
-            ablation,
-        )
+            ("tasks", "variant", "r", "pairs", "kept tokens (variant / laser)",
+             "variant − laser, pp [95% CI]", "only variant / only laser right", "p", "Holm p", "verdict"),
+            [(str(row["tasks"]), str(row["variant"]), _ratio_text(row["ratio"]), str(row["pairs"]),
+              f"{number_text(row['kept'])} / {number_text(row['base_kept'])}", *_discordant(row))
+             for _, row in here.iterrows()],
+        )  # fmt: skip
     return lines
+
+
+def _discordant(row: pd.Series) -> tuple[str, ...]:
+    """The difference, the discordant counts (member / baseline), p, Holm p and the verdict."""
+    difference, p, p_holm, verdict = comparison_text(row)
+    return difference, f"{row['only_member']} / {row['only_baseline']}", p, p_holm, verdict
 
 
 LEGEND_INCHES = 1.1
@@ -317,47 +321,37 @@ TITLE_INCHES = 0.4
 whatever the number of panel rows."""
 
 
-def _pyplot() -> Any:
-    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+def accuracy_figure(cells: pd.DataFrame) -> Figure:
+    """One model and dataset's cells (``study_cells``) as a matplotlib figure: accuracy vs realised
+    kept tokens, one panel per (task, length), one line per variant (a point per r), ``full``
+    dashed, one legend below the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt
-
-
-def accuracy_figure(cells: list[StudyCell]) -> Any:
-    """One model and dataset's cells as a matplotlib figure: accuracy vs realised kept tokens, one
-    panel per (task, length), one line per variant (a point per r), ``full`` dashed, one legend
-    below the panels."""
-    plt = _pyplot()
-    model, dataset = cells[0].group[:2]
-    panels = list(dict.fromkeys(cell.group for cell in cells))
-    names = sorted({cell.method for cell in cells if cell.method != BASELINE})
+    model, dataset = cells["model"].iloc[0], cells["dataset"].iloc[0]
+    panels = list(cells.groupby(["task", "length"], sort=False))
+    names = sorted(set(cells["variant"]) - {BASELINE})
     colours = {name: plt.get_cmap("tab20")(index % 20) for index, name in enumerate(names)}
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
     height = 4.0 * rows + LEGEND_INCHES + TITLE_INCHES
     figure, axes_grid = plt.subplots(rows, columns, figsize=(5.2 * columns, height), dpi=100, squeeze=False)
-    for axes, group in zip(axes_grid.flat, panels, strict=False):
-        here = [cell for cell in cells if cell.group == group]
-        for method in dict.fromkeys(cell.method for cell in here):
-            series = sorted(
-                (c for c in here if c.method == method and c.kept is not None), key=lambda c: c.kept or 0
-            )
+    for axes, ((task, length), here) in zip(axes_grid.flat, panels, strict=False):
+        for method, series in here.groupby("variant", sort=False):
+            series = series[series["kept"].notna()].sort_values("kept", kind="stable")
             if method == BASELINE:
-                axes.axhline(series[0].accuracy.estimate, color="black", linestyle="--", label="full")
+                axes.axhline(series["accuracy"].iloc[0], color="black", linestyle="--", label="full")
                 continue
-            xs = [c.kept for c in series]
             axes.errorbar(
-                xs, [c.accuracy.estimate for c in series],
-                yerr=[[c.accuracy.estimate - c.accuracy.low for c in series],
-                      [c.accuracy.high - c.accuracy.estimate for c in series]],
-                marker="o", capsize=2, label=method, color=colours[method],
+                series["kept"], series["accuracy"],
+                yerr=[(series["accuracy"] - series["low"]).clip(lower=0),
+                      (series["high"] - series["accuracy"]).clip(lower=0)],
+                marker="o", capsize=2, label=method, color=colours[str(method)],
             )  # fmt: skip
         axes.set_ylim(-3, 103)
-        axes.set_title(f"{group[2]}, {group[3]} (n={here[0].accuracy.n})")
+        axes.set_title(f"{task}, {length} (n={here['n'].iloc[0]})")
         axes.set_xlabel("realised kept tokens")
         axes.set_ylabel("accuracy (%)")
         axes.grid(alpha=0.3)
@@ -370,12 +364,13 @@ def accuracy_figure(cells: list[StudyCell]) -> Any:
     return figure
 
 
-def plots(cells: list[StudyCell], directory: Path) -> list[Path]:
+def plots(cells: pd.DataFrame, directory: Path) -> list[Path]:
     """``accuracy_figure`` per model and dataset, written as ``accuracy_vs_kept_<model>_<dataset>.png``."""
-    plt = _pyplot()
+    import matplotlib.pyplot as plt
+
     written = []
-    for model, dataset in sorted({cell.group[:2] for cell in cells}):
-        figure = accuracy_figure([cell for cell in cells if cell.group[:2] == (model, dataset)])
+    for (model, dataset), mine in cells.groupby(["model", "dataset"], sort=True):
+        figure = accuracy_figure(mine)
         path = directory / f"accuracy_vs_kept_{model}_{dataset}.png"
         figure.savefig(path)
         plt.close(figure)
@@ -385,15 +380,15 @@ def plots(cells: list[StudyCell], directory: Path) -> list[Path]:
 
 def report(results: list[Path], out: Path) -> Path:
     """Score every results directory and write ``tables.md`` and the plots into ``out``."""
-    rows, coverage = complete_samples(study_rows(results))
-    if not rows:
+    table, coverage = complete(study_table(results))
+    if table.frame.empty:
         raise ValueError("no sample has a row under every method of its cell")
-    cells = study_cells(rows)
+    cells = study_cells(table)
     out.mkdir(parents=True, exist_ok=True)
     images = plots(cells, out)
     lines = ["## Coverage", "", *coverage_table(coverage)]
     lines += ["## Pooled per length, over its word-answer tasks and over all", ""]
-    lines += pooled_tables(rows)
+    lines += pooled_tables(table)
     lines += ["## Every cell", "", *cell_tables(cells), "## Plots", ""]
     lines += [f"![{image.stem}]({image.name})" for image in images]
     path = out / "tables.md"

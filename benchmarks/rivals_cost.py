@@ -11,11 +11,11 @@ bridge's one forward and its bookkeeping); decode = the question and the answer 
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
-from cluster.reduce import BASELINE, latest_rows, mean_of
+import pandas as pd
+
+from analysis.table import BASELINE, latest_units
 from cluster.writer import read_results
 
 PREFILL_PHASES = ("forward", "score", "select", "gather")
@@ -23,70 +23,79 @@ HEADER = (
     "method", "protocol", "units", "errors", "context tokens", "kept tokens", "prefill s", "decode s",
     "total s", "total vs full", "peak GiB", "peak vs full",
 )  # fmt: skip
+MEANS = {
+    "context": "context_tokens",
+    "kept": "kept_tokens_final",
+    "prefill": "seconds_prefill",
+    "decode": "seconds_decode",
+    "total": "seconds_total",
+    "peak_gib": "peak_gib",
+}
+"""The columns of ``method_costs`` that are means over a method's ok units, and their sources."""
 
 
-def method_costs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per method: units, errors, and the means of its ok units' costs."""
-    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_method[row["method"]].append(row)
-    costs = []
-    for method, members in by_method.items():
-        ok = [row for row in members if row["status"] == "ok"]
-        peak = mean_of([row["peak_memory_bytes"] for row in ok])
-        costs.append(
-            {
-                "method": method,
-                "protocol": members[0]["method_protocol"] or "-",
-                "units": len(members),
-                "errors": len(members) - len(ok),
-                "context": mean_of([row["context_tokens"] for row in ok]),
-                "kept": mean_of([row["kept_tokens_final"] for row in ok]),
-                "prefill": mean_of([sum(row[f"seconds_{phase}"] for phase in PREFILL_PHASES) for row in ok]),
-                "decode": mean_of([row["seconds_decode"] for row in ok]),
-                "total": mean_of([row["seconds_total"] for row in ok]),
-                "peak_gib": None if peak is None else peak / 2**30,
-                "error_text": next((row["error"] for row in members if row["status"] != "ok"), None),
-            }
-        )
-    return costs
+def method_costs(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per method, in the rows' order: protocol, units, errors, the means of its ok units' costs
+    (``MEANS``) and the first failed unit's error (``error_text``)."""
+    rows = rows.assign(
+        ok=rows["status"] == "ok",
+        seconds_prefill=rows[[f"seconds_{phase}" for phase in PREFILL_PHASES]].sum(axis=1, min_count=1),
+        peak_gib=rows["peak_memory_bytes"] / 2**30,
+    )
+    grouped = rows.groupby("method", sort=False)
+    found = pd.DataFrame(
+        {
+            "protocol": grouped["method_protocol"].first().fillna("-"),
+            "units": grouped.size(),
+            "errors": grouped["ok"].sum().rsub(grouped.size()),
+        }
+    )
+    means = rows[rows["ok"]].groupby("method", sort=False)[list(MEANS.values())].mean()
+    found = found.join(means.rename(columns={source: name for name, source in MEANS.items()}))
+    errors = rows[~rows["ok"]].groupby("method", sort=False)["error"].first().rename("error_text")
+    return found.join(errors).reset_index()
 
 
-def _cell(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+def _cell(value: object, digits: int = 2) -> str:
+    return "-" if pd.isna(value) else f"{value:.{digits}f}"
 
 
-def _ratio(value: float | None, reference: float | None) -> str:
-    return "-" if value is None or not reference else f"{value / reference:.2f}x"
+def _ratio(value: object, reference: object) -> str:
+    if pd.isna(value) or pd.isna(reference) or not reference:
+        return "-"
+    return f"{value / reference:.2f}x"  # type: ignore[operator]
 
 
-def markdown_table(costs: list[dict[str, Any]]) -> str:
+def markdown_table(costs: pd.DataFrame) -> str:
     """The costs as a Markdown table, ``full`` first, then in the run's method order."""
-    full = next((cost for cost in costs if cost["method"] == BASELINE), None)
-    ordered = sorted(costs, key=lambda cost: cost["method"] != BASELINE)
+    full = costs[costs["method"] == BASELINE]
+    full_total = full["total"].iloc[0] if len(full) else None
+    full_peak = full["peak_gib"].iloc[0] if len(full) else None
+    ordered = costs.assign(_other=costs["method"] != BASELINE).sort_values("_other", kind="stable")
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    for cost in ordered:
-        full_total = None if full is None else full["total"]
-        full_peak = None if full is None else full["peak_gib"]
+    for _, cost in ordered.iterrows():
         cells = (
-            cost["method"], cost["protocol"], str(cost["units"]), str(cost["errors"]),
+            str(cost["method"]), str(cost["protocol"]), str(cost["units"]), str(cost["errors"]),
             _cell(cost["context"], 0), _cell(cost["kept"], 0), _cell(cost["prefill"]),
             _cell(cost["decode"]), _cell(cost["total"]), _ratio(cost["total"], full_total),
             _cell(cost["peak_gib"]), _ratio(cost["peak_gib"], full_peak),
         )  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
-    failed = [cost for cost in ordered if cost["error_text"]]
-    lines += [f"\n{cost['method']}: {cost['error_text']}" for cost in failed]
+    failed = ordered[ordered["error_text"].notna()]
+    lines += [
+        f"\n{method}: {error}" for method, error in zip(failed["method"], failed["error_text"], strict=True)
+    ]
     return "\n".join(lines) + "\n"
 
 
-def selected(rows: list[dict[str, Any]], length: str | None, run: str | None) -> list[dict[str, Any]]:
+def selected(rows: pd.DataFrame, length: str | None, run: str | None) -> pd.DataFrame:
     """The rows of one length and of the runs whose id starts with ``run`` (None: all)."""
-    return [
-        row
-        for row in rows
-        if (length is None or row["length"] == length) and (run is None or row["run_id"].startswith(run))
-    ]
+    keep = pd.Series(True, index=rows.index)
+    if length is not None:
+        keep &= rows["length"] == length
+    if run is not None:
+        keep &= rows["run_id"].astype(str).str.startswith(run)
+    return rows[keep]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--length", default=None, help="only this length's rows (e.g. 8k)")
     parser.add_argument("--run", default=None, help="only the rows of runs whose id starts with this")
     args = parser.parse_args(argv)
-    rows = selected(latest_rows(read_results(args.results)), args.length, args.run)
-    if not rows:
+    rows = selected(latest_units(read_results(args.results).to_pandas()), args.length, args.run)
+    if rows.empty:
         parser.error(f"no rows in {args.results} match --length {args.length} --run {args.run}")
     print(markdown_table(method_costs(rows)))
 

@@ -9,131 +9,104 @@ Usage::
 Units are matched by unit id and method label (a unit id hashes the method's settings, the
 sample, the model and the run settings, so equal ids are the same work). Per (method, task,
 length), and per method over its tasks: how many units both directories hold, the share whose
-answer text is identical, the accuracy of each (official right/wrong, recomputed from the
-stored outputs as ``laserkv report`` does; a failed unit counts as wrong), the paired
-difference second − first with a bootstrap 95% CI, the discordant pairs and McNemar's exact p,
-and the mean kept tokens of each. Units only one directory holds are counted, not compared.
+answer text is identical, the accuracy of each (official right/wrong, scored from the stored
+outputs by ``analysis.table`` as ``laserkv report`` does; a failed unit counts as wrong), the
+paired difference second − first (``analysis.views.compare``: exact McNemar p and the interval
+consistent with it), the discordant pairs, Holm-adjusted p over the table (one family) with the
+verdict (±5 pp equivalence), and the mean kept tokens of each. Units only one directory holds
+are counted, not compared.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from benchmarks.quality_text import interval_text, markdown_table, number_text
-from cluster.reduce import mean_of, scored_rows
-from cluster.writer import ResultsError, read_results
-from evals.stats import PairedComparison, paired_comparison
+import pandas as pd
 
-UnitKey = tuple[str, str]  # (unit id, method label)
+from analysis.table import ScoredTable, scored_table
+from analysis.views import compare
+from benchmarks.quality_text import comparison_text, family_text, markdown_table, number_text
+from cluster.writer import ResultsError
+from evals.benchmark import output_text
+
+UNIT = ("unit_id", "method")
+"""What matches a unit across the two directories."""
+GROUP = ("method", "task", "length")
+"""One row of the table; a method's pool has ``all`` for task and length."""
+FIRST, SECOND = "first", "second"
 HEADER = (
     "method", "task", "length", "units", "identical answers %", "accuracy first %",
     "accuracy second %", "second − first, pp [95% CI]", "only first / only second right",
-    "McNemar p", "kept tokens first / second",
+    "p", "Holm p", "verdict", "kept tokens first / second",
 )  # fmt: skip
+FAILED_ANSWER = "<no output: the unit failed>"
 
 
-@dataclass(frozen=True)
-class Agreement:
-    """One group of matched units: ``task`` and ``length`` are ``all`` for a method's pool."""
-
-    method: str
-    task: str
-    length: str
-    units: int
-    identical: float
-    accuracy_first: float
-    accuracy_second: float
-    comparison: PairedComparison
-    kept_first: float | None
-    kept_second: float | None
-
-
-def by_unit(rows: list[dict[str, Any]]) -> dict[UnitKey, dict[str, Any]]:
-    """Scored rows keyed by (unit id, method label); ``scored_rows`` already kept one per unit."""
-    return {(row["unit_id"], row["method"]): row for row in rows}
-
-
-def matched_pairs(
-    first: dict[UnitKey, dict[str, Any]], second: dict[UnitKey, dict[str, Any]]
-) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(first row, second row) of every unit both hold, in a fixed order."""
-    return [(first[key], second[key]) for key in sorted(first.keys() & second.keys())]
-
-
-def agreement(
-    method: str, task: str, length: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]]
-) -> Agreement:
-    """The agreement of one group of matched units (at least one)."""
-    first_right = [float(a["correct"]) for a, _ in pairs]
-    second_right = [float(b["correct"]) for _, b in pairs]
-    identical = sum(a["response"] == b["response"] for a, b in pairs)
-    return Agreement(
-        method=method,
-        task=task,
-        length=length,
-        units=len(pairs),
-        identical=100 * identical / len(pairs),
-        accuracy_first=100 * sum(first_right) / len(pairs),
-        accuracy_second=100 * sum(second_right) / len(pairs),
-        comparison=paired_comparison(second_right, first_right),  # second - first
-        kept_first=mean_of([a["kept_tokens_final"] for a, _ in pairs if a["status"] == "ok"]),
-        kept_second=mean_of([b["kept_tokens_final"] for _, b in pairs if b["status"] == "ok"]),
-    )
-
-
-def agreements(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[Agreement]:
-    """Per (method, task, length), then per method over all its matched units when it has more
-    than one group."""
-    groups: dict[tuple[str, str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
-    for a, b in pairs:
-        groups[(a["method"], a["task"], a["length"])].append((a, b))
-    result = []
-    for method in sorted({method for method, _, _ in groups}):
-        keys = sorted(key for key in groups if key[0] == method)
-        result += [agreement(*key, groups[key]) for key in keys]
-        if len(keys) > 1:
-            result.append(agreement(method, "all", "all", [pair for key in keys for pair in groups[key]]))
-    return result
-
-
-def agreement_table(rows: list[Agreement]) -> list[str]:
-    """The agreements as Markdown table lines."""
-    return markdown_table(
-        HEADER,
-        [
-            (
-                row.method,
-                row.task,
-                row.length,
-                str(row.units),
-                f"{row.identical:.1f}",
-                f"{row.accuracy_first:.1f}",
-                f"{row.accuracy_second:.1f}",
-                interval_text(row.comparison.difference, "+"),
-                f"{row.comparison.baseline_only} / {row.comparison.method_only}",
-                f"{row.comparison.mcnemar_p:.3g}",
-                f"{number_text(row.kept_first)} / {number_text(row.kept_second)}",
-            )
-            for row in rows
-        ],
-    )
-
-
-def selected(
-    rows: list[dict[str, Any]], length: str | None, methods: list[str] | None
-) -> list[dict[str, Any]]:
+def selected(frame: pd.DataFrame, length: str | None, methods: Sequence[str] | None) -> pd.DataFrame:
     """The rows of one length (None: all) whose method label starts with one of ``methods``
     (None: every method)."""
-    return [
-        row
-        for row in rows
-        if (length is None or row["length"] == length)
-        and (methods is None or row["method"].startswith(tuple(methods)))
-    ]
+    keep = pd.Series(True, index=frame.index)
+    if length is not None:
+        keep &= frame["length"] == length
+    if methods is not None:
+        keep &= frame["method"].astype(str).str.startswith(tuple(methods))
+    return frame[keep]
+
+
+def matched(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """Both directories' rows of the units both hold, stacked, ``side`` ``first`` or ``second``,
+    with the answer text (``answer``) and each method's pool: the rows once more with ``task``
+    and ``length`` ``all`` where the method has more than one group."""
+    shared = first[list(UNIT)].merge(second[list(UNIT)], on=list(UNIT))
+    stacked = pd.concat(
+        [
+            side.merge(shared, on=list(UNIT)).assign(side=name)
+            for side, name in ((first, FIRST), (second, SECOND))
+        ],
+        ignore_index=True,
+    )
+    answers = stacked["raw_output"].map(output_text)
+    stacked = stacked.assign(answer=answers.where(~stacked["failed"], FAILED_ANSWER))
+    several = (
+        stacked.drop_duplicates(list(GROUP))
+        .groupby("method")["task"]
+        .size()
+        .loc[lambda sizes: sizes > 1]
+        .index
+    )
+    pooled = stacked[stacked["method"].isin(several)].assign(task="all", length="all")
+    return pd.concat([stacked, pooled], ignore_index=True)
+
+
+def agreements(stacked: pd.DataFrame, table: ScoredTable) -> pd.DataFrame:
+    """Per group (``GROUP``, pools included): ``units``, ``identical`` %, both accuracies and
+    the comparison second − first (``analysis.views.compare``, the whole frame one family)."""
+    found = compare(table.where(stacked), GROUP, FIRST, "side", (*UNIT, "task", "length"), value="correct")
+    sides = stacked.pivot_table(index=[*GROUP, "unit_id"], columns="side", values="answer", aggfunc="first")
+    identical = (sides[FIRST] == sides[SECOND]).groupby(list(GROUP)).mean().mul(100).rename("identical")
+    right = stacked.pivot_table(index=[*GROUP, "unit_id"], columns="side", values="correct", aggfunc="first")
+    accuracy = right.astype(float).groupby(list(GROUP)).mean().mul(100)
+    accuracy = accuracy.rename(columns={FIRST: "accuracy_first", SECOND: "accuracy_second"})
+    found = found.merge(identical.reset_index(), on=list(GROUP)).merge(accuracy.reset_index(), on=list(GROUP))
+    order = found.assign(_pool=found["task"] == "all")
+    return order.sort_values(["method", "_pool", "task", "length"], kind="stable").drop(columns=["_pool"])
+
+
+def agreement_table(found: pd.DataFrame) -> list[str]:
+    """The agreements as Markdown table lines, the family they are adjusted over first."""
+    rows = [
+        (
+            str(row["method"]), str(row["task"]), str(row["length"]), str(row["pairs"]),
+            f"{row['identical']:.1f}", f"{row['accuracy_first']:.1f}", f"{row['accuracy_second']:.1f}",
+            comparison_text(row)[0], f"{row['only_baseline']} / {row['only_member']}",
+            *comparison_text(row)[1:],
+            f"{number_text(row['base_kept'])} / {number_text(row['kept'])}",
+        )
+        for _, row in found.iterrows()
+    ]  # fmt: skip
+    return [f"Second − first ({family_text(len(rows))}):", "", *markdown_table(HEADER, rows)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -153,18 +126,16 @@ def main(argv: list[str] | None = None) -> None:
         help="only methods whose label starts with this (repeatable)",
     )
     args = parser.parse_args(argv)
-    keyed = []
+    tables = []
     for path in (args.first, args.second):
         try:
-            table = read_results(path)
+            tables.append(scored_table([path]))
         except ResultsError as error:
             parser.error(str(error))
-        if table.num_rows == 0:
-            parser.error(f"{path} holds no result shards (results/*.parquet)")
-        keyed.append(by_unit(selected(scored_rows(table), args.length, args.method)))
-    first, second = keyed
-    pairs = matched_pairs(first, second)
-    if not pairs:
+    first, second = (selected(table.frame, args.length, args.method) for table in tables)
+    stacked = matched(first, second)
+    units = stacked[stacked["side"] == FIRST]
+    if units.empty:
         filters = ([f"--length {args.length}"] if args.length else []) + [
             f"--method {m}" for m in args.method or []
         ]
@@ -172,10 +143,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.first} and {args.second} share no unit"
             + (f" under {' '.join(filters)}" if filters else "")
         )
-    print("\n".join(agreement_table(agreements(pairs))))
+    print("\n".join(agreement_table(agreements(stacked, tables[0]))))
+    both = len(units[units["task"] != "all"])
     print(
-        f"{len(pairs)} units in both; {len(first.keys() - second.keys())} only in {args.first}, "
-        f"{len(second.keys() - first.keys())} only in {args.second} (not compared)"
+        f"{both} units in both; {len(first) - both} only in {args.first}, "
+        f"{len(second) - both} only in {args.second} (not compared)"
     )
 
 

@@ -36,7 +36,7 @@ def report_command(
     a unit found in more than one counted once.
     """
     with laserkv_errors():
-        from cluster.report import FORMATS, write_report
+        from reports.write import FORMATS, write_report
 
         if format not in FORMATS:
             raise ValueError(f"format={format!r} is not allowed: one of {', '.join(FORMATS)}")

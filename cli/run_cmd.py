@@ -94,7 +94,8 @@ def run(
         ("question", chosen.fields["question"]),
         ("expected", chosen.target),
         ("answer", outcome.result.text),
-        ("correct", Text("yes", style="green") if outcome.correct else Text("no", style="red")),
+        ("prediction", "" if outcome.scored.prediction is None else outcome.scored.prediction),
+        ("correct", Text("yes", style="green") if outcome.scored.correct else Text("no", style="red")),
         ("seconds", ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in stats.seconds.items())),
     ]
     for key, value in rows:  # Text: model output and labels like "laser[budget=512]" are no markup

@@ -14,8 +14,9 @@ def _number(value: float | None, pattern: str) -> str:
 
 
 def summary_table(cells: list[dict[str, Any]], title: str) -> Table:
-    """The reducer's cells as a table. The dataset joins the title when there is one; the errors
-    column appears only when a unit failed; every column folds instead of cutting its text."""
+    """The summary's cells (``cluster.reduce``) as a table. The dataset joins the title when there
+    is one; the errors column appears only when a unit failed; every column folds instead of
+    cutting its text."""
     datasets = sorted({str(cell["dataset"]) for cell in cells})
     one_dataset = len(datasets) == 1
     with_errors = any(cell["errors"] for cell in cells)
@@ -39,7 +40,7 @@ def summary_table(cells: list[dict[str, Any]], title: str) -> Table:
             "errors": str(cell["errors"]),
             "acc %": _number(cell["accuracy"], "{:.1f}"),
             "vs full": _number(cell["delta_vs_full"], "{:+.1f}"),
-            "kept": _number(cell["mean_kept_tokens_final"], "{:.0f}"),
+            "kept": _number(cell["kept"], "{:.0f}"),
         }
         table.add_row(*(Text(values[column]) for column in columns))  # Text: "[...]" is no markup
     return table

@@ -23,7 +23,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from cluster.config import RunConfig
 from cluster.plan import WorkUnit
 from cluster.pool import WorkerPool
-from cluster.rows import error_row
+from cluster.rows import ResultRow, error_row
 
 RETRY_BACKOFF_S = 1.0
 POLL_S = 1.0
@@ -76,7 +76,7 @@ class Progress:
         return self.elapsed_s / self.done * (self.total - self.done)
 
 
-RowSink = Callable[[dict[str, Any]], None]
+RowSink = Callable[[ResultRow], None]
 
 
 class Dispatcher:
@@ -179,7 +179,7 @@ class Dispatcher:
         delay = RETRY_BACKOFF_S * 2 ** (pending.attempt - 1)
         self.queue.append(Pending(pending.unit, pending.attempt + 1, time.monotonic() + delay))
 
-    def write(self, row: dict[str, Any]) -> None:
+    def write(self, row: ResultRow) -> None:
         """Hand one row to the sink.
 
         Raises:

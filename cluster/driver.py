@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import ray
 
@@ -24,6 +23,7 @@ from cluster.config import RunConfig
 from cluster.dispatcher import Dispatcher, Progress
 from cluster.plan import WorkUnit, drop_done, plan_units
 from cluster.pool import WorkerPool, check_gpus
+from cluster.rows import ResultRow
 from cluster.samples import dataset_revision, load_samples
 from cluster.worker import EvalWorker
 from cluster.writer import (
@@ -45,7 +45,7 @@ class FaultInjection:
     on one node)."""
 
     worker_cls: type = EvalWorker
-    on_row: Callable[[dict[str, Any], WorkerPool], None] | None = None
+    on_row: Callable[[ResultRow, WorkerPool], None] | None = None
     first_placement: dict[str, float] = field(default_factory=dict)
 
 
@@ -150,7 +150,7 @@ def _dispatch(
         path.unlink()
     writer = ShardWriter(output, run_id)
 
-    def sink(row: dict[str, Any]) -> None:
+    def sink(row: ResultRow) -> None:
         writer.add(row)
         if faults.on_row is not None:
             faults.on_row(row, pool)

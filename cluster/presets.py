@@ -46,6 +46,34 @@ QUALITY_V2_METHODS = (
 )
 """Issue 20's study: LASER-KV (accumulate, recursive, each selector alone), every native rival in
 both protocols, four kvpress presses."""
+QUALITY_V3_RATIOS = (0.25, 0.125)
+"""Issue 36's main budgets: the fraction of each context kept, as in issue 20 (``quality-v2``)."""
+QUALITY_V3_CURVE_RATIOS = (0.5, 0.0625)
+"""Issue 36's curve: LASER-KV and SnapKV also at r = 0.5 and r = 0.0625."""
+QUALITY_V3_REGIME_BLOCK = 1024
+"""Issue 36's regime control: LASER-KV and SnapKV at r = 0.25 with blocks of 1024 tokens (a 16k
+context is then compressed over 16 blocks instead of 4)."""
+QUALITY_V3_METHODS = (
+    "laser",
+    "exact",
+    "snapkv",
+    f"{KVPRESS_PREFIX}snapkv{QUERY_AWARE_SUFFIX}",
+    f"{KVPRESS_PREFIX}expected_attention{QUERY_AWARE_SUFFIX}",
+    f"{KVPRESS_PREFIX}snapkv",
+    "streaming",
+)
+"""Issue 36's methods at both main budgets: LASER-KV, its exact selector alone, SnapKV natively
+(query-aware), kvpress's SnapKV and Expected Attention with the question compressed with the
+context (query-aware), kvpress's SnapKV with the question outside (query-agnostic, issue 20's
+reference) and StreamingLLM."""
+QUALITY_V3_AS_SHIPPED: dict[str, object] = {
+    "score_norm": "window",
+    "faithful_empty_block": True,
+    "faithful_hybrid": True,
+}
+"""LASER-KV as the original code shipped it: the flash scorer normalised over its scored window
+only, the whole selection skipped for a block with no candidates of its own, and the exact
+selector's unused slots left empty in the hybrid."""
 GridEntry = dict[str, Any]
 FLAGS = {"budget": "--budget", "compression_ratio": "--ratio", "block_size": "--block-size"}
 FIRST_RELEASE_BASELINES = ("full", "streaming_laser_split", "snapkv_laser_split")
@@ -69,6 +97,20 @@ SWEEP_PRESETS: dict[str, tuple[GridEntry, ...]] = {
         *({"method": name, "compression_ratio": list(QUALITY_V2_RATIOS)} for name in QUALITY_V2_METHODS),
         {"method": "laser", "score_pooling": 7, "compression_ratio": list(QUALITY_V2_RATIOS)},
     ),
+    "quality-v3": (
+        {"method": "full"},
+        *({"method": name, "compression_ratio": list(QUALITY_V3_RATIOS)} for name in QUALITY_V3_METHODS),
+        {"method": "laser", "score_pooling": 7, "compression_ratio": list(QUALITY_V3_RATIOS)},
+        {"method": "laser", **QUALITY_V3_AS_SHIPPED, "compression_ratio": list(QUALITY_V3_RATIOS)},
+        *(
+            {"method": name, "compression_ratio": list(QUALITY_V3_CURVE_RATIOS)}
+            for name in ("laser", "snapkv")
+        ),
+        *(
+            {"method": name, "compression_ratio": 0.25, "block_size": QUALITY_V3_REGIME_BLOCK}
+            for name in ("laser", "snapkv")
+        ),
+    ),
 }
 """Grids in the YAML files' form. ``ablation``: the original README's grid (exact / LSH / hybrid
 x modes) plus the first release's baselines. ``laser-budgets``: LASER-KV against those baselines
@@ -79,7 +121,15 @@ native rival and kvpress's standard presses (both protocols) at one budget (the 
 or ``--budget`` / ``--ratio`` for all of them). ``quality-v2``: issue 20's study, ``full`` and
 LASER-KV (also with ``score_pooling=7``, recursive, and its exact and LSH selectors alone), the
 native rivals in both protocols and four kvpress presses, each keeping r = 0.25 and r = 0.125 of
-every context (labels like ``laser[compression_ratio=0.25]``)."""
+every context (labels like ``laser[compression_ratio=0.25]``). ``quality-v3``: issue 36's
+pre-registered study, 25 configurations: ``full``; at r = 0.25 and 0.125 LASER-KV (also with
+``score_pooling=7``, and as the original code shipped it: ``score_norm=window``,
+``faithful_empty_block``, ``faithful_hybrid``), its exact selector alone, SnapKV natively and
+through kvpress (query-aware, and kvpress's query-agnostic reference), kvpress's Expected
+Attention (query-aware) and StreamingLLM; LASER-KV and SnapKV also at r = 0.5 and 0.0625 (the
+curve) and at r = 0.25 with 1024-token blocks (the regime control). Every other entry keeps the
+engine's 4096-token blocks, so the configs it shares with ``quality-v2`` (run with
+``--block-size 4096``) have the same hashes there."""
 
 
 def method_with_overrides(name: str, overrides: dict[str, object], label: str | None = None) -> MethodConfig:

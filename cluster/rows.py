@@ -6,7 +6,10 @@ Columns (all nullable unless noted):
 - identity: ``unit_id`` (not null), ``schema_version`` (not null), ``run_id``, ``attempt``,
   ``status`` (not null: ``ok``, ``error``, ``oom``, ``timeout``), ``error``, ``worker``;
 - dataset: ``dataset``, ``dataset_revision``, ``sample_id``, ``task``, ``length``,
-  ``difficulty``, ``domain``, ``sub_domain``, ``question``, ``target``;
+  ``question``, ``target``, and ``breakdown``: JSON of the sample fields its benchmark declares
+  (``Benchmark.breakdown_fields``: LongBench v2's difficulty / domain / sub_domain, a needle's
+  depth, ...), so a new breakdown needs no new column; ``difficulty``, ``domain`` and
+  ``sub_domain`` are version 1-3's LongBench columns (empty in later rows);
 - method: ``method`` (name), ``method_hash``, ``method_kind`` (the selector's kind),
   ``method_params`` (JSON of the flat parameters, ``MethodConfig.params()``; rows upgraded from
   version 1 hold every field of the then flat config, also those their selector ignored) and
@@ -17,28 +20,35 @@ Columns (all nullable unless noted):
   ``context_tokens``, ``question_tokens``, ``temperature``, ``max_new_tokens``, ``seed``;
 - compression: ``budget`` (B used; derived from r when the method gives a ratio),
   ``kept_tokens_final``, ``kept_tokens_max``, ``cache_length_per_block``;
-- answer: ``raw_output`` (decoded, unstripped), ``prediction`` (the official parse),
-  ``correct``;
+- answer: ``raw_output`` (decoded, unstripped): the single source of every score
+  (``evals.scoring.score_output``, applied when rows are read); ``prediction`` and ``correct``
+  are what versions 1-3 stored at run time (empty in later rows, never read);
 - cost: ``seconds_forward``, ``seconds_score``, ``seconds_select``, ``seconds_gather``,
   ``seconds_decode``, ``seconds_total``, ``peak_memory_bytes``.
 
 Versions: 1 (the first release) stored one ``m_<field>`` column per field of the then flat
 ``MethodConfig`` instead of ``method_kind`` / ``method_params``; 2 added those two; 3 added
 ``method_protocol`` (derived when older rows are read: their selectors were query-aware exactly
-when they scored with the question). This module imports neither torch nor laserkv's engine.
+when they scored with the question); 4 added ``breakdown`` (derived from version 1-3's LongBench
+columns) and stopped storing ``prediction`` / ``correct``. This module imports neither torch nor
+laserkv's engine.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import pyarrow as pa
 
+from evals.benchmarks import get_benchmark
+from evals.sample import EvalSample
 from laserkv.protocol import QUERY_AGNOSTIC, QUERY_AWARE
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+LEGACY_BREAKDOWN = ("difficulty", "domain", "sub_domain")
 UNSCORED_KINDS = ("recency", "none")
 PHASES = ("forward", "score", "select", "gather", "decode")
 V1_METHOD_PREFIX = "m_"
@@ -79,7 +89,60 @@ COLUMNS: tuple[Column, ...] = (
     Column("correct", pa.bool_()),
     *(Column(f"seconds_{phase}", pa.float64()) for phase in (*PHASES, "total")),
     Column("peak_memory_bytes", pa.int64()),
+    *_strings("breakdown", since=4),
 )
+
+
+class ResultRow(TypedDict):
+    """One result row as Python values, column by column as ``COLUMNS`` declares them (a test
+    checks that the two agree)."""
+
+    unit_id: str
+    schema_version: int
+    run_id: str | None
+    attempt: int | None
+    status: str
+    error: str | None
+    worker: str | None
+    dataset: str | None
+    dataset_revision: str | None
+    sample_id: str | None
+    task: str | None
+    length: str | None
+    difficulty: str | None
+    domain: str | None
+    sub_domain: str | None
+    question: str | None
+    target: str | None
+    method: str | None
+    method_hash: str | None
+    method_kind: str | None
+    method_params: str | None
+    method_protocol: str | None
+    block_size_used: int | None
+    model: str | None
+    prompt_hash: str | None
+    context_tokens: int | None
+    question_tokens: int | None
+    temperature: float | None
+    max_new_tokens: int | None
+    seed: int | None
+    budget: int | None
+    kept_tokens_final: int | None
+    kept_tokens_max: int | None
+    cache_length_per_block: list[int] | None
+    raw_output: str | None
+    prediction: str | None
+    correct: bool | None
+    seconds_forward: float | None
+    seconds_score: float | None
+    seconds_select: float | None
+    seconds_gather: float | None
+    seconds_decode: float | None
+    seconds_total: float | None
+    peak_memory_bytes: int | None
+    breakdown: str | None
+
 
 RESULT_SCHEMA = pa.schema(
     [pa.field(column.name, column.type, nullable=column.nullable) for column in COLUMNS]
@@ -106,7 +169,7 @@ def _v1_method_columns(table: pa.Table) -> pa.Table:
     return table.append_column("method_kind", table.column("m_selector").cast(pa.string()))
 
 
-def legacy_protocol(kind: str | None, params: dict[str, Any]) -> str:
+def legacy_protocol(kind: str | None, params: Mapping[str, object]) -> str:
     """The protocol of a version 1 or 2 row: its selectors (exact, lsh, hybrid of those) scored
     with the question exactly when ``query_source`` was ``question``; recency and the full cache
     score nothing."""
@@ -126,10 +189,24 @@ def _v2_protocol_column(table: pa.Table) -> pa.Table:
     return table.append_column("method_protocol", pa.array(protocols, pa.string()))
 
 
+def _v3_breakdown_column(table: pa.Table) -> pa.Table:
+    """Version 3 -> 4: ``breakdown`` from the LongBench columns a row has filled."""
+    columns = table.select(LEGACY_BREAKDOWN).to_pylist()
+    blobs = [
+        json.dumps({name: value for name, value in row.items() if value is not None}, sort_keys=True)
+        if any(value is not None for value in row.values())
+        else None
+        for row in columns
+    ]
+    return table.append_column("breakdown", pa.array(blobs, pa.string()))
+
+
 def stored_version(table: pa.Table) -> int:
     """The schema version a stored table was written with (from the columns it has)."""
     if "schema_version" not in table.column_names:
         return 1
+    if "breakdown" in table.column_names:
+        return 4
     return 3 if "method_protocol" in table.column_names else 2
 
 
@@ -150,51 +227,65 @@ def upgrade_table(table: pa.Table) -> pa.Table:
         table = table.append_column("schema_version", pa.array([1] * table.num_rows, pa.int64()))
     if version <= 2:
         table = _v2_protocol_column(table)
+    if version <= 3:
+        table = _v3_breakdown_column(table)
     return table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA)
 
 
-def method_params(row: dict[str, Any]) -> dict[str, Any]:
+def method_params(row: Mapping[str, object]) -> dict[str, object]:
     """A row's flat method parameters (``MethodConfig.params()`` as stored)."""
-    return dict(json.loads(row["method_params"])) if row.get("method_params") else {}
+    blob = row.get("method_params")
+    return dict(json.loads(blob)) if isinstance(blob, str) and blob else {}
 
 
-def blank_row() -> dict[str, Any]:
-    """A row of this schema version with every other column empty."""
-    return {**dict.fromkeys(RESULT_SCHEMA.names), "schema_version": SCHEMA_VERSION}
+def blank_row() -> ResultRow:
+    """A row of this schema version with every other column empty (None, until filled)."""
+    return cast(ResultRow, {**dict.fromkeys(RESULT_SCHEMA.names), "schema_version": SCHEMA_VERSION})
 
 
-def base_row(unit: Any, run_id: str, attempt: int, worker: str) -> dict[str, Any]:
+def breakdown_of(sample: EvalSample) -> str | None:
+    """The ``breakdown`` column of a sample: JSON of the fields its benchmark declares (None when
+    it declares none)."""
+    fields = get_benchmark(sample.dataset).breakdown_fields
+    if not fields:
+        return None
+    return json.dumps({name: sample.fields.get(name) for name in fields}, sort_keys=True)
+
+
+def base_row(unit: Any, run_id: str, attempt: int, worker: str) -> ResultRow:
     """The columns known before running: identity, dataset fields, method, model, generation."""
     sample, method = unit.sample, unit.method
     row = blank_row()
     row.update(
-        unit_id=unit.unit_id,
-        run_id=run_id,
-        attempt=attempt,
-        worker=worker,
-        dataset=sample.dataset,
-        dataset_revision=unit.dataset_revision,
-        sample_id=sample.sample_id,
-        task=sample.task,
-        length=sample.length,
-        difficulty=sample.fields.get("difficulty"),
-        domain=sample.fields.get("domain"),
-        sub_domain=sample.fields.get("sub_domain"),
-        question=sample.fields.get("question"),
-        target=sample.target,
-        method=method.name,
-        method_hash=method.config_hash,
-        method_kind=method.kind,
-        method_params=json.dumps(method.params(), sort_keys=True),
-        method_protocol=method.selector.protocol,
-        model=unit.model,
-        temperature=float(sample.generation.temperature),
-        max_new_tokens=sample.generation.max_new_tokens,
-        seed=unit.seed,
+        {
+            "unit_id": unit.unit_id,
+            "run_id": run_id,
+            "attempt": attempt,
+            "worker": worker,
+            "dataset": sample.dataset,
+            "dataset_revision": unit.dataset_revision,
+            "sample_id": sample.sample_id,
+            "task": sample.task,
+            "length": sample.length,
+            "breakdown": breakdown_of(sample),
+            "question": sample.fields.get("question"),
+            "target": sample.target,
+            "method": method.name,
+            "method_hash": method.config_hash,
+            "method_kind": method.kind,
+            "method_params": json.dumps(method.params(), sort_keys=True),
+            "method_protocol": method.selector.protocol,
+            "model": unit.model,
+            "temperature": float(sample.generation.temperature),
+            "max_new_tokens": sample.generation.max_new_tokens,
+            "seed": unit.seed,
+        }
     )
     return row
 
 
-def error_row(unit: Any, run_id: str, attempt: int, worker: str, status: str, error: str) -> dict[str, Any]:
+def error_row(unit: Any, run_id: str, attempt: int, worker: str, status: str, error: str) -> ResultRow:
     """A row recording a unit that produced no answer."""
-    return {**base_row(unit, run_id, attempt, worker), "status": status, "error": error}
+    row = base_row(unit, run_id, attempt, worker)
+    row.update({"status": status, "error": error})
+    return row

@@ -10,12 +10,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from evals.benchmark import DataRequest
+from evals.benchmark import DataRequest, Scored
 from evals.benchmarks import get_benchmark
 from evals.chat import engine_texts
 from evals.errors import EvalError
 from evals.sample import EvalSample
-from evals.scoring import score_output
+from evals.scoring import score_sample
 from laserkv import GenerationConfig, answer_texts, load_model_and_tokenizer
 from laserkv.config import MethodConfig
 from laserkv.engine import EngineResult
@@ -27,15 +27,14 @@ class UnitOutcome:
 
     Attributes:
         result: the engine's answer and its costs.
-        prediction: the official parse of the raw output.
-        correct: the official judgement.
+        scored: the official judgement of the raw output (prediction, correct, score); shown by
+            ``laserkv run``, not stored: result rows keep the raw output, scored when read.
         prompt_hash: sha256 (16 hex digits) of the chat-templated prompt.
         seconds: wall time of the whole unit (prompt, engine, scoring).
     """
 
     result: EngineResult
-    prediction: str | None
-    correct: bool
+    scored: Scored
     prompt_hash: str
     seconds: float
 
@@ -55,9 +54,9 @@ def run_unit(model: Any, tokenizer: Any, sample: EvalSample, method: MethodConfi
     result = answer_texts(
         model, tokenizer, texts.context_text, texts.question_text, method, generation, texts.generation_prompt
     )
-    prediction, correct = score_output(sample, result.raw_text)
+    scored = score_sample(sample, result.raw_text)
     prompt_hash = hashlib.sha256(texts.full_prompt.encode()).hexdigest()[:16]
-    return UnitOutcome(result, prediction, correct, prompt_hash, time.perf_counter() - start)
+    return UnitOutcome(result, scored, prompt_hash, time.perf_counter() - start)
 
 
 @dataclass(frozen=True)

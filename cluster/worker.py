@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
 
 import ray
 import torch
 
 from cluster.plan import WorkUnit
-from cluster.rows import PHASES, base_row, error_row
+from cluster.rows import ResultRow, base_row, error_row
 from cluster.unit import run_unit
 from laserkv import load_model_and_tokenizer
 from laserkv.config import MethodConfig
@@ -49,7 +48,7 @@ class EvalWorker:
         """This worker's process id (fault-injection tests kill it)."""
         return os.getpid()
 
-    def run(self, unit: WorkUnit, attempt: int = 1) -> dict[str, Any]:
+    def run(self, unit: WorkUnit, attempt: int = 1) -> ResultRow:
         """One unit -> one row. Out of memory is retried once with half the block size, then
         recorded as an ``oom`` row; any other exception becomes an ``error`` row."""
         if self.problem is not None:  # a replacement whose model did not load: die, so the
@@ -72,26 +71,30 @@ class EvalWorker:
                 return row
         raise AssertionError("unreachable: the loop returns on its second try")
 
-    def answer(self, unit: WorkUnit, method: MethodConfig, attempt: int) -> dict[str, Any]:
+    def answer(self, unit: WorkUnit, method: MethodConfig, attempt: int) -> ResultRow:
         """Run the unit (``cluster.unit.run_unit``) and build its row."""
         outcome = run_unit(self.model, self.tokenizer, unit.sample, method, unit.seed)
         result, stats = outcome.result, outcome.result.stats
         row = base_row(unit, self.run_id, attempt, self.name)
         row.update(
-            status="ok",
-            block_size_used=method.engine.block_size,
-            prompt_hash=outcome.prompt_hash,
-            context_tokens=stats.context_tokens,
-            question_tokens=stats.question_tokens,
-            budget=stats.budget,
-            kept_tokens_final=stats.final_cache_length,
-            kept_tokens_max=stats.max_cache_length,
-            cache_length_per_block=list(stats.cache_length_per_block),
-            raw_output=result.raw_text,
-            prediction=outcome.prediction,
-            correct=outcome.correct,
-            peak_memory_bytes=stats.peak_memory_bytes,
-            seconds_total=outcome.seconds,
+            {
+                "status": "ok",
+                "block_size_used": method.engine.block_size,
+                "prompt_hash": outcome.prompt_hash,
+                "context_tokens": stats.context_tokens,
+                "question_tokens": stats.question_tokens,
+                "budget": stats.budget,
+                "kept_tokens_final": stats.final_cache_length,
+                "kept_tokens_max": stats.max_cache_length,
+                "cache_length_per_block": list(stats.cache_length_per_block),
+                "raw_output": result.raw_text,
+                "peak_memory_bytes": stats.peak_memory_bytes,
+                "seconds_total": outcome.seconds,
+                "seconds_forward": stats.seconds["forward"],
+                "seconds_score": stats.seconds["score"],
+                "seconds_select": stats.seconds["select"],
+                "seconds_gather": stats.seconds["gather"],
+                "seconds_decode": stats.seconds["decode"],
+            }
         )
-        row.update({f"seconds_{phase}": stats.seconds[phase] for phase in PHASES})
         return row

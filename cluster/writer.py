@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cluster.rows import RESULT_SCHEMA, SchemaError, upgrade_table
+from cluster.rows import RESULT_SCHEMA, ResultRow, SchemaError, upgrade_table
 from laserkv.errors import LaserKVError
 
 RESULTS = "results"
@@ -45,12 +45,12 @@ class ShardWriter:
         self.run_id = run_id
         self.rows_per_shard = rows_per_shard
         self.seconds_per_shard = seconds_per_shard
-        self.buffer: list[dict[str, Any]] = []
+        self.buffer: list[ResultRow] = []
         self.shards = 0
         self.rows_written = 0
         self.last_flush = time.monotonic()
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: ResultRow) -> None:
         """Queue one row; flush when the shard is full or old enough."""
         self.buffer.append(row)
         if (

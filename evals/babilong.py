@@ -278,6 +278,7 @@ class BabilongBenchmark:
     source: str
     needs_tokenizer: bool = False
     cells: bool = True
+    breakdown_fields: tuple[str, ...] = ()
 
     def lengths(self) -> tuple[str, ...]:
         return LENGTHS[self.name]

@@ -34,6 +34,24 @@ class DataRequest:
 
 
 @dataclass(frozen=True)
+class Scored:
+    """A benchmark's named per-sample values of one raw output, from ``evals.scoring.score_output``
+    (the one place outputs are scored).
+
+    Attributes:
+        prediction: the official parse of the raw output (what a report shows as the prediction).
+        correct: the official right/wrong judgement.
+        score: the official per-sample score in [0, 1] (partial credit where the metric gives it).
+        counts: whether the sample enters the accuracy (an official skip leaves it out).
+    """
+
+    prediction: str | None
+    correct: bool
+    score: float
+    counts: bool
+
+
+@dataclass(frozen=True)
 class OfficialTable:
     """One table of a benchmark's official results, rendered as it is by the report."""
 
@@ -52,6 +70,9 @@ class Benchmark(Protocol):
         needs_tokenizer: whether samples depend on the model's tokenizer (truncation, lengths).
         cells: whether samples come in (task, length) cells (``--lengths`` / ``--tasks``; a
             limit is per cell); otherwise the limit counts samples in all.
+        breakdown_fields: the sample fields (``EvalSample.fields``) every result row keeps in its
+            ``breakdown`` column, and by which views may group (LongBench v2's difficulty, a
+            needle's depth); JSON values (strings or numbers).
     """
 
     @property
@@ -68,6 +89,9 @@ class Benchmark(Protocol):
 
     @property
     def cells(self) -> bool: ...
+
+    @property
+    def breakdown_fields(self) -> tuple[str, ...]: ...
 
     def lengths(self) -> tuple[str, ...]:
         """The lengths a run may ask for (or the length classes, without cells)."""

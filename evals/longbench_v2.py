@@ -255,6 +255,7 @@ class LongBenchV2Benchmark:
     source: str = HUB_ID
     needs_tokenizer: bool = True
     cells: bool = False
+    breakdown_fields: tuple[str, ...] = ("difficulty", "domain", "sub_domain")
 
     def lengths(self) -> tuple[str, ...]:
         return LENGTH_CLASSES

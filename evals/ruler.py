@@ -320,6 +320,7 @@ class RulerBenchmark:
     source: str = "generated offline by RULER's generators (nvidia-long-context-eval)"
     needs_tokenizer: bool = True
     cells: bool = True
+    breakdown_fields: tuple[str, ...] = ()
 
     def lengths(self) -> tuple[str, ...]:
         return tuple(LENGTHS)

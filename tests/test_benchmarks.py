@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cluster.reduce import reduce_and_score
-from cluster.report import length_rows
+from analysis.table import scored_table
+from analysis.views import accuracy
+from cluster.reduce import reduce_results
 from cluster.rows import RESULT_SCHEMA, blank_row
 from evals import babilong
 from evals.benchmark import DataRequest, OfficialTable, output_text
@@ -112,11 +113,18 @@ def row(dataset: str, unit: str, output: str | None, **fields: Any) -> dict[str,
 def test_an_ok_row_without_output_counts_the_same_in_every_aggregation(tmp_path: Path) -> None:
     rows = [row("babilong", "a", "The garden."), row("babilong", "b", None)]
     long_rows = [
-        row("longbench_v2", "c", "The correct answer is (A)", target="A", length="short", difficulty="easy"),
-        row("longbench_v2", "d", None, target="A", length="short", difficulty="easy"),
+        row(
+            "longbench_v2",
+            "c",
+            "The correct answer is (A)",
+            target="A",
+            length="short",
+            breakdown='{"difficulty": "easy"}',
+        ),
+        row("longbench_v2", "d", None, target="A", length="short", breakdown='{"difficulty": "easy"}'),
     ]
     write_rows(tmp_path, rows + long_rows)
-    summary, scored = reduce_and_score(tmp_path)
+    summary = reduce_results(tmp_path)
     cells = {cell["dataset"]: cell for cell in summary["cells"]}
     assert (cells["babilong"]["n"], cells["babilong"]["n_scored"], cells["babilong"]["accuracy"]) == (
         2,
@@ -126,9 +134,9 @@ def test_an_ok_row_without_output_counts_the_same_in_every_aggregation(tmp_path:
     # LongBench v2 skips an empty output (pred.py); None is empty
     assert (cells["longbench_v2"]["n_scored"], cells["longbench_v2"]["accuracy"]) == (1, 100.0)
     assert summary["official"]["longbench_v2"]["full"]["skipped_empty"] == 1
-    per_length = {entry["dataset"]: entry for entry in length_rows(scored)}
-    assert per_length["babilong"]["accuracy"].estimate == 50.0
-    assert per_length["longbench_v2"]["accuracy"].estimate == 100.0
+    per_length = accuracy(scored_table([tmp_path]), ("dataset", "length")).set_index("dataset")
+    assert per_length.loc["babilong", "accuracy"] == 50.0
+    assert per_length.loc["longbench_v2", "accuracy"] == 100.0
 
 
 def test_two_models_or_two_configs_of_one_name_are_separate_cells(tmp_path: Path) -> None:
@@ -138,7 +146,7 @@ def test_two_models_or_two_configs_of_one_name_are_separate_cells(tmp_path: Path
         for model in ("m1", "m2") for hash_ in ("h1", "h2") for index in range(2)
     ]  # fmt: skip
     write_rows(tmp_path, rows)
-    summary, _ = reduce_and_score(tmp_path)
+    summary = reduce_results(tmp_path)
     labels = sorted(cell["config"] for cell in summary["cells"])
     assert labels == ["snapkv #h1 @ m1", "snapkv #h1 @ m2", "snapkv #h2 @ m1", "snapkv #h2 @ m2"]
     assert all(cell["n"] == 2 for cell in summary["cells"])

@@ -158,7 +158,7 @@ def test_sweep_runs_a_yaml_grid_as_one_job(tiny_llama_dir: Path, tmp_path: Path)
         (["eval", "--budget", "100", "--ratio", "0.5"], "exactly one of budget and compression_ratio"),
         (
             ["sweep", "--grid", "no-such-grid"],
-            "a preset (ablation, laser-budgets, rivals, quality, quality-v2) or a YAML",
+            "a preset (ablation, laser-budgets, rivals, quality, quality-v2, quality-v3) or a YAML",
         ),
         (
             ["eval", "--method", "kvpress:snapkvv"],

@@ -14,7 +14,7 @@ from evals.babilong import compare_answers
 from evals.demo_set import DemoSpec, approximate_tokens
 from evals.errors import DatasetNotAvailableError, EvalError
 from evals.haystack import haystack_text
-from evals.scoring import score_output
+from evals.scoring import score_sample
 
 ACTOR = r"(Mary|John|Daniel|Sandra)"
 MOVE = re.compile(ACTOR + r" (?:moved to|went to|journeyed to|travelled to|went back to) the (\w+)\.")
@@ -124,5 +124,5 @@ def test_needle_samples_hide_the_asked_number(tmp_path: Path, task: str, n_needl
         assert needles[asked] == sample.target
         assert sample.parts.message == f"{needle.INSTRUCTION}\n{document}\n{sample.fields['question']}"
         assert (sample.generation.max_new_tokens, sample.generation.temperature) == (128, 0.0)
-        assert score_output(sample, f"The special magic number for {asked} is {sample.target}.")[1]
-        assert not score_output(sample, "I do not know.")[1]
+        assert score_sample(sample, f"The special magic number for {asked} is {sample.target}.").correct
+        assert not score_sample(sample, "I do not know.").correct

@@ -4,13 +4,17 @@ samples complete under every method counted, pooled paired comparisons equal to 
 from __future__ import annotations
 
 import json
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from analysis.stats import holm, paired_binary, proportion_interval
+from analysis.table import ScoredTable
 from benchmarks import quality_v2
-from cluster.reduce import reduce_and_score
 from tests.needle_rows import RIGHT, needle_row, write_shard
 
 OUTCOMES = {  # label -> (kept tokens, protocol, right answers on samples 0..5; None = no row)
@@ -60,35 +64,60 @@ def test_a_label_splits_into_its_variant_and_kept_fraction() -> None:
     assert quality_v2.ratio_variant("full") == ("full", None)
 
 
+def complete_table(directory: Path) -> tuple[ScoredTable, pd.DataFrame]:
+    return quality_v2.complete(quality_v2.study_table([directory]))
+
+
 def test_only_samples_under_every_method_count(tmp_path: Path) -> None:
     build(tmp_path)
-    rows, coverage = quality_v2.complete_samples(reduce_and_score(tmp_path)[1])
-    assert coverage == {("tiny", "babilong_demo", "niah_single", "8k"): (5, 6, 5)}
-    assert {row["sample_id"] for row in rows} == {f"8k/niah_single/{i}" for i in range(5)}
-    assert len(rows) == 5 * len(OUTCOMES)
+    table, coverage = complete_table(tmp_path)
+    assert coverage.to_dict("records") == [
+        {"model": "tiny", "dataset": "babilong_demo", "task": "niah_single", "length": "8k", "members": 5,
+         "seen": 6, "complete": 5}
+    ]  # fmt: skip
+    assert set(table.frame["sample_id"]) == {f"8k/niah_single/{i}" for i in range(5)}
+    assert len(table.frame) == 5 * len(OUTCOMES)
+
+
+def one(found: pd.DataFrame, **where: object) -> pd.Series:
+    """The one row of ``found`` with the given column values."""
+    rows = found[np.logical_and.reduce([found[column] == value for column, value in where.items()])]
+    assert len(rows) == 1, rows
+    return rows.iloc[0]
 
 
 def test_cells_and_pooled_comparisons_equal_brute_force(tmp_path: Path) -> None:
     build(tmp_path)
-    rows, _ = quality_v2.complete_samples(reduce_and_score(tmp_path)[1])
-    cells = {(cell.method, cell.ratio): cell for cell in quality_v2.study_cells(rows)}
-    laser = cells[("laser", 0.25)]
+    table, _ = complete_table(tmp_path)
+    cells = quality_v2.study_cells(table)
+    laser = one(cells, variant="laser", ratio=0.25)
     # samples 0-4: full 1,1,1,1,0; laser 1,0,1,1,0
-    assert (laser.accuracy.n, laser.accuracy.estimate, laser.kept) == (5, 60.0, 260.0)
-    assert laser.retention is not None and laser.retention.estimate == pytest.approx(75.0)
-    assert laser.versus_full is not None and laser.versus_full.difference.estimate == pytest.approx(-20.0)
-    assert cells[("full", None)].versus_full is None
+    assert (laser["n"], laser["accuracy"], laser["kept"]) == (5, 60.0, 260.0)
+    assert (laser["low"], laser["high"]) == pytest.approx(astuple(proportion_interval(3, 5))[1:3])
+    assert laser["retention"] == pytest.approx(75.0)
+    brute = paired_binary([1, 0, 1, 1, 0], [1, 1, 1, 1, 0])
+    assert (laser["difference"], laser["diff_low"], laser["diff_high"], laser["p"]) == pytest.approx(
+        (brute.difference.estimate, brute.difference.low, brute.difference.high, brute.p_value)
+    )
+    assert pd.isna(one(cells, variant="full")["p"])
+    assert one(cells, variant="full")["protocol"] == "-"
+    # the cell table's family: the four comparisons with full
+    assert cells["p_holm"].dropna().tolist() == pytest.approx(holm(cells["p"].dropna().tolist()))
 
-    result = quality_v2.pooled(rows, "laser", "snapkv", 0.25)
-    assert result is not None
-    comparison, ours, theirs = result
+    rivals = quality_v2.versus_laser(table)
     # laser 1,0,1,1,0 vs snapkv 0,0,1,1,1: +1 on sample 0, -1 on sample 4
-    assert comparison.difference.estimate == pytest.approx(0.0)
-    assert (comparison.method_only, comparison.baseline_only, ours, theirs) == (1, 1, 260.0, 250.0)
-    assert quality_v2.pooled(rows, "laser", "snapkv", 0.125) is None  # snapkv ran at 0.25 only
-    assert quality_v2.pooled(rows, "laser", "snapkv", 0.25, tasks=("qa_1",)) is None
-    pooled_variant = quality_v2.pooled(rows, "laser[score_pooling=7]", "laser", 0.25)
-    assert pooled_variant is not None and pooled_variant[0].difference.estimate == pytest.approx(20.0)
+    snapkv = one(rivals, variant="snapkv", ratio=0.25, tasks="all")
+    brute = paired_binary([1, 0, 1, 1, 0], [0, 0, 1, 1, 1])
+    assert (snapkv["difference"], snapkv["low"], snapkv["high"]) == pytest.approx(
+        (brute.difference.estimate, brute.difference.low, brute.difference.high)
+    )
+    assert (snapkv["only_member"], snapkv["only_baseline"], snapkv["kept"], snapkv["base_kept"]) == (
+        1, 1, 260.0, 250.0
+    )  # fmt: skip
+    assert len(rivals) == 1  # snapkv ran at 0.25 only; niah_single has no word answers
+    variant = one(quality_v2.ablation(table), variant="laser[score_pooling=7]", ratio=0.25)
+    assert variant["difference"] == pytest.approx(20.0)
+    assert variant["verdict"] == "not shown"
 
 
 def test_report_writes_tables_and_a_plot(tmp_path: Path) -> None:
@@ -97,9 +126,25 @@ def test_report_writes_tables_and_a_plot(tmp_path: Path) -> None:
     text = path.read_text()
     assert "| tiny | babilong_demo | niah_single | 8k | 5 | 5 | 6 |" in text
     # LASER-KV against snapkv at r=0.25, its variants left to the ablation
-    assert "| all | snapkv | 0.25 | query-aware | 5 | 260 / 250 | +0.0 [-60.0, +60.0] | 1 / 1 | 1 |" in text
+    assert (
+        "| all | snapkv | 0.25 | query-aware | 5 | 260 / 250 | +0.0 [-83.2, +83.2] | 1 / 1 | 1 | 1 "
+        "| not shown |" in text
+    )
     assert "| laser[score_pooling=7] | 0.25 | query-aware | 5 | 260 / 250" not in text
     assert "| word-answer |" not in text  # niah_single has no word answers
+    family = (
+        "family: the {} of this table, Holm-adjusted; verdict: Holm p < 0.05, else equivalence within ±5 pp"
+    )
+    assert (
+        f"### tiny, 8k: each method against full, pooled over the word-answer tasks (qa_1, qa_2, vt, qa2) "
+        f"and over all ({family.format('4 comparisons')}" in text
+    )
+    (rivals,) = (line for line in text.splitlines() if "LASER-KV against each rival" in line)
+    assert f"({family.format('1 comparison')}" in rivals
+    assert (
+        f"### tiny, babilong_demo niah_single, 8k (1000 context tokens, n=5; {family.format('4 comparisons')}"
+        in text
+    )
     assert (tmp_path / "out" / "accuracy_vs_kept_tiny_babilong_demo.png").stat().st_size > 0
 
 
@@ -111,8 +156,14 @@ def test_each_length_is_pooled_on_its_own(tmp_path: Path) -> None:
     eight = text.index("### tiny, 8k: each method against full")
     sixteen = text.index("### tiny, 16k: each method against full")
     assert eight < sixteen
-    assert "| all | laser | 0.25 | query-aware | 5 | 260 | -20.0 [-60.0, +0.0] | 1 |" in text[eight:sixteen]
-    assert "| all | laser | 0.25 | query-aware | 2 | 520 | -100.0 [-100.0, -100.0] | 0.5 |" in text[sixteen:]
+    assert (
+        "| all | laser | 0.25 | query-aware | 5 | 260 | -20.0 [-71.6, +68.1] | 1 | 1 | not shown |"
+        in text[eight:sixteen]
+    )
+    assert (
+        "| all | laser | 0.25 | query-aware | 2 | 520 | -100.0 [-100.0, +68.4] | 0.5 | 0.5 | not shown |"
+        in text[sixteen:]
+    )
 
 
 def test_word_answer_tasks_are_pooled_apart_from_all(tmp_path: Path) -> None:
@@ -128,8 +179,13 @@ def test_word_answer_tasks_are_pooled_apart_from_all(tmp_path: Path) -> None:
     write_shard(tmp_path / "run", outcome_rows(OUTCOMES) + word_rows)
     text = quality_v2.report([tmp_path / "run"], tmp_path / "out").read_text()
     # qa2: laser 0,1 vs full 1,1; niah_single samples 0-4: laser 1,0,1,1,0 vs full 1,1,1,1,0
-    assert "| word-answer | laser | 0.25 | query-aware | 2 | 260 | -50.0 [-100.0, +0.0] | 1 |" in text
-    assert "| all | laser | 0.25 | query-aware | 7 | 260 | -28.6 [-57.1, +0.0] | 0.5 |" in text
+    assert (
+        "| word-answer | laser | 0.25 | query-aware | 2 | 260 | -50.0 [-98.7, +93.8] | 1 | 1 | not shown |"
+        in text
+    )
+    assert (
+        "| all | laser | 0.25 | query-aware | 7 | 260 | -28.6 [-71.0, +48.5] | 0.5 | 1 | not shown |" in text
+    )
 
 
 @pytest.mark.parametrize("lengths", [("8k",), tuple(f"{k}k" for k in range(1, 11))], ids=["1 row", "4 rows"])
@@ -140,8 +196,8 @@ def test_the_plot_keeps_legend_and_title_off_the_panels(tmp_path: Path, lengths:
     outcomes: Outcomes = {"full": (1000, "-", right)}
     outcomes |= {f"method{index}[compression_ratio=0.25]": (250, "query-aware", right) for index in range(16)}
     write_shard(tmp_path / "run", [row for length in lengths for row in outcome_rows(outcomes, length)])
-    rows, _ = quality_v2.complete_samples(reduce_and_score(tmp_path / "run")[1])
-    figure = quality_v2.accuracy_figure(quality_v2.study_cells(rows))
+    table, _ = complete_table(tmp_path / "run")
+    figure = quality_v2.accuracy_figure(quality_v2.study_cells(table))
     figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
     panels = [axes.get_tightbbox(renderer) for axes in figure.axes if axes.axison]

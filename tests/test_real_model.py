@@ -7,7 +7,7 @@ import pytest
 
 from evals import demo_set
 from evals.chat import engine_texts
-from evals.scoring import score_output
+from evals.scoring import score_sample
 from laserkv import GenerationConfig, answer_texts, get_method, load_model_and_tokenizer
 from laserkv.model_sources import PACKAGED_MODELS, package_dir
 
@@ -34,4 +34,4 @@ def test_smollm2_finds_a_needle_with_full_cache_and_with_laser() -> None:
         assert result.stats.context_tokens > 1500
         if method.name == "laser":
             assert result.stats.final_cache_length < result.stats.context_tokens
-        assert score_output(sample, result.raw_text)[1], (method.name, sample.target, result.raw_text)
+        assert score_sample(sample, result.raw_text).correct, (method.name, sample.target, result.raw_text)

@@ -52,7 +52,7 @@ def test_a_version_1_table_is_upgraded_and_a_foreign_one_named() -> None:
             "m_selector": ["recency"],
             "m_budget": [512],
         }
-    ).drop_columns(["schema_version", "method_kind", "method_params", "method_protocol"])
+    ).drop_columns(["schema_version", "method_kind", "method_params", "method_protocol", "breakdown"])
     upgraded = upgrade_table(v1).to_pylist()[0]
     assert (upgraded["schema_version"], upgraded["method_kind"]) == (1, "recency")
     assert json.loads(upgraded["method_params"]) == {"selector": "recency", "budget": 512}
@@ -74,7 +74,7 @@ def test_a_version_2_table_gets_its_protocol_from_its_method() -> None:
             "method_kind": ["hybrid", "exact", "recency"],
             "method_params": [json.dumps(item) for item in params],
         }
-    ).drop_columns(["method_protocol"])
+    ).drop_columns(["method_protocol", "breakdown"])
     upgraded = upgrade_table(v2).to_pylist()
     assert [row["method_protocol"] for row in upgraded] == ["query-aware", "query-agnostic", "query-agnostic"]
     assert [row["schema_version"] for row in upgraded] == [2, 2, 2]
@@ -126,7 +126,8 @@ def test_resuming_a_directory_written_before_the_change_reruns_no_unit(tmp_path:
 
 def test_the_results_layer_imports_no_torch() -> None:
     code = (
-        "import sys, cluster.reduce, cluster.report, cluster.writer, cluster.rows; "
+        "import sys, cluster.reduce, cluster.writer, cluster.rows, analysis.table, analysis.views, "
+        "reports.write; "
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     result = subprocess.run(

@@ -1,0 +1,145 @@
+"""The one scored table: result directories read as one typed pandas frame, one row per unit,
+scored once from its raw output (``evals.scoring.score_output``), with its configuration's label
+and its benchmark's breakdown fields as columns. Every view (``analysis.views``) reads this.
+
+A unit found in several directories (or written twice) counts once: its ``ok`` row if there is
+one, else the last row read. Rows are keyed by (unit id, method label): the unit id hashes a
+method's settings, not its name, so two labels with the same settings stay two configurations.
+A failed unit (error, OOM, timeout) is scored as wrong and counted (``evals.scoring.FAILED``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from cluster.rows import LEGACY_BREAKDOWN, RESULT_SCHEMA
+from cluster.writer import ResultsError, read_results
+from evals.scoring import FAILED, score_output
+
+BASELINE = "full"
+SCORED_COLUMNS = ("prediction", "correct", "score", "counts")
+"""What scoring adds to a row (``evals.benchmark.Scored``); the stored ``prediction`` / ``correct``
+of rows written before schema 4 are replaced, never read."""
+LABEL_COLUMNS = ("config", "protocol", "failed")
+"""``config``: the configuration's label (the method name, ``#<hash>`` where one name ran with
+several configs, `` @ <model>`` where several models are present); ``protocol``: the method's
+(``method_protocol``); ``failed``: the unit produced no answer."""
+
+
+@dataclass(frozen=True)
+class ScoredTable:
+    """Scored result rows and what describes them.
+
+    Attributes:
+        frame: one row per unit: every result column (``cluster.rows``) but ``breakdown`` and the
+            stored answer columns, the
+            scored values (``SCORED_COLUMNS``), ``LABEL_COLUMNS``, and one column per breakdown field.
+        breakdown_fields: the breakdown fields present, in first-seen order.
+        directories: where the rows came from.
+    """
+
+    frame: pd.DataFrame
+    breakdown_fields: tuple[str, ...]
+    directories: tuple[Path, ...]
+
+    def where(self, frame: pd.DataFrame) -> ScoredTable:
+        """The same table over a subset (or a derived frame) of its rows."""
+        return ScoredTable(frame, self.breakdown_fields, self.directories)
+
+
+def read_rows(directories: Sequence[Path]) -> pa.Table:
+    """Every result shard of the directories as one Arrow table (``RESULT_SCHEMA``).
+
+    Raises:
+        ResultsError: none of them holds a result shard (or a shard is not laserkv's).
+    """
+    tables = [read_results(Path(directory)) for directory in directories]
+    table = pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
+    if table.num_rows == 0:
+        names = ", ".join(str(directory) for directory in directories)
+        verb = "holds" if len(directories) == 1 else "hold"
+        raise ResultsError(f"{names} {verb} no result shards (results/*.parquet); run `laserkv eval` first")
+    return table
+
+
+def latest_units(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (unit id, method label): the last ``ok`` row if any, else the last row."""
+    order = frame.assign(_ok=frame["status"].eq("ok"), _read=range(len(frame)))
+    chosen = order.sort_values(["_ok", "_read"], kind="stable").drop_duplicates(
+        ["unit_id", "method"], keep="last"
+    )
+    return chosen.sort_values("_read").drop(columns=["_ok", "_read"]).reset_index(drop=True)
+
+
+def _scored(frame: pd.DataFrame) -> pd.DataFrame:
+    """``SCORED_COLUMNS`` of every row, from its raw output (failed units: ``FAILED``)."""
+    columns = ("status", "dataset", "target", "raw_output", "question", "task")
+    values = [
+        FAILED if status != "ok" else score_output(dataset, target, raw_output, question or "", task)
+        for status, dataset, target, raw_output, question, task in zip(
+            *(frame[column] for column in columns), strict=True
+        )
+    ]
+    return pd.DataFrame(
+        {
+            "prediction": pd.Series([value.prediction for value in values], dtype=object),
+            "correct": pd.Series([value.correct for value in values], dtype=bool),
+            "score": pd.Series([value.score for value in values], dtype=float),
+            "counts": pd.Series([value.counts for value in values], dtype=bool),
+        },
+        index=frame.index,
+    )
+
+
+def config_labels(frame: pd.DataFrame) -> pd.Series:
+    """Each row's configuration label (see ``LABEL_COLUMNS``)."""
+    labels = frame["method"].astype(str)
+    hashes = frame.groupby("method")["method_hash"].transform("nunique")
+    short = frame["method_hash"].fillna("").astype(str).str[:8]
+    labels = labels.where(hashes <= 1, labels + " #" + short)
+    if frame["model"].nunique(dropna=False) > 1:
+        labels = labels + " @ " + frame["model"].astype(str)
+    return labels
+
+
+def _breakdown(frame: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The ``breakdown`` JSON as one column per field (missing: None).
+
+    Raises:
+        ResultsError: a field is named like a result column.
+    """
+    parsed = [json.loads(blob) if isinstance(blob, str) and blob else {} for blob in frame["breakdown"]]
+    fields = tuple(dict.fromkeys(name for values in parsed for name in values))
+    clash = [name for name in fields if name in frame.columns or name in (*SCORED_COLUMNS, *LABEL_COLUMNS)]
+    if clash:
+        raise ResultsError(f"breakdown field {clash[0]!r} is named like a result column: rename it")
+    columns = {name: pd.Series([values.get(name) for values in parsed], index=frame.index, dtype=object)
+               for name in fields}  # fmt: skip
+    return pd.DataFrame(columns, index=frame.index), fields
+
+
+def scored_frame(table: pa.Table, directories: Sequence[Path] = ()) -> ScoredTable:
+    """Result rows (``RESULT_SCHEMA``) as the scored table."""
+    frame = latest_units(table.to_pandas(types_mapper=None))
+    frame = frame.drop(columns=["prediction", "correct", *LEGACY_BREAKDOWN])  # scored / in breakdown
+    breakdown, fields = _breakdown(frame)
+    frame = pd.concat([frame.drop(columns=["breakdown"]), _scored(frame), breakdown], axis=1)
+    frame["config"] = config_labels(frame)
+    frame["protocol"] = frame["method_protocol"]
+    frame["failed"] = frame["status"].ne("ok")
+    return ScoredTable(frame, fields, tuple(Path(directory) for directory in directories))
+
+
+def scored_table(directories: Sequence[Path]) -> ScoredTable:
+    """The scored table of one or more results directories (read only; nothing is written).
+
+    Raises:
+        ResultsError: no result shards, or a shard that is not laserkv's.
+    """
+    return scored_frame(read_rows(directories), directories)

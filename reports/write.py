@@ -1,0 +1,69 @@
+"""``laserkv report``: one or more results directories read as the scored table, rendered as
+Markdown or HTML with plots into ``out``. Nothing is written into a results directory unless it
+is also the output (the default for one writable directory)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from analysis.table import scored_table
+from analysis.views import accuracy
+from reports.pages import html_page, markdown, sample_rows
+from reports.plots import plots
+from reports.runs import About, run_descriptions
+from reports.tables import breakdown_tables, main_table, official_tables, published_tables
+
+FORMATS = ("md", "html")
+
+
+def output_directory(directories: list[Path], out: Path | None) -> Path:
+    """Where a report goes: ``out``, else the one results directory given if it is writable.
+
+    Raises:
+        ValueError: several directories and no ``out``, or a read-only directory and no ``out``.
+    """
+    if out is not None:
+        return Path(out)
+    if len(directories) > 1:
+        raise ValueError("several results directories are reported together into --out DIR: give one")
+    if not os.access(directories[0], os.W_OK):
+        raise ValueError(f"{directories[0]} is not writable: give --out DIR for the report")
+    return directories[0]
+
+
+def write_report(
+    directories: Path | list[Path], fmt: str = "md", with_plots: bool = True, out: Path | None = None
+) -> Path:
+    """Write ``report.md`` or ``report.html`` (and ``plots/*.png``) into the output directory.
+
+    Raises:
+        ValueError: no usable output directory (``output_directory``).
+        ResultsError: no result shards, or a shard that is not laserkv's.
+    """
+    found = [Path(directories)] if isinstance(directories, (str, Path)) else [Path(d) for d in directories]
+    output = output_directory(found, out)
+    table = scored_table(found)
+    main, per_length = main_table(table)
+    models = sorted(table.frame["model"].astype(str).unique())
+    datasets = sorted(table.frame["dataset"].astype(str).unique())
+    report_tables = [
+        main,
+        *breakdown_tables(table),
+        *official_tables(table),
+        *published_tables(models, datasets),
+    ]
+    runs, versions = run_descriptions(found)
+    about = About(models, datasets, len(table.frame), runs, versions)
+    output.mkdir(parents=True, exist_ok=True)
+    images = []
+    if with_plots:
+        kept = accuracy(table, ("dataset", "task", "config", "length"))
+        images = plots(per_length, kept, output / "plots")
+    if fmt == "html":
+        path = output / "report.html"
+        path.write_text(html_page(report_tables, about, images, sample_rows(table)))
+    else:
+        path = output / "report.md"
+        path.write_text(markdown(report_tables, about, images, output))
+    return path

@@ -1,0 +1,146 @@
+"""Results as one scored table with declared views: outputs are scored once, from the raw output
+(the report's prediction is the one that gives ``correct``); a benchmark's breakdown field reaches
+the report's tables with no change in ``cluster/``; ``laserkv report`` writes nothing into the
+results directories it reads; older rows get their breakdown from the columns they had."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import stat
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.table import scored_table
+from analysis.views import compare
+from cluster.plan import plan_units
+from cluster.rows import LEGACY_BREAKDOWN, RESULT_SCHEMA, ResultRow, base_row, blank_row, upgrade_table
+from evals import benchmarks
+from evals.benchmark import Scored
+from evals.demo_set import DEMO
+from evals.sample import EvalSample, GenerationSettings, PromptParts
+from evals.scoring import score_output
+from laserkv.methods import get_method
+from reports.pages import sample_rows
+from reports.write import write_report
+
+DEPTH_BENCHMARK = dataclasses.replace(DEMO, name="depth_demo", breakdown_fields=("depth",))
+"""A benchmark with its own breakdown field: a module's worth of declaration and a registration."""
+
+
+def needle_sample(index: int, depth: int) -> EvalSample:
+    return EvalSample(
+        dataset=DEPTH_BENCHMARK.name,
+        sample_id=f"s{index}",
+        task="niah_single",
+        length="1k",
+        parts=PromptParts("context ", "question"),
+        target="4500697",
+        generation=GenerationSettings(max_new_tokens=16),
+        fields={"question": "What is the number?", "depth": str(depth)},
+    )
+
+
+def write_units(directory: Path, answers: dict[str, list[str]], depths: list[int]) -> None:
+    """Rows as a worker builds them (``cluster.rows.base_row``) with the given raw outputs."""
+    samples = [needle_sample(index, depth) for index, depth in enumerate(depths)]
+    rows = []
+    for name, outputs in answers.items():
+        method = get_method(name, budget=64) if name != "full" else get_method("full")
+        for unit, output in zip(plan_units(samples, [method], "m", "rev"), outputs, strict=True):
+            row = base_row(unit, "run", 1, "w")
+            row.update(status="ok", raw_output=output, kept_tokens_final=10, context_tokens=20)
+            rows.append(row)
+    (directory / "results").mkdir(parents=True)
+    table = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+    pq.write_table(table, directory / "results" / "part-run-00000.parquet")
+
+
+@pytest.fixture
+def depth_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(benchmarks.BENCHMARKS, DEPTH_BENCHMARK.name, DEPTH_BENCHMARK)
+
+
+def test_a_benchmark_breakdown_field_reaches_the_report(depth_benchmark: None, tmp_path: Path) -> None:
+    answers = {
+        "full": ["It is 4500697."] * 4,
+        "laser": ["It is 4500697.", "It is 450069.", "It is 4500697.", "no idea"],
+    }
+    write_units(tmp_path / "run", answers, depths=[10, 10, 90, 90])
+    table = scored_table([tmp_path / "run"])
+    assert table.breakdown_fields == ("depth",)
+    by_depth = table.frame.groupby(["config", "depth"])["correct"].mean().to_dict()
+    assert by_depth == {("full", "10"): 1.0, ("full", "90"): 1.0, ("laser", "10"): 0.5, ("laser", "90"): 0.5}
+    path = write_report([tmp_path / "run"], with_plots=False, out=tmp_path / "report")
+    text = path.read_text()
+    section = text.split("## Accuracy by depth")[1].split("##")[0]
+    assert (
+        "| depth_demo | 10 | laser | 2 | 50.0 " in section
+        and "| depth_demo | 90 | full | 2 | 100.0 " in section
+    )
+
+
+def test_the_prediction_shown_is_the_one_scored(depth_benchmark: None, tmp_path: Path) -> None:
+    write_units(tmp_path / "run", {"full": ["  The number is 4500697.\n", "It is 450069."]}, depths=[5, 6])
+    table = scored_table([tmp_path / "run"])
+    shown = {sample["sample"]: sample for sample in sample_rows(table)}
+    for _, row in table.frame.iterrows():
+        scored = score_output(row["dataset"], row["target"], row["raw_output"], row["question"], row["task"])
+        assert isinstance(scored, Scored)
+        assert shown[row["sample_id"]]["prediction"] == scored.prediction
+        assert shown[row["sample_id"]]["correct"] == ("yes" if scored.correct else "no")
+    assert [shown["s0"]["correct"], shown["s1"]["correct"]] == ["yes", "no"]
+    stored = pq.read_table(next((tmp_path / "run" / "results").iterdir())).to_pylist()
+    assert {row["prediction"] for row in stored} == {None} and {row["correct"] for row in stored} == {None}
+
+
+def test_the_report_writes_nothing_into_a_read_only_results_directory(
+    depth_benchmark: None, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    write_units(run, {"full": ["It is 4500697."], "laser": ["no"]}, depths=[50])
+    before = sorted(str(path.relative_to(run)) for path in run.rglob("*"))
+    for path in [run, *run.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        if not os.access(run, os.W_OK):  # as root the bits do not bind; the listing below still must hold
+            with pytest.raises(ValueError, match="not writable: give --out"):
+                write_report([run], with_plots=False)
+        write_report([run], fmt="html", with_plots=False, out=tmp_path / "out")
+    finally:
+        for path in [run, *run.rglob("*")]:
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    assert sorted(str(path.relative_to(run)) for path in run.rglob("*")) == before
+    assert (tmp_path / "out" / "report.html").exists()
+
+
+def test_four_against_zero_discordant_pairs_is_not_called_significant(
+    depth_benchmark: None, tmp_path: Path
+) -> None:
+    right, wrong = "It is 4500697.", "no"
+    answers = {"full": [wrong] * 4 + [right] * 20 + [wrong] * 26, "laser": [right] * 24 + [wrong] * 26}
+    write_units(tmp_path / "run", answers, depths=[50] * 50)
+    versus = compare(scored_table([tmp_path / "run"]), ("dataset", "length"), "full").iloc[0]
+    assert (versus["only_member"], versus["only_baseline"], versus["pairs"]) == (4, 0, 50)
+    assert versus["difference"] == 8.0 and versus["p"] == 0.125
+    assert versus["low"] < 0 < versus["high"] and versus["verdict"] == "not shown"
+
+
+def test_a_version_3_row_gets_its_breakdown_from_its_longbench_columns() -> None:
+    values = {**blank_row(), "unit_id": "u", "status": "ok", "schema_version": 3}
+    values.update(difficulty="hard", domain="Code Repository Understanding", sub_domain=None)
+    v3 = pa.Table.from_pylist([values], schema=RESULT_SCHEMA).drop_columns(["breakdown"])
+    upgraded = upgrade_table(v3).to_pylist()[0]
+    assert json.loads(upgraded["breakdown"]) == {
+        "difficulty": "hard",
+        "domain": "Code Repository Understanding",
+    }
+    assert set(LEGACY_BREAKDOWN) <= set(upgraded)
+
+
+def test_the_typed_row_declares_every_column() -> None:
+    assert list(ResultRow.__annotations__) == RESULT_SCHEMA.names
