@@ -247,12 +247,13 @@ def paired_binary(
 
 
 def _bootstrap_p(observed: float, resampled: np.ndarray) -> float:
-    """Two-sided bootstrap p: the share of resampled statistics on the other side of 0, doubled,
-    at most 1; 1 when the observed statistic is 0."""
+    """Two-sided bootstrap p: the resampled statistics on the other side of 0, counted as
+    ``(k + 1) / (R + 1)`` (Davison & Hinkley 1997, eq. 4.11, so never 0 from a finite resample),
+    doubled, at most 1; 1 when the observed statistic is 0."""
     if observed == 0:
         return 1.0
-    other_side = np.mean(resampled <= 0) if observed > 0 else np.mean(resampled >= 0)
-    return min(1.0, 2 * float(other_side))
+    other_side = np.sum(resampled <= 0) if observed > 0 else np.sum(resampled >= 0)
+    return min(1.0, 2 * (float(other_side) + 1) / (resampled.size + 1))
 
 
 def paired_graded(

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from cluster.rows import LEGACY_BREAKDOWN, RESULT_SCHEMA
+from cluster.rows import BLOCKS, LEGACY_BREAKDOWN, RESULT_SCHEMA, UNKNOWN
 from cluster.writer import ResultsError, read_results
 from evals.scoring import FAILED, score_output
 
@@ -26,10 +26,11 @@ BASELINE = "full"
 SCORED_COLUMNS = ("prediction", "correct", "score", "counts")
 """What scoring adds to a row (``evals.benchmark.Scored``); the stored ``prediction`` / ``correct``
 of rows written before schema 4 are replaced, never read."""
-LABEL_COLUMNS = ("config", "protocol", "failed")
+LABEL_COLUMNS = ("config", "protocol", "failed", "regime")
 """``config``: the configuration's label (the method name, ``#<hash>`` where one name ran with
 several configs, `` @ <model>`` where several models are present); ``protocol``: the method's
-(``method_protocol``); ``failed``: the unit produced no answer."""
+(``method_protocol``); ``failed``: the unit produced no answer; ``regime``: its prefill regime as
+comparisons match it (``blocks of 4096``, ``one-shot``, ...)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,14 @@ def config_labels(frame: pd.DataFrame) -> pd.Series:
     return labels
 
 
+def regime_labels(frame: pd.DataFrame) -> pd.Series:
+    """Each row's prefill regime as compared (``cluster.rows.prefill_regime``): ``blocks of
+    <block size>`` for block-wise prefill, else the regime's name."""
+    sizes = frame["block_size_used"].map(lambda size: "?" if pd.isna(size) else str(int(size)))
+    blocks = frame["prefill_regime"].eq(BLOCKS)
+    return frame["prefill_regime"].fillna(UNKNOWN).where(~blocks, "blocks of " + sizes)
+
+
 def _breakdown(frame: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """The ``breakdown`` JSON as one column per field (missing: None).
 
@@ -133,6 +142,7 @@ def scored_frame(table: pa.Table, directories: Sequence[Path] = ()) -> ScoredTab
     frame["config"] = config_labels(frame)
     frame["protocol"] = frame["method_protocol"]
     frame["failed"] = frame["status"].ne("ok")
+    frame["regime"] = regime_labels(frame)
     return ScoredTable(frame, fields, tuple(Path(directory) for directory in directories))
 
 

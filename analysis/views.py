@@ -36,6 +36,11 @@ COSTS = {
 }
 """Cost columns of ``accuracy``: the mean over a group's ``ok`` rows of each result column."""
 FAILED_OUTPUT = "<no output: the unit failed>"
+KEPT_TOLERANCE = 0.02
+"""Two configurations keep matched tokens when their mean realised kept tokens differ by at most
+2% (relative)."""
+MATCHED = "matched"
+REFERENCE = "reference (full cache)"
 """The response a failed unit shows the official tables (not empty, so LongBench v2 counts it)."""
 
 
@@ -106,17 +111,41 @@ def pairs(
 ) -> pd.DataFrame:
     """Every counted row of a ``member`` other than ``baseline`` beside the baseline's row for the
     same sample (``SAMPLE_KEY``, plus the ``match`` columns): its columns, and the baseline's
-    ``score``, ``correct`` and ``kept_tokens_final`` as ``base_*``. Only samples both have, in
+    ``score``, ``correct``, ``kept_tokens_final``, ``failed``, ``protocol`` and ``regime`` as
+    ``base_*`` (``base_kept`` for the kept tokens). Only samples both have, in
     sample order (so seeded resamples do not depend on how rows were sharded)."""
     frame = table.frame[table.frame["counts"]]
     keys = [*SAMPLE_KEY, *match]
     base = frame[frame[member] == baseline].drop_duplicates(keys, keep="last")
-    base = base[[*keys, "score", "correct", "kept_tokens_final", "failed"]].rename(
+    base = base[[*keys, "score", "correct", "kept_tokens_final", "failed", "protocol", "regime"]].rename(
         columns={"score": "base_score", "correct": "base_correct", "kept_tokens_final": "base_kept",
-                 "failed": "base_failed"}
+                 "failed": "base_failed", "protocol": "base_protocol", "regime": "base_regime"}
     )  # fmt: skip
     paired = frame[frame[member] != baseline].merge(base, on=keys, how="inner")
     return paired.sort_values(["sample_id", *keys], kind="stable").reset_index(drop=True)  # not shard order
+
+
+def _values(column: pd.Series) -> str:
+    """The distinct values of a column as text (``a / b`` when several)."""
+    return " / ".join(sorted({str(value) for value in column.dropna()})) or "-"
+
+
+def mismatches(members: pd.DataFrame, tolerance: float = KEPT_TOLERANCE) -> list[str]:
+    """What differs between a member's rows and its baseline's rows (``pairs``): the protocol,
+    the prefill regime, the realised kept tokens beyond ``tolerance`` (relative, e.g. 0.02)."""
+    found = []
+    for name, ours, theirs in (
+        ("protocol", members["protocol"], members["base_protocol"]),
+        ("prefill regime", members.loc[~members["failed"], "regime"],
+         members.loc[~members["base_failed"], "base_regime"]),
+    ):  # fmt: skip
+        if _values(ours) != _values(theirs):
+            found.append(f"{name} ({' vs '.join(sorted((_values(ours), _values(theirs))))})")
+    kept = _mean(members.loc[~members["failed"], "kept_tokens_final"])
+    base = _mean(members.loc[~members["base_failed"], "base_kept"])
+    if kept is not None and base and abs(kept / base - 1) > tolerance:
+        found.append(f"kept tokens (differ by {100 * abs(kept / base - 1):.1f}%)")
+    return found
 
 
 def compare(
@@ -127,13 +156,20 @@ def compare(
     match: Sequence[str] = (),
     value: str = "score",
     margin: float = EQUIVALENCE_MARGIN,
+    mismatched: bool = False,
+    tolerance: float = KEPT_TOLERANCE,
 ) -> pd.DataFrame:
     """Each ``member`` against ``baseline`` per group of ``by``, paired on the samples both have
     (``pairs``; ``match``: columns that must also agree, e.g. the kept fraction). One row per
     comparison: ``pairs``, the difference in pp with its 95% interval (``difference``, ``low``,
-    ``high``), the TOST interval (``eq_low``, ``eq_high``), the test, raw and Holm-adjusted ``p``
-    over the whole table (one family), the discordant counts, both realised kept means, and the
-    verdict at ``margin``."""
+    ``high``), the TOST interval (``eq_low``, ``eq_high``), the test, raw and Holm-adjusted ``p``,
+    the discordant counts, both realised kept means, ``matched`` and the verdict at ``margin``.
+
+    ``matched`` says whether the two ran at the same protocol, prefill regime and kept tokens
+    (within ``tolerance``), or names what differs (``mismatches``); against ``full`` it is
+    ``reference (full cache)``. The Holm family is every matched or reference comparison of the
+    returned table; a mismatched one gets its raw p but no adjusted p and the verdict
+    ``mismatched``, unless ``mismatched`` asks for them too."""
     paired = pairs(table, baseline, member, match)
     records = []
     for keys, members in paired.groupby([*by, member], sort=True, dropna=False):
@@ -155,18 +191,75 @@ def compare(
                 "only_baseline": result.baseline_only,
                 "kept": _mean(members.loc[~members["failed"], "kept_tokens_final"]),
                 "base_kept": _mean(members.loc[~members["base_failed"], "base_kept"]),
+                "matched": REFERENCE
+                if baseline == BASELINE
+                else _matched_text(mismatches(members, tolerance)),
                 "_result": result,
             }
         )
     found = pd.DataFrame.from_records(records)
     if found.empty:
         return found
-    found["p_holm"] = holm(found["p"].tolist())
+    family = found["matched"].isin((MATCHED, REFERENCE)) | mismatched
+    found["p_holm"] = None
+    found.loc[family, "p_holm"] = holm(found.loc[family, "p"].tolist())
     found["verdict"] = [
-        verdict(result, adjusted, margin)
-        for result, adjusted in zip(found["_result"], found["p_holm"], strict=True)
+        verdict(result, adjusted, margin) if in_family else "mismatched"
+        for result, adjusted, in_family in zip(found["_result"], found["p_holm"], family, strict=True)
     ]
+    found["p_holm"] = found["p_holm"].astype(float)
     return found.drop(columns=["_result"])
+
+
+def _matched_text(differences: list[str]) -> str:
+    return MATCHED if not differences else "differs: " + "; ".join(differences)
+
+
+def reversed_comparisons(found: pd.DataFrame) -> pd.DataFrame:
+    """``compare``'s rows (member − baseline) as baseline − member: signs, bounds, discordant
+    counts, kept means and verdicts swapped; p-values unchanged (both tests are symmetric)."""
+    flipped = found.assign(
+        difference=0.0 - found["difference"],
+        low=0.0 - found["high"],
+        high=0.0 - found["low"],
+        eq_low=0.0 - found["eq_high"],
+        eq_high=0.0 - found["eq_low"],
+        only_member=found["only_baseline"],
+        only_baseline=found["only_member"],
+        kept=found["base_kept"],
+        base_kept=found["kept"],
+    )
+    return flipped.assign(verdict=flipped["verdict"].replace({"higher": "lower", "lower": "higher"}))
+
+
+def setting_of(label: str) -> str:
+    """A configuration label's settings without its method: ``laser[compression_ratio=0.25]`` ->
+    ``[compression_ratio=0.25]`` (``""`` for a bare method)."""
+    return label[len(label.split("[")[0]) :]
+
+
+def versus(
+    table: ScoredTable,
+    method: str,
+    by: Sequence[str] = ("dataset", "model", "length"),
+    value: str = "score",
+    mismatched: bool = False,
+) -> pd.DataFrame:
+    """``method``'s configurations against every other configuration run at the same settings
+    (``setting_of``: e.g. the same kept fraction), tasks pooled per group of ``by``: ``compare``'s
+    rows as ``method`` − other (``reversed_comparisons``), ``config`` naming the other, each
+    labelled matched or with what differs; ``full`` is left out (it is the reference)."""
+    frame = table.frame[table.frame["method"].map(lambda label: label.split("[")[0]) != BASELINE]
+    ours = frame["method"].map(lambda label: label.split("[")[0]) == method
+    frame = frame.assign(setting=frame["method"].map(setting_of), side=frame["config"].where(~ours, VERSUS))
+    found = compare(table.where(frame), by, VERSUS, "side", ("setting",), value, mismatched=mismatched)
+    if found.empty:
+        return found
+    return reversed_comparisons(found).rename(columns={"side": "config"}).assign(versus=method)
+
+
+VERSUS = "<versus>"
+"""The side of the method a ``versus`` view compares the others with."""
 
 
 def official(table: ScoredTable) -> dict[str, dict[str, object]]:

@@ -150,7 +150,7 @@ def _versus_cells(table: ScoredTable, matches: pd.DataFrame) -> pd.DataFrame:
     if found.empty:
         return found
     compared = ["comparison", "pairs", "difference", "low", "high", "p", "p_holm", "verdict", "ours_percent",
-                "theirs_percent"]  # fmt: skip
+                "theirs_percent", "matched"]  # fmt: skip
     found = found[compared].rename(columns={"low": "diff_low", "high": "diff_high"})
     clashing = [column for column in found.columns if column in matches.columns and column != "comparison"]
     return matches.drop(columns=clashing).merge(found, on="comparison")
@@ -165,18 +165,24 @@ def versus_rows(table: ScoredTable, cells: pd.DataFrame, match: str) -> list[tup
             str(row["model"]), str(row["length"]), str(row["variant"]), _budget_text(row["B"]),
             f"{row['kept']:.0f}", str(row["variant_rival"]), _budget_text(row["B_rival"]),
             number_text(row["kept_rival"]), str(row["pairs"]), f"{row['ours_percent']:.1f}",
-            f"{row['theirs_percent']:.1f}", *comparison_text(row, "diff_low", "diff_high"),
+            f"{row['theirs_percent']:.1f}", *_with_match(comparison_text(row, "diff_low", "diff_high"), row),
         )
         for _, row in found.iterrows()
     ]  # fmt: skip
 
 
+def _with_match(texts: tuple[str, str, str, str], row: pd.Series) -> tuple[str, ...]:
+    """``comparison_text`` with the comparison's matched label before the verdict."""
+    return (*texts[:3], str(row["matched"]), texts[3])
+
+
 def versus_table(table: ScoredTable, cells: pd.DataFrame, match: str, title: str) -> list[str]:
     """``versus_rows`` as a titled Markdown table."""
     rows = versus_rows(table, cells, match)
-    return [f"## {title} ({family_text(len(rows))})", "", *markdown_table(
+    inside = sum(row[-3] != "-" for row in rows)  # Holm p is given to the family's comparisons only
+    return [f"## {title} ({family_text(inside, len(rows) - inside)})", "", *markdown_table(
         ("model", "length", "method", "B", "kept", "rival", "rival B", "rival kept", "n paired",
-         "method %", "rival %", "method - rival, pp [95% CI]", "p", "Holm p", "verdict"),
+         "method %", "rival %", "method - rival, pp [95% CI]", "p", "Holm p", "comparison", "verdict"),
         rows,
     )]  # fmt: skip
 
@@ -197,15 +203,17 @@ def variant_table(table: ScoredTable, cells: pd.DataFrame) -> list[str]:
             _budget_text(row["B"]), number_text(row["kept"]),
             interval_text(row["retention"], row["retention_low"], row["retention_high"]),
             str(row["pairs"]), f"{row['ours_percent']:.1f}", f"{row['theirs_percent']:.1f}",
-            *comparison_text(row, "diff_low", "diff_high"),
+            *_with_match(comparison_text(row, "diff_low", "diff_high"), row),
         )
         for _, row in found.iterrows()
     ]  # fmt: skip
     if not rows:
         return []
-    return [f"## Variants against their method at the same B ({family_text(len(rows))})", "", *markdown_table(
+    inside = sum(row[-3] != "-" for row in rows)
+    title = f"Variants against their method at the same B ({family_text(inside, len(rows) - inside)})"
+    return [f"## {title}", "", *markdown_table(
         ("model", "task", "length", "variant", "B", "kept", "retention % [95% CI]", "n paired",
-         "variant %", "method %", "variant - method, pp [95% CI]", "p", "Holm p", "verdict"),
+         "variant %", "method %", "variant - method, pp [95% CI]", "p", "Holm p", "comparison", "verdict"),
         rows,
     )]  # fmt: skip
 

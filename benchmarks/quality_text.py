@@ -44,13 +44,29 @@ def p_text(value: object) -> str:
     return number_text(value, "{:.3g}")
 
 
-def family_text(comparisons: int) -> str:
-    """What a table's p-values are adjusted over and what its verdicts mean."""
+def family_text(comparisons: int, mismatched: int = 0) -> str:
+    """What a table's p-values are adjusted over and what its verdicts mean (``mismatched``: the
+    comparisons left out of the family, ``analysis.views.compare``)."""
     plural = "" if comparisons == 1 else "s"
-    return (
-        f"family: the {comparisons} comparison{plural} of this table, Holm-adjusted; "
-        f"verdict: Holm p < 0.05, else equivalence within ±{EQUIVALENCE_MARGIN:g} pp (TOST)"
+    outside = (
+        f"; the {mismatched} mismatched (protocol, prefill regime or kept tokens > 2% apart) are "
+        "outside it, with no verdict"
+        if mismatched
+        else ""
     )
+    which = " matched" if mismatched else ""
+    return (
+        f"family: the {comparisons}{which} comparison{plural} of this table, Holm-adjusted; "
+        f"verdict: Holm p < 0.05, else equivalence within ±{EQUIVALENCE_MARGIN:g} pp (TOST){outside}"
+    )
+
+
+def family_of(found: pd.DataFrame) -> str:
+    """``family_text`` of a table of ``compare`` rows."""
+    if found.empty:
+        return family_text(0)
+    inside = int(found["p_holm"].notna().sum())
+    return family_text(inside, len(found) - inside)
 
 
 def markdown_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
@@ -82,23 +98,6 @@ def compare_per_table(
              for members in groups]  # fmt: skip
     found = [frame for frame in found if not frame.empty]
     return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
-
-
-def reversed_comparisons(found: pd.DataFrame) -> pd.DataFrame:
-    """``compare``'s rows (member − baseline) as baseline − member: signs, bounds, discordant
-    counts, kept means and verdicts swapped; p-values unchanged (both tests are symmetric)."""
-    flipped = found.assign(
-        difference=0.0 - found["difference"],
-        low=0.0 - found["high"],
-        high=0.0 - found["low"],
-        eq_low=0.0 - found["eq_high"],
-        eq_high=0.0 - found["eq_low"],
-        only_member=found["only_baseline"],
-        only_baseline=found["only_member"],
-        kept=found["base_kept"],
-        base_kept=found["kept"],
-    )
-    return flipped.assign(verdict=flipped["verdict"].replace({"higher": "lower", "lower": "higher"}))
 
 
 def comparison_text(row: pd.Series, low: str = "low", high: str = "high") -> tuple[str, str, str, str]:

@@ -33,16 +33,16 @@ import pandas as pd
 
 from analysis.stats import retention_interval
 from analysis.table import BASELINE, ScoredTable, scored_table
-from analysis.views import accuracy, complete_samples, pairs
+from analysis.views import accuracy, complete_samples, pairs, reversed_comparisons
 from benchmarks.quality_text import (
     compare_per_table,
     comparison_text,
+    family_of,
     family_text,
     interval_text,
     length_order,
     markdown_table,
     number_text,
-    reversed_comparisons,
     study_main,
 )
 from cluster.labels import base_name
@@ -271,7 +271,7 @@ def pooled_tables(table: ScoredTable) -> list[str]:
         here = mine(full, model, length)
         if len(here):
             here = _ordered(here, ~here["variant"].isin(ABLATION))
-        lines += [f"### {heading}: each method against full, {pooled_over} ({family_text(len(here))})", ""]
+        lines += [f"### {heading}: each method against full, {pooled_over} ({family_of(here)})", ""]
         lines += markdown_table(
             ("tasks", "method", "r", "protocol", "pairs", "kept tokens", "Δ vs full, pp [95% CI]",
              "p", "Holm p", "verdict"),
@@ -283,36 +283,40 @@ def pooled_tables(table: ScoredTable) -> list[str]:
         if len(here):
             here = _ordered(here, pd.Series(0, index=here.index))
         lines += [
-            f"### {heading}: LASER-KV against each rival at the same r, {pooled_over} "
-            f"({family_text(len(here))})",
+            f"### {heading}: LASER-KV against each rival at the same r, {pooled_over} ({family_of(here)})",
             "",
         ]
         lines += markdown_table(
             ("tasks", "rival", "r", "rival's protocol", "pairs", "kept tokens (LASER-KV / rival)",
-             "LASER-KV − rival, pp [95% CI]", "only LASER-KV / only rival right", "p", "Holm p", "verdict"),
+             "LASER-KV − rival, pp [95% CI]", "only LASER-KV / only rival right", "p", "Holm p", "comparison",
+             "verdict"),
             [(str(row["tasks"]), str(row["variant"]), _ratio_text(row["ratio"]), str(row["protocol"]),
               str(row["pairs"]), f"{number_text(row['kept'])} / {number_text(row['base_kept'])}",
-              *_discordant(row))
+              *_discordant(row, with_match=True))
              for _, row in here.iterrows()],
         )  # fmt: skip
         here = mine(variants, model, length)
         if len(here):
             here = _ordered(here, here["variant"].map(ABLATION.index))
-        lines += [f"### {heading}: LASER-KV ablation, {pooled_over} ({family_text(len(here))})", ""]
+        lines += [f"### {heading}: LASER-KV ablation, {pooled_over} ({family_of(here)})", ""]
         lines += markdown_table(
             ("tasks", "variant", "r", "pairs", "kept tokens (variant / laser)",
-             "variant − laser, pp [95% CI]", "only variant / only laser right", "p", "Holm p", "verdict"),
+             "variant − laser, pp [95% CI]", "only variant / only laser right", "p", "Holm p", "comparison",
+             "verdict"),
             [(str(row["tasks"]), str(row["variant"]), _ratio_text(row["ratio"]), str(row["pairs"]),
-              f"{number_text(row['kept'])} / {number_text(row['base_kept'])}", *_discordant(row))
+              f"{number_text(row['kept'])} / {number_text(row['base_kept'])}",
+              *_discordant(row, with_match=True))
              for _, row in here.iterrows()],
         )  # fmt: skip
     return lines
 
 
-def _discordant(row: pd.Series) -> tuple[str, ...]:
-    """The difference, the discordant counts (member / baseline), p, Holm p and the verdict."""
+def _discordant(row: pd.Series, with_match: bool = False) -> tuple[str, ...]:
+    """The difference, the discordant counts (member / baseline), p, Holm p, (``with_match``:
+    whether the comparison is matched, or what differs) and the verdict."""
     difference, p, p_holm, verdict = comparison_text(row)
-    return difference, f"{row['only_member']} / {row['only_baseline']}", p, p_holm, verdict
+    matched = (str(row["matched"]),) if with_match else ()
+    return difference, f"{row['only_member']} / {row['only_baseline']}", p, p_holm, *matched, verdict
 
 
 LEGEND_INCHES = 1.1

@@ -21,6 +21,21 @@ def report_command(
     plots: Annotated[
         bool, typer.Option(help="Write PNG plots (and embed them).", rich_help_panel="Output")
     ] = True,
+    versus: Annotated[
+        str,
+        typer.Option(
+            help="Compare this method with every other configuration at the same settings ('' for none).",
+            rich_help_panel="Comparisons",
+        ),
+    ] = "laser",
+    mismatched: Annotated[
+        bool,
+        typer.Option(
+            help="Also give verdicts (and Holm p) to comparisons that differ in protocol, prefill regime or "
+            "kept tokens.",
+            rich_help_panel="Comparisons",
+        ),
+    ] = False,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -43,5 +58,5 @@ def report_command(
         for directory in directories:
             if not directory.is_dir():
                 raise ValueError(f"{directory} is not a directory: give the --output of a laserkv eval run")
-        path = write_report(directories, format, plots, out)
+        path = write_report(directories, format, plots, out, versus or None, mismatched)
     stdout.print(f"report: {path}")

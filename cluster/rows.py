@@ -19,7 +19,8 @@ Columns (all nullable unless noted):
 - model and prompt: ``model``, ``prompt_hash`` (sha256 of the chat-templated prompt),
   ``context_tokens``, ``question_tokens``, ``temperature``, ``max_new_tokens``, ``seed``;
 - compression: ``budget`` (B used; derived from r when the method gives a ratio),
-  ``kept_tokens_final``, ``kept_tokens_max``, ``cache_length_per_block``;
+  ``kept_tokens_final``, ``kept_tokens_max``, ``cache_length_per_block``, ``prefill_regime``
+  and ``compression_rounds`` (how the context was prefilled and compressed: ``prefill_regime``);
 - answer: ``raw_output`` (decoded, unstripped): the single source of every score
   (``evals.scoring.score_output``, applied when rows are read); ``prediction`` and ``correct``
   are what versions 1-3 stored at run time (empty in later rows, never read);
@@ -30,14 +31,16 @@ Versions: 1 (the first release) stored one ``m_<field>`` column per field of the
 ``MethodConfig`` instead of ``method_kind`` / ``method_params``; 2 added those two; 3 added
 ``method_protocol`` (derived when older rows are read: their selectors were query-aware exactly
 when they scored with the question); 4 added ``breakdown`` (derived from version 1-3's LongBench
-columns) and stopped storing ``prediction`` / ``correct``. This module imports neither torch nor
+columns) and stopped storing ``prediction`` / ``correct``; 5 added ``prefill_regime`` and
+``compression_rounds`` (``prefill_regime``; derived for older rows from their method and block
+lengths, ``unknown`` where a failed row lacks them). This module imports neither torch nor
 laserkv's engine.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
@@ -47,7 +50,7 @@ from evals.benchmarks import get_benchmark
 from evals.sample import EvalSample
 from laserkv.protocol import QUERY_AGNOSTIC, QUERY_AWARE
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 LEGACY_BREAKDOWN = ("difficulty", "domain", "sub_domain")
 UNSCORED_KINDS = ("recency", "none")
 PHASES = ("forward", "score", "select", "gather", "decode")
@@ -90,6 +93,8 @@ COLUMNS: tuple[Column, ...] = (
     *(Column(f"seconds_{phase}", pa.float64()) for phase in (*PHASES, "total")),
     Column("peak_memory_bytes", pa.int64()),
     *_strings("breakdown", since=4),
+    *_strings("prefill_regime", since=5),
+    Column("compression_rounds", pa.int64(), since=5),
 )
 
 
@@ -142,6 +147,8 @@ class ResultRow(TypedDict):
     seconds_total: float | None
     peak_memory_bytes: int | None
     breakdown: str | None
+    prefill_regime: str | None
+    compression_rounds: int | None
 
 
 RESULT_SCHEMA = pa.schema(
@@ -201,10 +208,63 @@ def _v3_breakdown_column(table: pa.Table) -> pa.Table:
     return table.append_column("breakdown", pa.array(blobs, pa.string()))
 
 
+UNCOMPRESSED = "uncompressed"
+ONE_SHOT = "one-shot"
+ONE_SHOT_FIRST_UNCOMPRESSED = "one-shot, first token uncompressed"
+BLOCKS = "blocks"
+UNKNOWN = "unknown"
+PREFILL_REGIMES = (UNCOMPRESSED, ONE_SHOT, ONE_SHOT_FIRST_UNCOMPRESSED, BLOCKS, UNKNOWN)
+
+
+def prefill_regime(
+    kind: str | None,
+    params: Mapping[str, object],
+    block_size: int | None,
+    context_tokens: int | None,
+    cache_length_per_block: Sequence[int] | None,
+) -> tuple[str, int | None]:
+    """How a unit's context was prefilled and compressed, and in how many compression rounds:
+
+    - ``uncompressed``: the full cache (0 rounds);
+    - ``one-shot``: the whole context in one forward, compressed once (kvpress's presses, or a
+      native method whose block holds the whole context); a query-aware kvpress press is
+      ``one-shot, first token uncompressed``: it compresses context and question together, and
+      the first answer token comes from that uncompressed forward;
+    - ``blocks``: block by block over the compressed cache, one round per block (the rounds
+      are the blocks that ran, ``cache_length_per_block``, else ceil(context / block size));
+    - ``unknown``: a failed unit whose row lacks what this needs.
+    """
+    if kind == "none":
+        return UNCOMPRESSED, 0
+    if kind == "kvpress":
+        return (ONE_SHOT_FIRST_UNCOMPRESSED if params.get("query_aware") else ONE_SHOT), 1
+    if cache_length_per_block:
+        rounds = len(cache_length_per_block)
+    elif block_size and context_tokens:
+        rounds = -(-context_tokens // block_size)
+    else:
+        return UNKNOWN, None
+    return (ONE_SHOT if rounds == 1 else BLOCKS), rounds
+
+
+def _v4_regime_columns(table: pa.Table) -> pa.Table:
+    """Version 4 -> 5: ``prefill_regime`` and ``compression_rounds`` from what the row recorded."""
+    columns = ("method_kind", "method_params", "block_size_used", "context_tokens", "cache_length_per_block")
+    found = [
+        prefill_regime(row["method_kind"], method_params(row), row["block_size_used"], row["context_tokens"],
+                       row["cache_length_per_block"])
+        for row in table.select(columns).to_pylist()
+    ]  # fmt: skip
+    table = table.append_column("prefill_regime", pa.array([regime for regime, _ in found], pa.string()))
+    return table.append_column("compression_rounds", pa.array([rounds for _, rounds in found], pa.int64()))
+
+
 def stored_version(table: pa.Table) -> int:
     """The schema version a stored table was written with (from the columns it has)."""
     if "schema_version" not in table.column_names:
         return 1
+    if "prefill_regime" in table.column_names:
+        return 5
     if "breakdown" in table.column_names:
         return 4
     return 3 if "method_protocol" in table.column_names else 2
@@ -229,6 +289,8 @@ def upgrade_table(table: pa.Table) -> pa.Table:
         table = _v2_protocol_column(table)
     if version <= 3:
         table = _v3_breakdown_column(table)
+    if version <= 4:
+        table = _v4_regime_columns(table)
     return table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA)
 
 

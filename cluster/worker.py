@@ -10,7 +10,7 @@ import ray
 import torch
 
 from cluster.plan import WorkUnit
-from cluster.rows import ResultRow, base_row, error_row
+from cluster.rows import ResultRow, base_row, error_row, prefill_regime
 from cluster.unit import run_unit
 from laserkv import load_model_and_tokenizer
 from laserkv.config import MethodConfig
@@ -97,4 +97,8 @@ class EvalWorker:
                 "seconds_decode": stats.seconds["decode"],
             }
         )
+        row["prefill_regime"], row["compression_rounds"] = prefill_regime(
+            method.kind, method.params(), method.engine.block_size, stats.context_tokens,
+            list(stats.cache_length_per_block),
+        )  # fmt: skip
         return row

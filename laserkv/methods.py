@@ -33,6 +33,12 @@ LASER_FIELDS: dict[str, object] = {
     "block_size": 4096,
     "backend": "flash",
 }
+ORIGINAL_FIELDS: dict[str, object] = {
+    "score_norm": "window",
+    "faithful_empty_block": True,
+    "faithful_hybrid": True,
+}
+"""What LASER-KV as the original code shipped it (``laser_original``) sets away from ``laser``."""
 SNAPKV_LASER_SPLIT_FIELDS: dict[str, object] = {
     "selector": "exact",
     "query_source": "window",
@@ -179,6 +185,14 @@ def _register_all() -> None:
         "LASER-KV with its exact scores average-pooled over 7 neighbouring slots: better on needle "
         "retrieval, the same on word answers (docs/quality.md, quality v2)",
         **{**LASER_FIELDS, "score_pooling": 7},
+    )
+    register(
+        "laser_original",
+        "LASER-KV as the original code ran it (its LASER-KV setting): laser's settings with the flash "
+        "path's scores normalised over the scored window only (score_norm window), the whole selection "
+        "skipped for a block without candidates of its own (faithful_empty_block), unused hybrid slots "
+        "left empty (faithful_hybrid) and the accumulate ratio-to-budget rule; laser has the fixes",
+        **{**LASER_FIELDS, **ORIGINAL_FIELDS},
     )
     for mode in ("accumulate", "recursive"):
         register(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.table import ScoredTable
-from analysis.views import cells, official
+from analysis.views import cells, official, versus
 from evals.babilong import length_order
 from evals.benchmark import percent_cell
 from evals.benchmarks import get_benchmark
@@ -84,6 +84,39 @@ def main_table(table: ScoredTable) -> tuple[Table, pd.DataFrame]:
         for cell in view.to_dict("records")
     ]  # fmt: skip
     return Table(title, header, rows), view
+
+
+def versus_table(table: ScoredTable, method: str, mismatched: bool = False) -> Table | None:
+    """``method`` against every other configuration at the same settings, tasks pooled per
+    dataset x length (``analysis.views.versus``), each comparison labelled matched or with what
+    differs; None when ``method`` did not run or has nothing to pair with."""
+    view = versus(table, method, ("dataset", "model", "length"), mismatched=mismatched)
+    if view.empty:
+        return None
+    view = ordered(view, "dataset", "length", "config")
+    family = int(view["p_holm"].notna().sum())
+    which = "every" if mismatched else "the matched"
+    title = (
+        f"{method} against each configuration at the same settings (tasks pooled; {method} − other, "
+        f"pp; one family: {which} {family} comparisons, Holm-adjusted; a comparison that differs in "
+        "protocol, prefill regime or kept tokens (> 2%) says so"
+        + ("" if mismatched else " and gets no verdict")
+        + ")"
+    )
+    header = (
+        "dataset", "length", "other", "pairs", f"kept tokens ({method} / other)",
+        f"{method} − other, pp [95% CI]", "test", "p", "Holm p", "comparison", "verdict (±5 pp)",
+    )  # fmt: skip
+    rows = [
+        (
+            str(row["dataset"]), str(row["length"]), str(row["config"]), str(row["pairs"]),
+            f"{number_text(row['kept'])} / {number_text(row['base_kept'])}",
+            interval_text(row["difference"], row["low"], row["high"], "+"), str(row["test"]),
+            p_text(row["p"]), p_text(row["p_holm"]), str(row["matched"]), str(row["verdict"]),
+        )
+        for row in view.to_dict("records")
+    ]  # fmt: skip
+    return Table(title, header, rows)
 
 
 def breakdown_tables(table: ScoredTable) -> list[Table]:

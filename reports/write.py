@@ -12,7 +12,7 @@ from analysis.views import accuracy
 from reports.pages import html_page, markdown, sample_rows
 from reports.plots import plots
 from reports.runs import About, run_descriptions
-from reports.tables import breakdown_tables, main_table, official_tables, published_tables
+from reports.tables import breakdown_tables, main_table, official_tables, published_tables, versus_table
 
 FORMATS = ("md", "html")
 
@@ -33,9 +33,17 @@ def output_directory(directories: list[Path], out: Path | None) -> Path:
 
 
 def write_report(
-    directories: Path | list[Path], fmt: str = "md", with_plots: bool = True, out: Path | None = None
+    directories: Path | list[Path],
+    fmt: str = "md",
+    with_plots: bool = True,
+    out: Path | None = None,
+    versus_method: str | None = "laser",
+    mismatched: bool = False,
 ) -> Path:
     """Write ``report.md`` or ``report.html`` (and ``plots/*.png``) into the output directory.
+    ``versus_method`` (when it ran) is compared with every other configuration at the same
+    settings; ``mismatched`` gives verdicts to comparisons that differ in protocol, regime or kept
+    tokens too.
 
     Raises:
         ValueError: no usable output directory (``output_directory``).
@@ -47,8 +55,10 @@ def write_report(
     main, per_length = main_table(table)
     models = sorted(table.frame["model"].astype(str).unique())
     datasets = sorted(table.frame["dataset"].astype(str).unique())
+    compared = versus_table(table, versus_method, mismatched) if versus_method else None
     report_tables = [
         main,
+        *([compared] if compared else []),
         *breakdown_tables(table),
         *official_tables(table),
         *published_tables(models, datasets),

@@ -234,7 +234,7 @@ def test_paired_graded_constant_and_zero_differences() -> None:
     baseline = [0.25, 0.5, 0.125, 0.375, 0.0]  # dyadic: each difference is exactly 0.25
     constant = paired_graded([score + 0.25 for score in baseline], baseline)
     assert constant.difference.low == constant.difference.high == constant.difference.estimate == 25.0
-    assert constant.p_value == 0.0
+    assert constant.p_value == 2 / (10_000 + 1)  # (0 + 1) / (R + 1), doubled: never 0
     assert verdict(constant) == "higher"
     same = paired_graded([0.9, 0.2, 0.4, 0.5], [0.2, 0.9, 0.5, 0.4])
     assert same.difference.estimate == 0.0 and same.p_value == 1.0

@@ -82,6 +82,9 @@ def test_two_workers_two_methods_write_every_row_once(
         assert row["dataset"] == "babilong_demo" and row["task"] == "qa1" and row["length"] == "1k"
         assert row["question"].startswith("Where is") and row["raw_output"] is not None
         assert row["prediction"] is None and row["correct"] is None  # scored when read, not stored
+        blocks = row["cache_length_per_block"]
+        expected = ("uncompressed", 0) if row["method"] == "full" else ("blocks", len(blocks))
+        assert (row["prefill_regime"], row["compression_rounds"]) == expected
         assert row["context_tokens"] > 1000 and row["question_tokens"] > 5 and row["prompt_hash"]
         assert row["seconds_forward"] > 0 and row["seconds_total"] >= row["seconds_forward"]
         assert row["model"] == str(tiny_llama_dir) and row["schema_version"] == SCHEMA_VERSION

@@ -41,8 +41,8 @@ FIRST_RELEASE_RIVALS = ["streaming_laser_split", "snapkv_laser_split"]
 
 def test_registry_holds_laser_the_grid_and_the_baselines() -> None:
     assert set(METHODS) == {
-        "laser", "laser_recursive", "laser_pooled", "full", *FIRST_RELEASE_RIVALS, *RIVAL_NAMES,
-        *KVPRESS_NAMES, *GRID,
+        "laser", "laser_recursive", "laser_pooled", "laser_original", "full", *FIRST_RELEASE_RIVALS,
+        *RIVAL_NAMES, *KVPRESS_NAMES, *GRID,
     }  # fmt: skip
     laser = get_method("laser")
     assert (
@@ -216,3 +216,20 @@ def test_every_rival_end_to_end(tiny: Any, name: str) -> None:
         "query-aware" if name in ("snapkv", "tova") or "query_aware" in name else "query-agnostic"
     )
     assert result.token_ids and torch.isfinite(result.first_token_logits).all()
+
+
+def test_laser_as_the_original_shipped_it_is_registered_beside_laser() -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from laserkv.methods import ORIGINAL_FIELDS, get_method
+
+    original, ours = get_method("laser_original").params(), get_method("laser").params()
+    differs = {name: original[name] for name in original if original[name] != ours.get(name)}
+    assert (
+        differs
+        == ORIGINAL_FIELDS
+        == {"score_norm": "window", "faithful_empty_block": True, "faithful_hybrid": True}
+    )
+    listing = CliRunner().invoke(app, ["methods"], env={"COLUMNS": "400"})
+    assert listing.exit_code == 0 and "laser_original" in listing.output

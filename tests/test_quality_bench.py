@@ -71,9 +71,11 @@ def test_cells_retention_and_matching_by_kept_tokens(tmp_path: Path) -> None:
     same_budget = quality.versus_rows(table, cells, "budget")
     nearest = quality.versus_rows(table, cells, "kept")
     # laser 1,0,1,0 vs streaming@256 0,0,1,0: one discordant pair, laser's
-    assert [(row[5], row[6], row[11], row[12], row[14]) for row in same_budget] == [
-        ("streaming", "256", "+25.0 [-76.6, +80.6]", "1", "not shown")
+    # laser is query-aware, streaming not, and they keep different counts: mismatched, no verdict
+    assert [(row[5], row[6], row[11], row[12], row[13], row[15]) for row in same_budget] == [
+        ("streaming", "256", "+25.0 [-76.6, +80.6]", "1", "-", "mismatched")
     ]
+    assert same_budget[0][14].startswith("differs: ")
     # 512 kept tokens are nearer 450 than 256: laser 1,0,1,0 vs streaming@512 1,1,1,0
     assert [(row[5], row[6], row[7], row[8], row[11]) for row in nearest] == [
         ("streaming", "512", "512", "4", "-25.0 [-80.6, +76.6]")
@@ -94,7 +96,11 @@ def test_report_writes_tables_and_plots(tmp_path: Path) -> None:
     assert (
         "### tiny, niah_single, 1k (mean context 1000 tokens; family: the 3 comparisons of this table" in text
     )
-    assert "## LASER-KV vs the baselines at the same budget B (family: the 1 comparison of this table" in text
+    assert (
+        "## LASER-KV vs the baselines at the same budget B (family: the 0 matched comparisons of this table"
+        in text
+        and "the 1 mismatched (protocol, prefill regime or kept tokens > 2% apart) are outside it" in text
+    )
     assert sorted(image.name for image in (tmp_path / "out").glob("*.png")) == [
         "accuracy_vs_budget_tiny.png",
         "accuracy_vs_length_tiny.png",
@@ -132,7 +138,7 @@ def test_variants_get_their_own_cells_and_a_paired_table(tmp_path: Path) -> None
     # variant 1,1,1,0 vs laser 1,0,1,0 on the same 4 samples
     assert (
         "| tiny | niah_single | 1k | laser[score_pooling=7] | 256 | 450 | 100.0 [100.0, 100.0] | 4 "
-        "| 75.0 | 50.0 | +25.0 [-76.6, +80.6] | 1 | 1 | not shown |"
+        "| 75.0 | 50.0 | +25.0 [-76.6, +80.6] | 1 | 1 | matched | not shown |"
     ) in text
     cells = quality_cells(study_table([tmp_path / "grid", tmp_path / "variant"]))
     ablation = "\n".join(quality.ablation_table(cells, budget=256))

@@ -127,8 +127,8 @@ def test_report_writes_tables_and_a_plot(tmp_path: Path) -> None:
     assert "| tiny | babilong_demo | niah_single | 8k | 5 | 5 | 6 |" in text
     # LASER-KV against snapkv at r=0.25, its variants left to the ablation
     assert (
-        "| all | snapkv | 0.25 | query-aware | 5 | 260 / 250 | +0.0 [-83.2, +83.2] | 1 / 1 | 1 | 1 "
-        "| not shown |" in text
+        "| all | snapkv | 0.25 | query-aware | 5 | 260 / 250 | +0.0 [-83.2, +83.2] | 1 / 1 | 1 | - "
+        "| differs: kept tokens (differ by 3.8%) | mismatched |" in text
     )
     assert "| laser[score_pooling=7] | 0.25 | query-aware | 5 | 260 / 250" not in text
     assert "| word-answer |" not in text  # niah_single has no word answers
@@ -140,7 +140,7 @@ def test_report_writes_tables_and_a_plot(tmp_path: Path) -> None:
         f"and over all ({family.format('4 comparisons')}" in text
     )
     (rivals,) = (line for line in text.splitlines() if "LASER-KV against each rival" in line)
-    assert f"({family.format('1 comparison')}" in rivals
+    assert f"({family.format('0 matched comparisons')}" in rivals and "the 1 mismatched" in rivals
     assert (
         f"### tiny, babilong_demo niah_single, 8k (1000 context tokens, n=5; {family.format('4 comparisons')}"
         in text

@@ -25,6 +25,7 @@ from laserkv.model_sources import PACKAGED_MODELS, package_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 QUALITY_RUNS = sorted((ROOT / "docs" / "quality" / "runs").iterdir())
+V5 = ("prefill_regime", "compression_rounds")
 V1_FIXTURE = ROOT / "tests" / "data" / "results_v1"
 """12 rows of docs/quality/runs/smol_pooled (samples 0-5 x laser and exact with
 score_pooling=7 at B=1024, blocks of 1024, SmolLM2 on the demo set at 4k), as written then."""
@@ -52,7 +53,7 @@ def test_a_version_1_table_is_upgraded_and_a_foreign_one_named() -> None:
             "m_selector": ["recency"],
             "m_budget": [512],
         }
-    ).drop_columns(["schema_version", "method_kind", "method_params", "method_protocol", "breakdown"])
+    ).drop_columns(["schema_version", "method_kind", "method_params", "method_protocol", "breakdown", *V5])
     upgraded = upgrade_table(v1).to_pylist()[0]
     assert (upgraded["schema_version"], upgraded["method_kind"]) == (1, "recency")
     assert json.loads(upgraded["method_params"]) == {"selector": "recency", "budget": 512}
@@ -74,7 +75,7 @@ def test_a_version_2_table_gets_its_protocol_from_its_method() -> None:
             "method_kind": ["hybrid", "exact", "recency"],
             "method_params": [json.dumps(item) for item in params],
         }
-    ).drop_columns(["method_protocol", "breakdown"])
+    ).drop_columns(["method_protocol", "breakdown", *V5])
     upgraded = upgrade_table(v2).to_pylist()
     assert [row["method_protocol"] for row in upgraded] == ["query-aware", "query-agnostic", "query-agnostic"]
     assert [row["schema_version"] for row in upgraded] == [2, 2, 2]

@@ -16,9 +16,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.table import scored_table
-from analysis.views import compare
+from analysis.views import compare, versus
 from cluster.plan import plan_units
-from cluster.rows import LEGACY_BREAKDOWN, RESULT_SCHEMA, ResultRow, base_row, blank_row, upgrade_table
+from cluster.rows import (
+    LEGACY_BREAKDOWN,
+    RESULT_SCHEMA,
+    ResultRow,
+    base_row,
+    blank_row,
+    prefill_regime,
+    upgrade_table,
+)
 from evals import benchmarks
 from evals.benchmark import Scored
 from evals.demo_set import DEMO
@@ -45,15 +53,23 @@ def needle_sample(index: int, depth: int) -> EvalSample:
     )
 
 
-def write_units(directory: Path, answers: dict[str, list[str]], depths: list[int]) -> None:
-    """Rows as a worker builds them (``cluster.rows.base_row``) with the given raw outputs."""
+def write_units(
+    directory: Path, answers: dict[str, list[str]], depths: list[int], kept: dict[str, int] | None = None
+) -> None:
+    """Rows as a worker builds them (``cluster.rows.base_row``) with the given raw outputs, each
+    method keeping ``kept[name]`` tokens (default 10) of 20, in 2 blocks."""
     samples = [needle_sample(index, depth) for index, depth in enumerate(depths)]
     rows = []
     for name, outputs in answers.items():
         method = get_method(name, budget=64) if name != "full" else get_method("full")
         for unit, output in zip(plan_units(samples, [method], "m", "rev"), outputs, strict=True):
             row = base_row(unit, "run", 1, "w")
-            row.update(status="ok", raw_output=output, kept_tokens_final=10, context_tokens=20)
+            tokens = (kept or {}).get(name, 10)
+            row.update(status="ok", raw_output=output, kept_tokens_final=tokens, context_tokens=20)
+            row.update(block_size_used=16, cache_length_per_block=[tokens, tokens])
+            row["prefill_regime"], row["compression_rounds"] = prefill_regime(
+                method.kind, method.params(), 16, 20, [tokens, tokens]
+            )
             rows.append(row)
     (directory / "results").mkdir(parents=True)
     table = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
@@ -133,7 +149,9 @@ def test_four_against_zero_discordant_pairs_is_not_called_significant(
 def test_a_version_3_row_gets_its_breakdown_from_its_longbench_columns() -> None:
     values = {**blank_row(), "unit_id": "u", "status": "ok", "schema_version": 3}
     values.update(difficulty="hard", domain="Code Repository Understanding", sub_domain=None)
-    v3 = pa.Table.from_pylist([values], schema=RESULT_SCHEMA).drop_columns(["breakdown"])
+    v3 = pa.Table.from_pylist([values], schema=RESULT_SCHEMA).drop_columns(
+        ["breakdown", "prefill_regime", "compression_rounds"]
+    )
     upgraded = upgrade_table(v3).to_pylist()[0]
     assert json.loads(upgraded["breakdown"]) == {
         "difficulty": "hard",
@@ -144,3 +162,63 @@ def test_a_version_3_row_gets_its_breakdown_from_its_longbench_columns() -> None
 
 def test_the_typed_row_declares_every_column() -> None:
     assert list(ResultRow.__annotations__) == RESULT_SCHEMA.names
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "block", "context", "blocks", "expected"),
+    [
+        ("none", {}, 4096, 16000, [4096, 8192, 12288, 16000], ("uncompressed", 0)),
+        ("kvpress", {"query_aware": False}, 4096, 16000, [4000], ("one-shot", 1)),
+        ("kvpress", {"query_aware": True}, 4096, 16000, [4000], ("one-shot, first token uncompressed", 1)),
+        ("hybrid", {}, 4096, 16000, [1000, 2000, 3000, 4000], ("blocks", 4)),
+        ("snapkv", {}, 32768, 16000, [4000], ("one-shot", 1)),
+        ("exact", {}, 4096, 16000, None, ("blocks", 4)),  # older rows: ceil(context / block)
+        ("exact", {}, None, None, None, ("unknown", None)),  # a failed unit's row
+    ],
+)
+def test_every_row_records_its_prefill_regime(
+    kind: str, params: dict[str, object], block: int | None, context: int | None,
+    blocks: list[int] | None, expected: tuple[str, int | None],
+) -> None:  # fmt: skip
+    assert prefill_regime(kind, params, block, context, blocks) == expected
+
+
+def test_a_version_4_row_gets_its_regime_derived() -> None:
+    values = {**blank_row(), "unit_id": "u", "status": "ok", "schema_version": 4, "method_kind": "kvpress"}
+    values.update(method_params=json.dumps({"selector": "kvpress", "query_aware": True}))
+    v4 = pa.Table.from_pylist([values], schema=RESULT_SCHEMA).drop_columns(
+        ["prefill_regime", "compression_rounds"]
+    )
+    upgraded = upgrade_table(v4).to_pylist()[0]
+    assert (upgraded["prefill_regime"], upgraded["compression_rounds"]) == (
+        "one-shot, first token uncompressed",
+        1,
+    )
+
+
+def test_comparisons_say_whether_they_are_matched(depth_benchmark: None, tmp_path: Path) -> None:
+    right, wrong = "It is 4500697.", "no"
+    answers = {
+        "full": [right] * 8,
+        "laser": [right] * 6 + [wrong] * 2,
+        "exact": [right] * 5 + [wrong] * 3,  # query-aware, blocks, same kept tokens: matched
+        "streaming": [wrong] * 8,  # query-agnostic
+        "lsh_magicpig": [right] * 8,  # query-aware, but keeps 12 tokens where laser keeps 10
+    }
+    write_units(tmp_path / "run", answers, depths=[50] * 8, kept={"lsh_magicpig": 12})
+    table = scored_table([tmp_path / "run"])
+    found = versus(table, "laser", ("dataset", "length")).set_index("config")
+    assert found.loc["exact", "matched"] == "matched" and found.loc["exact", "verdict"] != "mismatched"
+    assert found.loc["exact", "difference"] == 12.5  # laser - exact: one more right of 8
+    assert found.loc["streaming", "matched"] == "differs: protocol (query-agnostic vs query-aware)"
+    assert found.loc["lsh_magicpig", "matched"] == "differs: kept tokens (differ by 20.0%)"
+    assert found.loc[["streaming", "lsh_magicpig"], "verdict"].tolist() == ["mismatched", "mismatched"]
+    assert found.loc[["streaming", "lsh_magicpig"], "p_holm"].isna().all()
+    assert found.loc["exact", "p_holm"] == found.loc["exact", "p"]  # a family of one matched comparison
+    asked = versus(table, "laser", ("dataset", "length"), mismatched=True).set_index("config")
+    assert asked["p_holm"].notna().all() and "mismatched" not in set(asked["verdict"])
+    reference = compare(table, ("dataset", "length"), "full")
+    assert set(reference["matched"]) == {"reference (full cache)"}
+    text = write_report([tmp_path / "run"], with_plots=False, out=tmp_path / "report").read_text()
+    assert "## laser against each configuration at the same settings" in text
+    assert "| depth_demo | 1k | streaming | 8 | 10 / 10 |" in text and "differs: protocol" in text
