@@ -21,7 +21,7 @@ import ray
 
 from cluster.config import RunConfig
 from cluster.dispatcher import Dispatcher, Progress
-from cluster.plan import WorkUnit, drop_done, plan_units
+from cluster.plan import WorkUnit, cell_revisions, drop_done, plan_units
 from cluster.pool import WorkerPool, check_gpus
 from cluster.rows import ResultRow
 from cluster.samples import dataset_revision, load_samples
@@ -30,6 +30,7 @@ from cluster.writer import (
     ResultsError,
     ShardWriter,
     done_unit_ids,
+    previous_cell_revisions,
     previous_revisions,
     shard_paths,
     write_manifest,
@@ -95,6 +96,22 @@ def run_eval(
     return execute(config, progress, FaultInjection(), ray_logs)
 
 
+def check_cell_revisions(output: Path, dataset: str, cells: dict[str, str]) -> None:
+    """Refuse a run whose cell has another data version than earlier runs' rows of that cell.
+
+    Raises:
+        ResultsError: the cell, both versions and what to do.
+    """
+    earlier = previous_cell_revisions(output, dataset)
+    for cell, revision in sorted(cells.items()):
+        other = sorted(earlier.get(cell, set()) - {revision})
+        if other:  # its old rows would sit beside the new version's under other unit ids
+            raise ResultsError(
+                f"{output} holds {dataset} {cell} results of another data version ({', '.join(other)}, "
+                f"now {revision}): use another --output, or --overwrite"
+            )
+
+
 def execute(
     config: RunConfig,
     progress: Callable[[Progress], None] | None,
@@ -114,6 +131,9 @@ def execute(
             f"({', '.join(sorted(earlier))}, now {revision}): use another --output, or --overwrite"
         )
     units = plan_units(load_samples(config, tokenizer), config.methods, config.model, revision, config.seed)
+    cells = cell_revisions(units)
+    if not config.overwrite:
+        check_cell_revisions(output, config.dataset, cells)
     done = set() if config.overwrite else done_unit_ids(output, ok_only=config.retry_failed)
     todo = drop_done(units, done)
     started_ray = connect(config, ray_logs)
@@ -121,6 +141,7 @@ def execute(
         check_gpus(config)
         details = {
             "dataset_revision": revision,
+            "cell_revisions": cells,
             "units_planned": len(units),
             "units_already_done": len(units) - len(todo),
             "ray_resources": ray.cluster_resources(),

@@ -56,20 +56,26 @@ def plan_units(
     dataset_revision: str,
     seed: int = 0,
 ) -> list[WorkUnit]:
-    """Every sample under every method, samples outermost (so early rows cover all methods)."""
+    """Every sample under every method, samples outermost (so early rows cover all methods). A
+    sample's own revision (``EvalSample.revision``: its cell changed) replaces the run's."""
     methods = list(methods)
     return [
         WorkUnit(
-            unit_id(sample, method, model, dataset_revision, seed),
+            unit_id(sample, method, model, sample.revision or dataset_revision, seed),
             sample,
             method,
             model,
-            dataset_revision,
+            sample.revision or dataset_revision,
             seed,
         )
         for sample in samples
         for method in methods
     ]
+
+
+def cell_revisions(units: Iterable[WorkUnit]) -> dict[str, str]:
+    """The data version of each (task, length) cell of a plan, as ``task/length`` -> revision."""
+    return {f"{unit.sample.task}/{unit.sample.length}": unit.dataset_revision for unit in units}
 
 
 def drop_done(units: Iterable[WorkUnit], done_ids: set[str]) -> list[WorkUnit]:

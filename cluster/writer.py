@@ -165,6 +165,25 @@ def previous_revisions(output_dir: Path, dataset: str) -> set[str]:
     }
 
 
+def previous_cell_revisions(output_dir: Path, dataset: str) -> dict[str, set[str]]:
+    """The data version of each ``task/length`` cell earlier runs in ``output_dir`` planned for
+    ``dataset``: a manifest's ``cell_revisions``, or for manifests written before those existed,
+    the run's revision for each of its configured lengths x tasks."""
+    found: dict[str, set[str]] = {}
+    for manifest in read_manifests(output_dir):
+        config = manifest.get("config", {})
+        if config.get("dataset") != dataset or "dataset_revision" not in manifest:
+            continue
+        cells = manifest.get("cell_revisions") or {
+            f"{task}/{length}": manifest["dataset_revision"]
+            for length in config.get("lengths") or ()
+            for task in config.get("tasks") or ()
+        }
+        for cell, revision in cells.items():
+            found.setdefault(str(cell), set()).add(str(revision))
+    return found
+
+
 def write_manifest(output_dir: Path, run_id: str, config: dict[str, Any], details: dict[str, Any]) -> Path:
     """``manifests/<run_id>.json``: config, package versions, git sha, host, plus ``details``."""
     directory = Path(output_dir) / MANIFESTS

@@ -11,15 +11,33 @@ so they run as subprocesses, as RULER's ``prepare.py`` runs them: with the model
 builds with its ``base`` model template (the task template plus the answer prefix). The model's
 own chat template is applied afterwards, once, by ``evals.chat`` (one template, one BOS), and the
 answer prefix follows its generation prompt, where RULER's chat model templates put it. So that
-the whole prompt still fits RULER's budget (prompt + answer tokens <= the length), the generator
-is given the length less the chat template's own tokens. (Handing the generator the chat template
-as its model template would not do: ``niah.py`` rewrites words of the whole template, e.g. a
-system prompt's "are" becomes "is".) nltk's sentence
-splitter reads punkt from ``llama-index-core``'s bundled NLTK data (``--no-deps``, never
-imported); nothing is downloaded.
+the whole prompt still fits RULER's budget (prompt + answer tokens <= the length; ``fwe``'s
+generator fills its prompt to the budget without counting the answer, in RULER too), the
+generator fills its haystack to the length less the chat template's own tokens. (Handing the
+generator the chat template as its model template would not do: ``niah.py`` rewrites words of the
+whole template, e.g. a system prompt's "are" becomes "is".) nltk's sentence splitter reads punkt
+from ``llama-index-core``'s bundled NLTK data (``--no-deps``, never imported); nothing is
+downloaded.
 
-Generated once per (tokenizer, length, task, samples, seed) into ``$LASERKV_CACHE/datasets/ruler``
-as Parquet.
+The set-up is decided on the nominal length, as ``prepare.py`` decides it on ``--max_seq_length``
+(``setup_differs``): ``common_words_extraction.py`` and ``niah.py`` (``repeat`` and ``needle``
+haystacks) switch below 4,096 to a short set-up (common words 6 times each instead of 30; a
+haystack step of 5 instead of 25), and ``freq_words_extraction.py`` draws ``length // 50``
+vocabulary words. Where the fill budget would decide differently, the generator gets the nominal
+decision and RULER's own code still generates: ``--vocab_size`` for ``fwe``; for ``cwe`` and the
+niah tasks the script runs with the nominal ``--max_seq_length`` and its own sampling function
+(``sys_word_pair_random`` / ``generate_samples``) is called with the fill budget
+(``SETUP_RUNNER``). Elsewhere the command is what it always was.
+
+Generated once per (tokenizer, length, task, samples, seed, generator version) into
+``$LASERKV_CACHE/datasets/ruler`` as Parquet. Generator versions are per cell: version 1 where the
+fill budget leads to the nominal set-up anyway (those samples never changed: same cache key, same
+revision as before), version 2 (``SETUP_VERSION``) where the nominal set-up changes the samples:
+``cwe``, ``niah_single_1``, ``niah_multikey_2`` and ``niah_multikey_3`` at 4k for every chat
+template, and ``fwe`` at a length L whose chat template takes more than ``L % 50`` tokens (with
+SmolLM2's 30: 32k and 128k). A run's revision is ``ruler:v1:...`` as before; a version-2 cell's
+samples carry ``ruler:v2:...`` (``EvalSample.revision``), which goes into their unit ids, and the
+driver refuses to resume such a cell into a directory holding its version-1 rows.
 """
 
 from __future__ import annotations
@@ -56,6 +74,27 @@ NLTK_INSTALL = "pip install --no-deps llama-index-core==0.14.25"
 SEED = 42  # prepare.py: 42 + chunk index, one chunk
 LENGTHS = {"4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768, "64k": 65536, "128k": 131072}
 GENERATOR_VERSION = 1  # bump when the way samples are made changes, so caches are rebuilt
+SETUP_VERSION = 2
+"""The generator version of cells whose set-up is now decided on the nominal length (see above)."""
+SHORT_SETUP_BELOW = 4096  # niah.py, common_words_extraction.py: `args.max_seq_length < 4096`
+FWE_WORDS_PER_VOCAB = 50  # freq_words_extraction.py: `vocab_size = max_seq_length // 50`
+SETUP_ENTRY = {"niah": "generate_samples", "common_words_extraction": "sys_word_pair_random"}
+"""The sampling function of the generators whose set-up reads ``args.max_seq_length``."""
+SETUP_RUNNER = """
+import runpy, sys
+from pathlib import Path
+script, fill, entry = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+sys.argv = [script, *sys.argv[4:]]
+sys.path.insert(0, str(Path(script).parent))
+module = runpy.run_path(script, run_name="ruler_generator")
+args = module["args"]
+records = module[entry](num_samples=args.num_samples, max_seq_length=fill, save_dir=args.save_dir)
+save_file = args.save_dir / args.save_name / f"{args.subset}.jsonl"
+save_file.parent.mkdir(parents=True, exist_ok=True)
+module["write_manifest"](save_file, records)
+"""
+"""Runs a generator script as its ``main`` does, except that its set-up reads the nominal
+``--max_seq_length`` while its sampling function fills to ``fill`` tokens."""
 MARKER = "@@RULER_TASK_TEMPLATE@@"
 PUBLISHED = {
     "meta-llama/Llama-3.1-8B-Instruct": {
@@ -142,21 +181,58 @@ def wrapper_tokens(tokenizer: Any) -> int:
     return len(tokenizer(before + after, add_special_tokens=False)["input_ids"])
 
 
+def setup_differs(task: str, nominal: int, budget: int) -> bool:
+    """Whether the generator of ``task`` given ``budget`` tokens picks another set-up than
+    ``prepare.py`` picks at the ``nominal`` length: the short ``cwe`` / niah (``repeat``,
+    ``needle``) set-up below 4,096, ``fwe``'s vocabulary of ``length // 50`` words."""
+    config = task_configs()[task]
+    if config["task"] == "common_words_extraction" or (
+        config["task"] == "niah" and config["args"].get("type_haystack", "essay") != "essay"
+    ):
+        return (budget < SHORT_SETUP_BELOW) != (nominal < SHORT_SETUP_BELOW)
+    if config["task"] == "freq_words_extraction" and int(config["args"].get("vocab_size", -1)) == -1:
+        return budget // FWE_WORDS_PER_VOCAB != nominal // FWE_WORDS_PER_VOCAB
+    return False
+
+
+def cell_version(task: str, nominal: int, budget: int) -> int:
+    """The generator version of a cell: ``SETUP_VERSION`` where the nominal set-up changes its
+    samples, else ``GENERATOR_VERSION`` (samples as they always were)."""
+    return SETUP_VERSION if setup_differs(task, nominal, budget) else GENERATOR_VERSION
+
+
 def generator_command(
-    task: str, max_tokens: int, tokenizer_dir: Path, save_dir: Path, samples: int, seed: int, template: str
+    task: str,
+    max_tokens: int,
+    tokenizer_dir: Path,
+    save_dir: Path,
+    samples: int,
+    seed: int,
+    template: str,
+    nominal: int | None = None,
 ) -> list[str]:
     """The command ``prepare.py`` runs for one task (an argument list, not a shell string), for
-    prompts of at most ``max_tokens`` tokens with the answer."""
+    prompts of at most ``max_tokens`` tokens with the answer, with the set-up ``prepare.py``
+    picks at the ``nominal`` length (None: at ``max_tokens``)."""
     config = task_configs()[task]
     script = package_dir() / "data" / "synthetic" / f"{config['task']}.py"
+    nominal = max_tokens if nominal is None else nominal
+    differs = setup_differs(task, nominal, max_tokens)
+    runner = differs and config["task"] in SETUP_ENTRY
+    head = [sys.executable, str(script)]
+    if runner:
+        head = [sys.executable, "-c", SETUP_RUNNER, str(script), str(max_tokens), SETUP_ENTRY[config["task"]]]
     command = [
-        sys.executable, str(script), "--save_dir", str(save_dir), "--save_name", task,
-        "--subset", "validation", "--tokenizer_path", str(tokenizer_dir), "--tokenizer_type", "hf",
-        "--max_seq_length", str(max_tokens), "--tokens_to_generate", str(config["tokens_to_generate"]),
+        *head, "--save_dir", str(save_dir),
+        "--save_name", task, "--subset", "validation", "--tokenizer_path", str(tokenizer_dir),
+        "--tokenizer_type", "hf", "--max_seq_length", str(nominal if runner else max_tokens),
+        "--tokens_to_generate", str(config["tokens_to_generate"]),
         "--num_samples", str(samples), "--random_seed", str(seed),
     ]  # fmt: skip
     for key, value in config["args"].items():
         command += [f"--{key}", str(value)]
+    if differs and config["task"] == "freq_words_extraction":
+        command += ["--vocab_size", str(nominal // FWE_WORDS_PER_VOCAB)]
     if config["task"] == "qa":
         command += ["--pre_samples", "0"]
     return [*command, "--template", template]
@@ -221,9 +297,10 @@ class CellKey:
     task: str
     samples: int
     seed: int = SEED
+    version: int = GENERATOR_VERSION
 
     def file_name(self) -> str:
-        blob = json.dumps({**self.__dict__, "version": GENERATOR_VERSION}, sort_keys=True)
+        blob = json.dumps(self.__dict__, sort_keys=True)  # as before the version was a field
         return f"{self.task}-{self.length}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.parquet"
 
 
@@ -232,13 +309,16 @@ def generated_cell(tokenizer: Any, length: str, task: str, samples: int, root: P
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer_dir = Path(scratch) / "tokenizer"
         tokenizer.save_pretrained(str(tokenizer_dir))
-        key = CellKey(tokenizer_fingerprint(tokenizer_dir), length, task, samples)
+        nominal = LENGTHS[length]
+        budget = nominal - wrapper_tokens(tokenizer)
+        version = cell_version(task, nominal, budget)
+        key = CellKey(tokenizer_fingerprint(tokenizer_dir), length, task, samples, version=version)
         path = (root or cache_dir()) / key.file_name()
         if path.exists():
             return path
-        budget = LENGTHS[length] - wrapper_tokens(tokenizer)
         out = Path(scratch) / "out"
-        command = generator_command(task, budget, tokenizer_dir, out, samples, SEED, generator_template(task))
+        template = generator_template(task)
+        command = generator_command(task, budget, tokenizer_dir, out, samples, SEED, template, nominal)
         records = run_generator(command)
     rows = [{**record, "outputs": json.dumps(record["outputs"])} for record in records]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,8 +350,9 @@ def split_input(task: str, text: str) -> PromptParts:
     return PromptParts(message[:cut], message[cut:], text[end:])
 
 
-def record_sample(record: dict[str, Any], task: str, length: str) -> EvalSample:
-    """One generated record as a sample (``split_input``)."""
+def record_sample(record: dict[str, Any], task: str, length: str, revision: str | None = None) -> EvalSample:
+    """One generated record as a sample (``split_input``); ``revision``: its cell's own data
+    version where it differs from the run's (``cell_revision``)."""
     parts = split_input(task, str(record["input"]))
     config = task_configs()[task]
     return EvalSample(
@@ -283,18 +364,34 @@ def record_sample(record: dict[str, Any], task: str, length: str) -> EvalSample:
         target=str(record["outputs"]),
         generation=GenerationSettings(max_new_tokens=int(config["tokens_to_generate"])),
         fields={"question": "", "generated_length": str(record.get("length", ""))},
+        revision=revision,
     )
 
 
 def load_samples(
     tokenizer: Any, lengths: Iterable[str], tasks: Iterable[str], samples: int, root: Path | None = None
 ) -> Iterator[EvalSample]:
-    """RULER's samples for each (length, task), generated on first use."""
+    """RULER's samples for each (length, task), generated on first use, each carrying its cell's
+    revision where the cell's generator version is not the run's (``cell_revision``)."""
+    wrapper = wrapper_tokens(tokenizer)
     for length in lengths:
         for task in tasks:
             path = generated_cell(tokenizer, length, task, samples, root)
+            version = cell_version(task, LENGTHS[length], LENGTHS[length] - wrapper)
+            revision = cell_revision(version, samples)
             for record in datasets_package().Dataset.from_parquet(str(path)):
-                yield record_sample(record, task, length)
+                yield record_sample(record, task, length, revision)
+
+
+def run_revision(samples: int) -> str:
+    """A run's data version: ``ruler:v1:seed42:n<samples>``, as it has always been."""
+    return f"ruler:v{GENERATOR_VERSION}:seed{SEED}:n{samples}"
+
+
+def cell_revision(version: int, samples: int) -> str | None:
+    """A cell's own data version where its generator version is not the run's
+    (``ruler:v2:seed42:n<samples>``), else None (the run's: the cell's samples never changed)."""
+    return None if version == GENERATOR_VERSION else f"ruler:v{version}:seed{SEED}:n{samples}"
 
 
 def references(target: str) -> list[str]:
@@ -304,6 +401,32 @@ def references(target: str) -> list[str]:
     except json.JSONDecodeError:
         return [target]
     return [str(item) for item in parsed] if isinstance(parsed, list) else [target]
+
+
+def cell_metric(task: str) -> Any:
+    """RULER's cell metric of ``task`` (``metric_fn``: ``round(sum / n * 100, 2)`` over the
+    per-sample fractions)."""
+    metrics = importlib.import_module(f"{PACKAGE}.eval.synthetic.constants").TASKS
+    return metrics[task_configs()[task]["task"]]["metric_fn"]
+
+
+def _sample_order(row: dict[str, Any]) -> tuple[int, str]:
+    """A row's place in RULER's prediction file: its sample index (``<length>/<task>/<index>``)."""
+    index = str(row.get("sample_id", "")).rsplit("/", 1)[-1]
+    return (int(index), "") if index.isdigit() else (-1, str(row.get("sample_id", "")))
+
+
+def cell_score(task: str, rows: list[dict[str, Any]]) -> float:
+    """One cell's score as RULER's ``evaluate.py`` gives it: its metric over the cell's cleaned
+    predictions (``response``) and references (``answer``), in sample order. Rows without them
+    (older callers) fall back to their scored values, summed in the same order and rounded as
+    RULER rounds (``sum / n * 100``)."""
+    ordered = sorted(rows, key=_sample_order)
+    if all("response" in row and "answer" in row for row in ordered):
+        predictions = [clean_prediction(str(row["response"])) for row in ordered]
+        return float(cell_metric(task)(predictions, [references(str(row["answer"])) for row in ordered]))
+    values = [float(row["correct"] if row.get("score") is None else row["score"]) for row in ordered]
+    return round(sum(values) / len(values) * 100, 2)
 
 
 def graded_score(target: str, raw_output: str, task: str) -> float:
@@ -339,7 +462,9 @@ class RulerBenchmark:
             raise EvalError("source is not allowed for ruler: its samples are generated")
 
     def revision(self, request: DataRequest) -> str:
-        return f"ruler:v{GENERATOR_VERSION}:seed{SEED}:n{request.samples_per_cell}"
+        """``ruler:v1:...`` as always (``run_revision``); a cell whose set-up changed carries its
+        own (``cell_revision``) on its samples."""
+        return run_revision(request.samples_per_cell)
 
     def load(self, request: DataRequest, tokenizer: Any | None) -> Iterable[EvalSample]:
         if tokenizer is None:
@@ -356,18 +481,19 @@ class RulerBenchmark:
         return True
 
     def official_table(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """RULER's scores (0-100) per task and length, and the average over the tasks run."""
-        cells: dict[tuple[str, str], list[float]] = defaultdict(list)
+        """RULER's scores (0-100) per task and length, and the average over the tasks run.
+        Each cell is ``cell_score``: RULER's own metric over the cell's predictions, as
+        ``evaluate.py`` computes it (rounded to two decimals)."""
+        cells: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
-            score = row.get("score")
-            cells[(row["task"], row["length"])].append(float(row["correct"] if score is None else score))
-        table = {cell: 100 * sum(values) / len(values) for cell, values in cells.items()}
+            cells[(row["task"], row["length"])].append(row)
+        table = {cell: cell_score(cell[0], members) for cell, members in cells.items()}
         averages: dict[str, float] = {}
         for length in {length for _, length in table}:
             scores = [value for (_, cell_length), value in table.items() if cell_length == length]
             averages[length] = sum(scores) / len(scores)
         return {
-            "score": {f"{task}/{length}": round(value, 2) for (task, length), value in sorted(table.items())},
+            "score": {f"{task}/{length}": value for (task, length), value in sorted(table.items())},
             "average": averages,
             "tasks": sorted({task for task, _ in table}, key=task_names().index),
         }

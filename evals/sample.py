@@ -65,6 +65,9 @@ class EvalSample:
         target: the reference answer (LongBench: the letter; BABILong: the target string).
         generation: the official run's decoding settings.
         fields: breakdown fields kept with every result (difficulty, sub_domain, question, ...).
+        revision: the data version of this sample's cell where it differs from the run's
+            (``Benchmark.revision``), e.g. a RULER cell whose generator set-up changed; None: the
+            run's. It goes into the unit id, so a changed cell never resumes into old rows.
     """
 
     dataset: str
@@ -75,6 +78,7 @@ class EvalSample:
     target: str
     generation: GenerationSettings
     fields: dict[str, str] = field(default_factory=dict)
+    revision: str | None = None
 
 
 def split_at_suffix(message: str, suffix: str, what: str) -> PromptParts:
