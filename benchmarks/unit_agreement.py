@@ -84,9 +84,8 @@ def agreements(stacked: pd.DataFrame, table: ScoredTable) -> pd.DataFrame:
     """Per group (``GROUP``, pools included): ``units``, ``identical`` %, both accuracies and
     the comparison second − first (``analysis.views.compare``, the whole frame one family)."""
     # the same configuration under two code paths: a kept-token change is a finding here, not a mismatch
-    found = compare(
-        table.where(stacked), GROUP, FIRST, "side", (*UNIT, "task", "length"), value="correct", mismatched=True
-    )
+    pair_on = (*UNIT, "task", "length")
+    found = compare(table.where(stacked), GROUP, FIRST, "side", pair_on, value="correct", mismatched=True)
     sides = stacked.pivot_table(index=[*GROUP, "unit_id"], columns="side", values="answer", aggfunc="first")
     identical = (sides[FIRST] == sides[SECOND]).groupby(list(GROUP)).mean().mul(100).rename("identical")
     right = stacked.pivot_table(index=[*GROUP, "unit_id"], columns="side", values="correct", aggfunc="first")

@@ -51,6 +51,10 @@ QUALITY_V3_RATIOS = (0.25, 0.125)
 QUALITY_V3_CURVE_RATIOS = (0.5, 0.0625)
 """Issue 36's curve: LASER-KV and SnapKV also at r = 0.5 and r = 0.0625."""
 QUALITY_V3_REGIME_BLOCK = 1024
+QUALITY_V3_ONE_SHOT_BLOCK = 131072
+"""A block at least as long as every v3 context (16k, 32k): one prefill, one compression."""
+QUALITY_V3_EQUAL_TOKENS: dict[str, object] = {"budget_rule": "exact"}
+"""LASER-KV keeping exactly floor(r T) tokens, the rivals' count (issue 35's equal tokens)."""
 """Issue 36's regime control: LASER-KV and SnapKV at r = 0.25 with blocks of 1024 tokens (a 16k
 context is then compressed over 16 blocks instead of 4)."""
 QUALITY_V3_METHODS = (
@@ -110,6 +114,25 @@ SWEEP_PRESETS: dict[str, tuple[GridEntry, ...]] = {
             {"method": name, "compression_ratio": 0.25, "block_size": QUALITY_V3_REGIME_BLOCK}
             for name in ("laser", "snapkv")
         ),
+        # added with issue 35 (the plan's E1-E9, E12, E13): LASER-KV at the rivals' kept tokens
+        {
+            "method": "laser",
+            **QUALITY_V3_EQUAL_TOKENS,
+            "compression_ratio": [*QUALITY_V3_RATIOS, *QUALITY_V3_CURVE_RATIOS],
+        },
+        {
+            "method": "laser",
+            **QUALITY_V3_EQUAL_TOKENS,
+            "block_size": QUALITY_V3_ONE_SHOT_BLOCK,
+            "compression_ratio": list(QUALITY_V3_RATIOS),
+        },
+        {"method": "snapkv", "block_size": QUALITY_V3_ONE_SHOT_BLOCK, "compression_ratio": 0.25},
+        {
+            "method": "laser",
+            **QUALITY_V3_EQUAL_TOKENS,
+            "block_size": QUALITY_V3_REGIME_BLOCK,
+            "compression_ratio": 0.25,
+        },
     ),
 }
 """Grids in the YAML files' form. ``ablation``: the original README's grid (exact / LSH / hybrid
@@ -127,7 +150,11 @@ pre-registered study, 25 configurations: ``full``; at r = 0.25 and 0.125 LASER-K
 ``faithful_empty_block``, ``faithful_hybrid``), its exact selector alone, SnapKV natively and
 through kvpress (query-aware, and kvpress's query-agnostic reference), kvpress's Expected
 Attention (query-aware) and StreamingLLM; LASER-KV and SnapKV also at r = 0.5 and 0.0625 (the
-curve) and at r = 0.25 with 1024-token blocks (the regime control). Every other entry keeps the
+curve) and at r = 0.25 with 1024-token blocks (the regime control); and the matched arms issue 35
+made possible (33 configurations in all): LASER-KV with ``budget_rule=exact`` (exactly the
+rivals' floor(r T) tokens) at all four r in 4096-token blocks, one-shot (blocks of 131,072 tokens,
+longer than any v3 context) at r = 0.25 and 0.125, and in 1024-token blocks at r = 0.25, and
+SnapKV one-shot at r = 0.25. Every other entry keeps the
 engine's 4096-token blocks, so the configs it shares with ``quality-v2`` (run with
 ``--block-size 4096``) have the same hashes there."""
 

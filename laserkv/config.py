@@ -14,7 +14,16 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from laserkv.budget import BudgetSplit, budget_from_ratio, budget_from_ratio_fixed, split_budget, split_fixed
+from laserkv.budget import (
+    BUDGET_RULES,
+    BudgetSplit,
+    budget_for_target,
+    budget_from_ratio,
+    budget_from_ratio_fixed,
+    exact_target,
+    split_budget,
+    split_fixed,
+)
 from laserkv.checks import check_bool, check_choice, check_fraction, check_int, is_number
 from laserkv.errors import ConfigError
 from laserkv.selectors import ExactSelector, Selector
@@ -84,6 +93,17 @@ class EngineConfig:
         faithful_recursive_budget: recursive mode: select exactly ``global`` candidates per block,
             as the original does, even when the local window or the anchors are not full. Default:
             the selection fills ``budget - fixed slots``, so a budget >= the context keeps all.
+        budget_rule: how many tokens the final cache holds: ``original`` (each block keeps the
+            split's global part; in accumulate mode the ratio's B comes from the original's
+            formula, which keeps a little more than ``r T``) or ``exact`` (exactly ``floor(r T)``
+            tokens for a ratio, B for a budget, whenever the context is longer: in accumulate mode
+            the split comes from the budget that keeps about that many over the ``ceil(T / b)``
+            blocks that run (the target itself for one block) and the target minus the anchors
+            and the last local tail is shared over those blocks in proportion to their
+            candidates; in recursive mode every block fills ``target - fixed slots`` whatever
+            ``faithful_recursive_budget`` and ``faithful_empty_block`` say; in accumulate mode the
+            empty-block skip drops what the original drops and the other blocks make up for it).
+            See ``budget.budget_for_target``, ``budget.share_out``, ``modes.block_globals``.
     """
 
     compression_mode: str = "accumulate"
@@ -99,9 +119,11 @@ class EngineConfig:
     boundary_smoothing: bool = True
     faithful_empty_block: bool = False
     faithful_recursive_budget: bool = False
+    budget_rule: str = "original"
 
     def __post_init__(self) -> None:
         check_choice("compression_mode", self.compression_mode, COMPRESSION_MODES)
+        check_choice("budget_rule", self.budget_rule, BUDGET_RULES)
         check_choice("backend", self.backend, BACKENDS)
         check_choice("score_norm", self.score_norm, SCORE_NORMS)
         if self.score_norm == "window" and self.backend != "flash":
@@ -139,20 +161,46 @@ class EngineConfig:
         return split_fixed(budget_tokens, self.anchor_tokens, self.local_tokens, self.local_fraction)
 
     def budget_for(self, context_tokens: int) -> int | None:
-        """The budget B for a context of ``context_tokens`` tokens (``None``: the full cache).
+        """The budget B for a context of ``context_tokens`` tokens (``None``: the full cache), the
+        one its split is made from (``budget_rule="exact"``: ``budget.budget_for_target``).
 
         Raises:
             ConfigError: a compression ratio that leaves no token for this context.
         """
+        mode, block = self.compression_mode, self.block_size
+        target = self.target_for(context_tokens)
+        if target is not None:
+            fixed = (self.anchor_tokens, self.local_tokens, self.local_fraction)
+            return budget_for_target(target, context_tokens, mode, block, self.protection_divisor, fixed)
         if self.budget is not None or self.compression_ratio is None:
             return self.budget
-        mode, block = self.compression_mode, self.block_size
         if self.protection_divisor is not None:
             return budget_from_ratio(
                 self.compression_ratio, context_tokens, mode, block, self.protection_divisor
             )
         fixed = (self.anchor_tokens, self.local_tokens, self.local_fraction)
         return budget_from_ratio_fixed(self.compression_ratio, context_tokens, mode, block, fixed)
+
+    def target_for(self, context_tokens: int) -> int | None:
+        """The exact final cache length for a context of ``context_tokens`` tokens
+        (``budget_rule="exact"``: ``floor(r T)`` or B), or None (the original rule, or the full cache).
+
+        Raises:
+            ConfigError: a compression ratio that leaves no token for this context.
+        """
+        if self.budget_rule != "exact":
+            return None
+        return exact_target(self.budget, self.compression_ratio, context_tokens)
+
+    def split_for(self, context_tokens: int) -> BudgetSplit | None:
+        """The budget split for a context of ``context_tokens`` tokens, with the exact rule's
+        target (``None``: the full cache)."""
+        budget = self.budget_for(context_tokens)
+        if budget is None:
+            return None
+        split = self.split(budget)
+        target = self.target_for(context_tokens)
+        return split if target is None else dataclasses.replace(split, target=target)
 
 
 ENGINE_FIELDS = tuple(field.name for field in dataclasses.fields(EngineConfig))
@@ -209,9 +257,9 @@ class MethodConfig:
         return self.engine.budget_for(context_tokens)
 
     def split_for(self, context_tokens: int) -> BudgetSplit | None:
-        """The budget split for a context of ``context_tokens`` tokens (``None``: the full cache)."""
-        budget = self.budget_for(context_tokens)
-        return None if budget is None else self.engine.split(budget)
+        """The budget split for a context of ``context_tokens`` tokens (``None``: the full cache;
+        ``target`` set under ``budget_rule="exact"``)."""
+        return self.engine.split_for(context_tokens)
 
     def params(self) -> dict[str, object]:
         """The flat parameters: ``selector`` (its kind), the engine fields, the selector's own."""

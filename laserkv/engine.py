@@ -27,7 +27,7 @@ from laserkv.evidence import block_evidence
 from laserkv.kernels import DECODE_CHUNK
 from laserkv.kv_buffer import KVBuffer
 from laserkv.kvpress_bridge import prefill_with_press, press_attention
-from laserkv.modes import BlockPlan, forward_slots_needed, plan_block
+from laserkv.modes import BlockPlan, block_globals, block_spans, forward_slots_needed, plan_block
 from laserkv.prompting import encode_context, encode_question, encode_text
 from laserkv.selectors import ForwardNeeds
 from laserkv.state import CompressedKV, Prefilled, count_below, join_positions, take_slots
@@ -221,7 +221,9 @@ def prefill_compressed(
             scores with the question (its needs' ``scoring_rows="question"``).
         method: what to keep.
         split: this sample's budget split (``None``: the full cache).
-        timer: receives per-phase seconds; ``timer.stats.cache_length_per_block`` is filled.
+        timer: receives per-phase seconds; ``timer.stats`` gets ``cache_length_per_block``,
+            ``compression_rounds`` (blocks whose step dropped context tokens) and ``one_shot``
+            (the whole context in one block: ``block_size >= T``).
         buffer: an empty buffer to prefill into (sized by ``prefill_slots``); None = one sized
             for the prefill alone.
 
@@ -238,12 +240,16 @@ def prefill_compressed(
     positions = torch.empty(0, dtype=torch.long)  # of the buffer's slots in use
     scores: Tensor | None = None  # carried mass of the slots in use (carry_scores)
     state_len = 0  # the slots after the state are the held tail
-    for block_start in range(0, context_len, engine.block_size):
-        block_ids = context_ids[block_start : block_start + engine.block_size]
-        block_len = int(block_ids.numel())
+    spans = block_spans(engine.block_size, context_len)
+    shares = block_globals(engine, split, context_len)  # the exact rule's global parts (accumulate)
+    timer.stats.one_shot = len(spans) == 1
+    for index, (block_start, block_len) in enumerate(spans):
+        block_ids = context_ids[block_start : block_start + block_len]
         tail_len = buffer.length - state_len
+        held = buffer.length  # context slots before this block (state and held tail)
         state_anchors = count_below(positions[..., :state_len], split.anchors) if split is not None else 0
-        plan = plan_block(engine, split, state_len, state_anchors, tail_len, block_start, block_len)
+        n_global = None if shares is None else shares[index]
+        plan = plan_block(engine, split, state_len, state_anchors, tail_len, block_start, block_len, n_global)
         prefix_len = state_len + (tail_len if plan.prefix_has_tail else 0)
         buffer.truncate(prefix_len)  # a tail the block does not see is dropped (reference semantics)
         positions = positions[..., :prefix_len]
@@ -288,6 +294,7 @@ def prefill_compressed(
             state_len = int(keep.shape[-1])
             del step, keys, values
         timer.stats.cache_length_per_block.append(buffer.length)  # 5. record
+        timer.stats.compression_rounds += int(buffer.length < held + block_len)
     keys, values = buffer.view()
     return CompressedKV(keys, values, positions, scores)
 
@@ -418,7 +425,7 @@ def compress_and_generate(
     stats = CallStats(
         context_tokens=len(context_ids),
         question_tokens=len(question_ids),
-        budget=None if split is None else split.total,
+        budget=None if split is None else split.total if split.target is None else split.target,
         compression_ratio=method.engine.compression_ratio,
     )
     timer = PhaseTimer(stats, device)

@@ -7,10 +7,11 @@ attention; the question then follows over the compressed cache at positions ``T.
 to the context), all but the chat template's end of turn and generation prompt, which follow
 over the compressed cache.
 
-The budget: a method's B (given or derived from its ratio) is the number of context tokens to
-keep, so the press's ``compression_ratio`` (the fraction it removes) is set per sample to keep
-B of T tokens (B + q of T + q when the question is compressed too). Presses that size their own
-layers or heads (PyramidKV, AdaKV, ...) decide the rest; what they kept is measured: the kept
+The budget: a method's B (given or derived from its ratio; the exact rule's target when it has
+one) is the number of context tokens to keep, so the press's ``compression_ratio`` (the fraction
+it removes) is set per sample to keep B of T tokens (B + q of T + q when the question is
+compressed too; ``press_ratio``). Presses that size their own layers or heads (PyramidKV,
+AdaKV, ...) decide the rest; what they kept is measured: the kept
 positions are recovered by matching each kept key to the prefilled keys (exact integer
 fingerprints), and presses that mask keys instead of dropping them (AdaKV's
 ``masked_key_indices``) have their masked positions removed.
@@ -23,6 +24,7 @@ question in one forward.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -41,13 +43,40 @@ MASK_ATTRIBUTE = "masked_key_indices"
 INTEGER_VIEWS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
-def press_ratio(n_keep: int, n_tokens: int) -> float:
-    """kvpress's ``compression_ratio`` that keeps ``n_keep`` of ``n_tokens``: its presses keep
-    ``int(n_tokens * (1 - ratio))``, so the ratio aims half a token above ``n_keep`` to survive
-    floating-point rounding; 0 (no compression) when everything fits."""
+def press_ratio(n_keep: int, n_tokens: int, rounds: bool = False) -> float:
+    """kvpress's ``compression_ratio`` that keeps ``n_keep`` of ``n_tokens``; 0 (no compression)
+    when everything fits.
+
+    Most presses keep ``int(n_tokens * (1 - ratio))``, so the ratio aims half a token above
+    ``n_keep`` to survive floating-point rounding. A press that rounds instead (``rounds``:
+    PyramidKV, whose layer budgets are ``round(...)`` of a pyramid averaging ``n_tokens * (1 -
+    ratio)``, and which falls back to ``round(n_tokens * (1 - ratio))``) is aimed at ``n_keep``
+    itself, and exactly: the float ratio nearest ``1 - n_keep / n_tokens`` for which
+    ``n_tokens * (1 - ratio)`` is ``n_keep`` in floating point. Half a token above kept
+    ``n_keep + 1`` on about half of the lengths, and an aim a rounding error off ``n_keep`` can
+    push a pyramid's two halves (``x.5`` and ``y.5``, PyramidKV's layer budgets on two layers)
+    the same way. The layers' mean is then B, and so is the kept count the bridge records (the
+    mean over layers and heads, rounded), with PyramidKV's default shape (beta 20); the layers'
+    own rounding can move a much steeper pyramid's mean (beta 2) by half a token.
+    """
     if n_keep >= n_tokens:
         return 0.0
-    return 1.0 - (n_keep + 0.5) / n_tokens
+    if not rounds:
+        return 1.0 - (n_keep + 0.5) / n_tokens
+    return exact_ratio(n_keep, n_tokens)
+
+
+def exact_ratio(n_keep: int, n_tokens: int, tries: int = 64) -> float:
+    """The float ``ratio`` closest to ``1 - n_keep / n_tokens`` with ``n_tokens * (1 - ratio) ==
+    n_keep`` in floating point (the nearest one itself when none within ``tries`` steps is)."""
+    nearest = 1.0 - n_keep / n_tokens
+    up = down = nearest
+    for _ in range(tries):
+        for ratio in (down, up):
+            if n_tokens * (1 - ratio) == n_keep:
+                return ratio
+        down, up = math.nextafter(down, -math.inf), math.nextafter(up, math.inf)
+    return nearest
 
 
 def key_fingerprints(keys: Tensor, weights: Tensor) -> Tensor:
@@ -141,8 +170,10 @@ def prefill_with_press(
     sequence = torch.cat([context_ids, question_ids[:in_state]])
     n_tokens = int(sequence.numel())
     extra = in_state
-    n_keep = n_tokens if split is None else split.total + extra
-    press = selector.build(press_ratio(n_keep, n_tokens))
+    kept_context = None if split is None else split.total if split.target is None else split.target
+    n_keep = n_tokens if kept_context is None else kept_context + extra
+    ratio = press_ratio(n_keep, n_tokens, selector.rounds)
+    press = selector.build(ratio)
     device = hooks.model_device(model)
 
     def fingerprint(keys: Tensor) -> Tensor:
@@ -184,6 +215,8 @@ def prefill_with_press(
     first_logits = hooks.next_token_logits(model, hidden[:, -1])[0] if whole_question else None
     kept_tokens = round(float(torch.stack(counts).float().mean()))
     timer.stats.cache_length_per_block.append(kept_tokens)  # one compression, after the whole context
+    timer.stats.compression_rounds = int(ratio > 0)
+    timer.stats.one_shot = context_len > 0
     uneven = len({int(layer.shape[2]) for layer in keys}) > 1
     masked_keys = any(mask is not None for mask in masks)
     return Prefilled(

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from laserkv.budget import BudgetSplit
+from laserkv.budget import BudgetSplit, share_out
 from laserkv.config import EngineConfig
+from laserkv.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ def plan_block(
     tail_len: int,
     block_start: int,
     block_len: int,
+    n_global: int | None = None,
 ) -> BlockPlan:
     """Plan one block step of a method (see module docstring for the slot layout).
 
@@ -74,6 +76,15 @@ def plan_block(
         tail_len: length of the held-back tail of the previous block (accumulate mode).
         block_start: context position of the block's first token.
         block_len: number of tokens in the block.
+        n_global: accumulate mode: the candidates to keep instead of the split's global part
+            (the exact rule's share of this block, ``block_globals``, which already says whether
+            the faithful empty-block skip drops them).
+
+    The exact rule (``split.target`` set): in recursive mode every block fills ``target - fixed
+    slots`` and the faithful empty-block skip is not applied, whatever ``faithful_recursive_budget``
+    and ``faithful_empty_block`` say (both would leave the cache short of the target: unused slots,
+    or all non-anchor history dropped, which no later block can make up for); in accumulate mode
+    ``n_global`` already says whether the skip drops a block's candidates (a share of 0).
     """
     empty = _span(0, 0)
     if split is None:  # full cache: keep everything, hold nothing back
@@ -100,12 +111,60 @@ def plan_block(
         )
         candidates = torch.cat([_span(state_anchors, state_len), block_candidates])
         tail = empty
-    n_select = split.global_
-    if engine.compression_mode == "recursive" and not engine.faithful_recursive_budget:
-        n_select = split.total - int(fixed.numel())  # unused anchor/local slots go to the global part
-    if engine.faithful_empty_block and block_candidates.numel() == 0:
+    n_select = split.global_ if n_global is None else n_global
+    recursive = engine.compression_mode == "recursive"
+    exact = split.target is not None
+    if recursive and (not engine.faithful_recursive_budget or exact):
+        total = split.total if split.target is None else split.target
+        n_select = total - int(fixed.numel())  # unused anchor/local slots go to the global part
+    if engine.faithful_empty_block and block_candidates.numel() == 0 and not exact:  # exact: see above
         n_select = 0  # the original skipped selection entirely, dropping tail / history
     return BlockPlan(prefix_has_tail, fixed, candidates, tail, n_select, block_len - local_start)
+
+
+def block_spans(block_size: int, context_len: int) -> list[tuple[int, int]]:
+    """``(block_start, block_len)`` of every block of a ``context_len``-token context."""
+    return [(start, min(block_size, context_len - start)) for start in range(0, context_len, block_size)]
+
+
+def block_globals(engine: EngineConfig, split: BudgetSplit | None, context_len: int) -> list[int] | None:
+    """The exact rule's global part of each block in accumulate mode, or None (the split's
+    ``global_`` for every block: the original rule, recursive mode, the full cache).
+
+    The final cache holds the anchors, each block's kept candidates and the last block's local
+    tail, so the blocks share ``target - anchors - last tail`` in proportion to their candidates
+    (the held tail and the block's own tokens between its anchors and its local window), largest
+    remainder first (``budget.share_out``). A block that the faithful empty-block skip applies to
+    (no candidates of its own) gets none, its held tail dropped as the original drops it, unless
+    the other blocks cannot make up for it: then the skip is not applied. The shares sum to that
+    remainder whenever ``T > target`` and boundary smoothing is on (off, the held tails the next
+    block does not see are dropped and the cache may end below the target).
+
+    Raises:
+        ConfigError: the target is below the anchors plus the last local tail.
+    """
+    if split is None or split.target is None or engine.compression_mode != "accumulate":
+        return None
+    capacities: list[int] = []
+    skipped: list[bool] = []
+    fixed = tail_len = 0
+    for block_start, block_len in block_spans(engine.block_size, context_len):
+        plan = plan_block(engine, split, 0, 0, tail_len, block_start, block_len, n_global=0)
+        n_anchors, local_start = block_roles(block_start, block_len, split)
+        skipped.append(engine.faithful_empty_block and local_start == n_anchors)
+        capacities.append(int(plan.candidate_slots.numel()))
+        fixed += int(plan.fixed_slots.numel())  # with no state: the block's anchors
+        tail_len = int(plan.tail_slots.numel())
+    rest = split.target - fixed - tail_len
+    if rest < 0:
+        raise ConfigError(
+            "budget_rule",
+            "exact",
+            f"'original' for this {context_len}-token context: its target of {split.target} tokens is "
+            f"below the {fixed} anchors plus the {tail_len}-token local tail",
+        )
+    faithful = [0 if skip else capacity for skip, capacity in zip(skipped, capacities, strict=True)]
+    return share_out(rest, faithful if sum(faithful) >= rest else capacities)
 
 
 def kept_after(plan: BlockPlan) -> tuple[int, int]:
@@ -129,12 +188,14 @@ def forward_slots_needed(
         rows), and the slots the final cache keeps (state plus held tail).
     """
     state_len = tail_len = most = 0
-    for block_start in range(0, context_len, engine.block_size):
-        block_len = min(engine.block_size, context_len - block_start)
+    spans = block_spans(engine.block_size, context_len)
+    shares = block_globals(engine, split, context_len)
+    for index, (block_start, block_len) in enumerate(spans):
         state_anchors = min(split.anchors, block_start) if split is not None else 0
         plan = plan_block(
-            engine, split, state_len, min(state_anchors, state_len), tail_len, block_start, block_len
-        )
+            engine, split, state_len, min(state_anchors, state_len), tail_len, block_start, block_len,
+            None if shares is None else shares[index],
+        )  # fmt: skip
         prefix = state_len + (tail_len if plan.prefix_has_tail else 0)
         most = max(most, prefix + block_len + question_rows)
         state_len, tail_len = kept_after(plan)

@@ -20,9 +20,15 @@ class CallStats:
         context_tokens: T, the context length in tokens.
         question_tokens: q, the chat-templated question length.
         budget: the budget B this sample ran with (derived from ``compression_ratio`` when the
-            method gives a ratio); None for the full cache.
+            method gives a ratio); under ``budget_rule="exact"`` the target, the exact number of
+            tokens the final cache holds (B or ``floor(r T)``); None for the full cache.
         compression_ratio: the method's ratio r, or None when it gives B directly.
         cache_length_per_block: kept tokens (state + held tail) after each block.
+        compression_rounds: how many times the cache was compressed: the block engine's blocks
+            whose step dropped context tokens (a selection, or candidates dropped whole); a
+            kvpress press's one compression of the whole context (0 when it kept everything).
+        one_shot: the whole context was prefilled in one forward (the block engine with
+            ``block_size >= T``; every kvpress press); False for an empty context.
         final_cache_length: tokens the question and the answer were decoded over.
         generated_tokens: answer length in tokens (EOS excluded).
         peak_memory_bytes: peak allocated device memory during the call (CUDA), else None.
@@ -35,6 +41,8 @@ class CallStats:
     budget: int | None = None
     compression_ratio: float | None = None
     cache_length_per_block: list[int] = field(default_factory=list)
+    compression_rounds: int = 0
+    one_shot: bool = False
     final_cache_length: int = 0
     generated_tokens: int = 0
     peak_memory_bytes: int | None = None

@@ -31,6 +31,7 @@ from tests.tiny import build_tokenizer
         ({"selector": "lsh", "lsh_mode": "magicpig_baseline", "lsh_tables": 1}, "lsh_tables", "1", ">= 2"),
         ({"block_size": 0}, "block_size", "0", ">= 1"),
         ({"compression_mode": "rolling"}, "compression_mode", "'rolling'", "accumulate, recursive"),
+        ({"budget_rule": "matched"}, "budget_rule", "'matched'", "one of original, exact"),
         (
             {"selector": "lsh2"},
             "selector",

@@ -1,4 +1,4 @@
-"""The ``quality-v3`` sweep preset (issue 36): 25 distinct configurations with the pre-registered
+"""The ``quality-v3`` sweep preset (issue 36): 33 distinct configurations with the pre-registered
 labels, protocols and block sizes, LASER-KV as the original code shipped it, and the same config
 hashes as ``quality-v2`` for the configurations both studies run (cross-study pairing)."""
 
@@ -35,6 +35,10 @@ EXPECTED_LABELS = (
     *(f"{name}[compression_ratio={ratio}]" for name in ("laser", "snapkv") for ratio in (0.5, 0.0625)),
     "laser[block_size=1024,compression_ratio=0.25]",
     "snapkv[block_size=1024,compression_ratio=0.25]",
+    *(f"laser[budget_rule=exact,compression_ratio={ratio}]" for ratio in (0.25, 0.125, 0.5, 0.0625)),
+    *(f"laser[block_size=131072,budget_rule=exact,compression_ratio={ratio}]" for ratio in (0.25, 0.125)),
+    "snapkv[block_size=131072,compression_ratio=0.25]",
+    "laser[block_size=1024,budget_rule=exact,compression_ratio=0.25]",
 )
 QUERY_AGNOSTIC = ("kvpress:snapkv[", "streaming[")
 SHARED_WITH_V2 = (
@@ -63,13 +67,13 @@ def methods() -> dict[str, MethodConfig]:
     return by_label
 
 
-def test_the_preset_expands_to_25_distinct_configurations_with_the_expected_labels(
+def test_the_preset_expands_to_33_distinct_configurations_with_the_expected_labels(
     methods: dict[str, MethodConfig],
 ) -> None:
     assert "quality-v3" in SWEEP_PRESETS
     assert sorted(methods) == sorted(EXPECTED_LABELS)
-    assert len(methods) == 25
-    assert len({method.config_hash for method in methods.values()}) == 25
+    assert len(methods) == 33
+    assert len({method.config_hash for method in methods.values()}) == 33
 
 
 def test_budgets_protocols_and_block_sizes(methods: dict[str, MethodConfig]) -> None:
@@ -81,7 +85,9 @@ def test_budgets_protocols_and_block_sizes(methods: dict[str, MethodConfig]) -> 
             continue
         assert engine.budget is None
         assert engine.compression_ratio in (0.5, 0.25, 0.125, 0.0625), label
-        assert engine.block_size == (1024 if "block_size=1024" in label else 4096), label
+        block = 1024 if "block_size=1024" in label else 131072 if "block_size=131072" in label else 4096
+        assert engine.block_size == block, label
+        assert engine.budget_rule == ("exact" if "budget_rule=exact" in label else "original"), label
         expected = "query-agnostic" if label.startswith(QUERY_AGNOSTIC) else "query-aware"
         assert method.selector.protocol == expected, label
     assert methods["full"].engine.block_size == 4096

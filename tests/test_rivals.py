@@ -204,6 +204,82 @@ def test_a_native_rival_and_its_kvpress_press_keep_the_same_positions_and_tokens
     assert ours.token_ids == theirs.token_ids
     torch.testing.assert_close(ours.first_token_logits, theirs.first_token_logits, rtol=1e-4, atol=1e-4)
     assert ours.stats.final_cache_length == theirs.stats.final_cache_length == 40
+    for stats in (ours.stats, theirs.stats):  # both the single-prefill form: one compression
+        assert (stats.one_shot, stats.compression_rounds) == (True, 1)
+
+
+@pytest.mark.parametrize(
+    ("native", "settings", "press", "press_settings"), CROSS_CHECKS, ids=[c[0] for c in CROSS_CHECKS]
+)
+def test_one_shot_at_a_ratio_keeps_the_presses_count_and_positions(
+    tiny: Any, native: str, settings: dict[str, object], press: str, press_settings: dict[str, object]
+) -> None:
+    """Equal tokens at a ratio: the native method one-shot (``block_size >= T``) under the exact
+    rule keeps floor(r T), as the press does, the same positions and the same first logits."""
+    model, tokenizer = tiny
+    ratio, n_kept = 0.4, int(0.4 * T)  # 38 of 96
+    ours = run(
+        model, tokenizer, native, compression_ratio=ratio, block_size=T, budget_rule="exact", **settings
+    )
+    theirs = run(model, tokenizer, press, compression_ratio=ratio, **press_settings)
+    positions = ours.kept_positions
+    positions = positions.expand(2, 2, -1) if positions.dim() == 1 else positions
+    assert positions.shape == theirs.kept_positions.shape == (2, 2, n_kept)
+    assert torch.equal(positions, theirs.kept_positions)
+    torch.testing.assert_close(ours.first_token_logits, theirs.first_token_logits, rtol=1e-4, atol=1e-4)
+    assert ours.stats.final_cache_length == theirs.stats.final_cache_length == ours.stats.budget == n_kept
+    assert ours.stats.one_shot and ours.stats.compression_rounds == 1
+
+
+def test_pyramidkv_keeps_what_the_other_presses_keep_at_every_length() -> None:
+    """PyramidKV rounds its layer budgets (their mean is ``n (1 - ratio)``; short contexts fall
+    back to ``round(n (1 - ratio))``) where the other presses truncate ``int(n (1 - ratio))``: aimed
+    half a token above B like them it kept B + 1 on about half of the lengths; aimed at B, the
+    kept count (the layers' mean, rounded, as the bridge records it) is B at every length, for
+    short and long contexts, few and many layers (PyramidKV's default beta 20; a much steeper
+    pyramid, beta 2, can still move its own rounded layer budgets' mean by half a token). The
+    truncating presses' ratio is unchanged."""
+    from types import SimpleNamespace
+
+    from kvpress import PyramidKVPress
+
+    from laserkv.kvpress_bridge import press_ratio
+    from laserkv.selectors.kvpress import PRESSES
+
+    def kept(ratio: float, n_tokens: int, n_layers: int, window: int) -> int:
+        press = PyramidKVPress(compression_ratio=ratio, window_size=window)
+        config = SimpleNamespace(num_hidden_layers=n_layers)
+        budgets = [
+            press.get_layer_budget(SimpleNamespace(config=config, layer_idx=layer), n_tokens)  # type: ignore[arg-type]
+            for layer in range(n_layers)
+        ]
+        return round(sum(budgets) / n_layers)
+
+    assert [name for name, spec in PRESSES.items() if spec.rounds] == ["pyramidkv"]
+    off_by_one = 0
+    for n_layers, window in [(2, 2), (32, 64), (28, 8)]:
+        for ratio in (0.25, 0.1):
+            for n_tokens in [*range(200, 400), *range(16000, 16050)]:
+                n_keep = int(ratio * n_tokens)
+                assert kept(press_ratio(n_keep, n_tokens, rounds=True), n_tokens, n_layers, window) == n_keep
+                assert int(n_tokens * (1 - press_ratio(n_keep, n_tokens))) == n_keep  # the truncating presses
+                off_by_one += kept(press_ratio(n_keep, n_tokens), n_tokens, n_layers, window) != n_keep
+    assert off_by_one > 0  # the old aim: B + 1 on some lengths
+
+
+def test_pyramidkv_keeps_b_on_a_model_at_consecutive_lengths(tiny: Any) -> None:
+    model, tokenizer = tiny
+    question = encode_question(tokenizer, sentence(Q - 4, 2))
+    for n_tokens in range(202, 208):  # B = 50, 51 (the old aim kept 52 from 204 on); B / 20 >= window
+        context = encode_context(tokenizer, sentence(n_tokens, n_tokens))
+        pyramid = {"press.window_size": 2}  # the pyramid, not its fallback
+        for name, params in [("kvpress:pyramidkv", pyramid), ("kvpress:snapkv", {"press.window_size": 8})]:
+            method = get_method(name, compression_ratio=0.25, **params)
+            result = answer_ids(
+                model, tokenizer, context, question, method, GenerationConfig(max_new_tokens=1)
+            )
+            assert result.stats.final_cache_length == n_tokens // 4, (name, n_tokens)
+            assert (result.stats.one_shot, result.stats.compression_rounds) == (True, 1)
 
 
 def test_query_aware_snapkv_matches_kvpress_on_the_context_it_keeps(tiny: Any) -> None:
@@ -318,7 +394,7 @@ def kvpress_own_answer(
     query_aware = "query_aware" in name
     sequence = context + question if query_aware else context
     n_keep = method.split_for(len(context)).total + (len(question) if query_aware else 0)
-    press = method.selector.build(press_ratio(n_keep, len(sequence)))
+    press = method.selector.build(press_ratio(n_keep, len(sequence), method.selector.rounds))
     cache = DynamicCache(config=model.config)
     with press_attention(model, method), torch.inference_mode():
         with hooks.cache_position_restored(model), press(model):

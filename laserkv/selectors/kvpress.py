@@ -42,23 +42,30 @@ class PressSpec:
         inner: the press it wraps (AdaKV, ChunkKV, Block, ...), passed as ``press``.
         attention: the attention implementation the press needs (``eager`` when it reads the
             attention weights, as kvpress's evaluation sets it for ``ObservedAttentionPress``).
+        rounds: the press keeps ``round(n * (1 - ratio))`` tokens (PyramidKV's layer budgets)
+            where the others truncate, ``int(n * (1 - ratio))`` (``kvpress_bridge.press_ratio``).
     """
 
     cls: str
     arguments: tuple[tuple[str, object], ...] = ()
     inner: PressSpec | None = None
     attention: str = "sdpa"
+    rounds: bool = False
 
 
 def _spec(
-    cls: str, inner: PressSpec | None = None, attention: str = "sdpa", **arguments: object
+    cls: str,
+    inner: PressSpec | None = None,
+    attention: str = "sdpa",
+    rounds: bool = False,
+    **arguments: object,
 ) -> PressSpec:
-    return PressSpec(cls, tuple(sorted(arguments.items())), inner, attention)
+    return PressSpec(cls, tuple(sorted(arguments.items())), inner, attention, rounds)
 
 
 PRESSES: dict[str, PressSpec] = {
     "snapkv": _spec("SnapKVPress"),
-    "pyramidkv": _spec("PyramidKVPress"),
+    "pyramidkv": _spec("PyramidKVPress", rounds=True),
     "adakv_snapkv": _spec("AdaKVPress", _spec("SnapKVPress")),
     "expected_attention": _spec("AdaKVPress", _spec("ExpectedAttentionPress", epsilon=1e-2)),
     "knorm": _spec("KnormPress"),
@@ -200,6 +207,11 @@ class KVPressSelector(Selector):
     def attention(self) -> str:
         """The attention implementation the press runs under."""
         return PRESSES[self.press].attention
+
+    @property
+    def rounds(self) -> bool:
+        """Whether the press rounds its kept count instead of truncating it (``PressSpec.rounds``)."""
+        return PRESSES[self.press].rounds
 
     def build(self, compression_ratio: float) -> Any:
         """A fresh kvpress press with this selector's parameters and kvpress's ``compression_ratio``
