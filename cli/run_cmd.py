@@ -34,14 +34,25 @@ def run(
         ),
     ] = "laser",
     budget: Annotated[
-        int | None, typer.Option(help="Total token budget B.", rich_help_panel="Budget")
-    ] = 1024,
+        int | None,
+        typer.Option(help="Total token budget B (default: the method's).", rich_help_panel="Budget"),
+    ] = None,
+    ratio: Annotated[
+        float | None,
+        typer.Option(
+            help="Keep this fraction r of the context instead of a budget.", rich_help_panel="Budget"
+        ),
+    ] = None,
     block_size: Annotated[
-        int, typer.Option(help="Context tokens per block.", rich_help_panel="Budget")
-    ] = 1024,
+        int | None,
+        typer.Option(help="Context tokens per block (default: the method's).", rich_help_panel="Budget"),
+    ] = None,
     protection_divisor: Annotated[
-        int, typer.Option(help="n: anchors = local = B/n.", rich_help_panel="Budget")
-    ] = 4,
+        int | None,
+        typer.Option(
+            help="n: anchors = local = B/n (default: the method's split).", rich_help_panel="Budget"
+        ),
+    ] = None,
     dataset: Annotated[
         str, typer.Option(help="A benchmark with cells (see laserkv datasets).", rich_help_panel="Sample")
     ] = OFFLINE_DEFAULT,
@@ -71,13 +82,9 @@ def run(
     code (the same path as a worker of laserkv eval).
     """
     with laserkv_errors():
-        from cluster.unit import SingleRun, run_single
-        from laserkv import get_method
+        from cluster.unit import SingleRun, run_method, run_single
 
-        overrides: dict[str, object] = {"block_size": block_size}
-        if method != "full":
-            overrides.update(budget=budget, protection_divisor=protection_divisor)
-        config = get_method(method, **overrides)
+        config = run_method(method, budget, ratio, block_size, protection_divisor)
         run_spec = SingleRun(
             model, dataset, length, task, sample, config, source, device, dtype, max_new_tokens
         )  # checked before the model loads
@@ -91,7 +98,7 @@ def run(
         ("context tokens", str(stats.context_tokens)),
         ("kept tokens (final)", str(stats.final_cache_length)),
         ("cache length per block", ", ".join(map(str, stats.cache_length_per_block))),
-        ("question", chosen.fields["question"]),
+        ("question", chosen.question),
         ("expected", chosen.target),
         ("answer", outcome.result.text),
         ("prediction", "" if outcome.scored.prediction is None else outcome.scored.prediction),

@@ -12,7 +12,7 @@ import yaml
 from cluster.labels import sweep_label
 from laserkv.config import MethodConfig
 from laserkv.errors import ConfigError
-from laserkv.methods import KVPRESS_PREFIX, METHODS, QUERY_AWARE_SUFFIX, RIVALS, get_method
+from laserkv.methods import KVPRESS_PREFIX, QUERY_AWARE_SUFFIX, get_method
 
 ALIASES = ("laser", "laser_recursive")  # the same configs as hybrid_magicpig_0.75 (+ _recursive)
 QUALITY_METHODS = (
@@ -20,6 +20,9 @@ QUALITY_METHODS = (
     "snapkv_laser_split",
 )  # fmt: skip
 """Issue 8's study (its rivals are the first release's ``streaming`` / ``snapkv``, renamed)."""
+PUBLISHED_RIVALS = ("snapkv", "snapkv_agnostic", "streaming", "h2o", "tova", "tova_agnostic")
+"""The native rivals of the published ``rivals`` and ``quality-v2`` grids, fixed: registering a new
+rival (``laserkv.methods.RIVALS``) does not change a grid that results were published for."""
 RIVAL_PRESSES = (
     "snapkv", "pyramidkv", "adakv_snapkv", "expected_attention", "knorm", "tova", "streaming_llm",
 )  # fmt: skip
@@ -27,7 +30,7 @@ RIVAL_PRESSES = (
 RIVAL_METHODS = (
     "laser",
     "laser_recursive",
-    *RIVALS,
+    *PUBLISHED_RIVALS,
     *(f"{KVPRESS_PREFIX}{press}{suffix}" for press in RIVAL_PRESSES for suffix in ("", QUERY_AWARE_SUFFIX)),
 )
 QUALITY_BUDGETS = (256, 512, 1024, 2048)
@@ -41,7 +44,7 @@ QUALITY_V2_METHODS = (
     "laser",
     "laser_recursive",
     *QUALITY_V2_ABLATION,
-    *RIVALS,
+    *PUBLISHED_RIVALS,
     *(f"{KVPRESS_PREFIX}{press}" for press in QUALITY_V2_PRESSES),
 )
 """Issue 20's study: LASER-KV (accumulate, recursive, each selector alone), every native rival in
@@ -83,9 +86,20 @@ FLAGS = {"budget": "--budget", "compression_ratio": "--ratio", "block_size": "--
 FIRST_RELEASE_BASELINES = ("full", "streaming_laser_split", "snapkv_laser_split")
 """The first release's baselines (``streaming`` / ``snapkv`` then; same hashes, so resuming a grid
 of that release reruns nothing)."""
-ABLATION_METHODS = tuple(
-    name for name in METHODS if name.startswith(("exact", "lsh_", "hybrid_")) and name not in ALIASES
+ABLATION_METHODS = (
+    *(
+        f"{selector}{mode}"
+        for selector in ("exact", "lsh_frequency_rank", "lsh_magicpig")
+        for mode in ("", "_recursive")
+    ),
+    *(
+        f"hybrid_{lsh}_{ratio}{mode}"
+        for lsh in ("frequency_rank", "magicpig")
+        for ratio in ("0.5", "0.75")
+        for mode in ("", "_recursive")
+    ),
 )
+"""The original README's grid, fixed (exact / LSH / hybrid x modes)."""
 SWEEP_PRESETS: dict[str, tuple[GridEntry, ...]] = {
     "ablation": tuple({"method": name} for name in (*ABLATION_METHODS, *FIRST_RELEASE_BASELINES)),
     "laser-budgets": tuple(

@@ -330,7 +330,7 @@ def base_row(unit: Any, run_id: str, attempt: int, worker: str) -> ResultRow:
             "task": sample.task,
             "length": sample.length,
             "breakdown": breakdown_of(sample),
-            "question": sample.fields.get("question"),
+            "question": sample.question,
             "target": sample.target,
             "method": method.name,
             "method_hash": method.config_hash,

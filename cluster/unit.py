@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from cluster.presets import methods_with_overrides
 from evals.benchmark import DataRequest, Scored
 from evals.benchmarks import get_benchmark
 from evals.chat import engine_texts
@@ -94,6 +95,25 @@ class SingleRun:
         """The data request of the one cell (a generated set generates up to the sample)."""
         samples = max(self.index + 1, DataRequest().samples_per_cell)
         return DataRequest((self.length,), (self.task,), self.source, samples, model=self.model)
+
+
+def run_method(
+    name: str,
+    budget: int | None = None,
+    ratio: float | None = None,
+    block_size: int | None = None,
+    protection_divisor: int | None = None,
+) -> MethodConfig:
+    """The method ``laserkv run`` runs: built as ``laserkv eval`` builds it
+    (``cluster.presets.methods_with_overrides``), the method's own defaults and split where a
+    value is not given, so the same flags give the same config hash."""
+    overrides: dict[str, object] = {
+        "budget": budget,
+        "compression_ratio": ratio,
+        "block_size": block_size,
+        "protection_divisor": protection_divisor,
+    }
+    return methods_with_overrides((name,), overrides)[0]
 
 
 def run_single(run: SingleRun) -> tuple[EvalSample, UnitOutcome]:

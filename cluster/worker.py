@@ -14,6 +14,7 @@ from cluster.rows import ResultRow, base_row, error_row, prefill_regime
 from cluster.unit import run_unit
 from laserkv import load_model_and_tokenizer
 from laserkv.config import MethodConfig
+from laserkv.methods import with_params
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -61,7 +62,7 @@ class EvalWorker:
                 if is_out_of_memory(error) and try_index == 0 and method.engine.block_size > 1:
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
-                    method = method.with_params(block_size=max(1, method.engine.block_size // 2))
+                    method = with_params(method, block_size=max(1, method.engine.block_size // 2))
                     continue
                 status = "oom" if is_out_of_memory(error) else "error"
                 row = error_row(

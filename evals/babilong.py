@@ -22,12 +22,12 @@ from typing import Any
 
 from evals import needle
 from evals.benchmark import (
+    BenchmarkBase,
     DataRequest,
     OfficialTable,
     check_source,
     output_text,
     percent_cell,
-    source_revision,
 )
 from evals.errors import EvalError
 from evals.loading import check_fields, load_hub, load_local
@@ -136,7 +136,7 @@ def to_sample(row: dict[str, Any], dataset: str, length: str, task: str, index: 
         parts=parts,
         target=str(row["target"]),
         generation=needle.GENERATION if is_needle else GENERATION,
-        fields={"question": str(row["question"])},
+        question=str(row["question"]),
     )
 
 
@@ -270,15 +270,8 @@ def length_order(length: str) -> tuple[int, str]:
 
 
 @dataclass(frozen=True)
-class BabilongBenchmark:
+class BabilongBenchmark(BenchmarkBase):
     """BABILong (``babilong``, ``babilong_1k``): the ``evals.benchmark.Benchmark`` protocol."""
-
-    name: str
-    description: str
-    source: str
-    needs_tokenizer: bool = False
-    cells: bool = True
-    breakdown_fields: tuple[str, ...] = ()
 
     def lengths(self) -> tuple[str, ...]:
         return LENGTHS[self.name]
@@ -292,20 +285,11 @@ class BabilongBenchmark:
             for task in request.tasks:
                 check_config(self.name, length, task)
 
-    def revision(self, request: DataRequest) -> str:
-        return source_revision(request.source)
-
     def load(self, request: DataRequest, tokenizer: Any | None) -> Iterable[EvalSample]:
         return load_samples(self.name, request.lengths, request.tasks, request.source)
 
     def score(self, target: str, raw_output: str, question: str, task: str) -> tuple[str | None, bool]:
         return score_output(target, raw_output, question, task)
-
-    def graded(self, target: str, raw_output: str, question: str, task: str) -> float:
-        return float(self.score(target, raw_output, question, task)[1])
-
-    def counts(self, raw_output: str) -> bool:
-        return True
 
     def official_table(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Accuracy per task/length from each row's official judgement, and the headline."""

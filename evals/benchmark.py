@@ -141,6 +141,67 @@ class Benchmark(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class BenchmarkBase:
+    """The ``Benchmark`` protocol's defaults: a benchmark subclasses this (a frozen dataclass) and
+    writes only ``lengths``, ``tasks``, ``load`` and ``score``, plus what it does differently.
+
+    Defaults: no tokenizer needed, (task, length) cells, no breakdown fields; ``check`` refuses a
+    local copy that does not exist; the revision is the source's (``source_revision``); the graded
+    score is the right/wrong judgement; every output counts; the official table is accuracy per
+    task/length; no published numbers.
+    """
+
+    name: str
+    description: str
+    source: str
+    needs_tokenizer: bool = False
+    cells: bool = True
+    breakdown_fields: tuple[str, ...] = ()
+
+    def lengths(self) -> tuple[str, ...]:
+        raise NotImplementedError(f"{type(self).__name__}.lengths")
+
+    def tasks(self, length: str) -> tuple[str, ...]:
+        raise NotImplementedError(f"{type(self).__name__}.tasks")
+
+    def check(self, request: DataRequest) -> None:
+        check_source(request.source)
+
+    def revision(self, request: DataRequest) -> str:
+        return source_revision(request.source)
+
+    def load(self, request: DataRequest, tokenizer: Any | None) -> Iterable[EvalSample]:
+        raise NotImplementedError(f"{type(self).__name__}.load")
+
+    def score(self, target: str, raw_output: str, question: str, task: str) -> tuple[str | None, bool]:
+        raise NotImplementedError(f"{type(self).__name__}.score")
+
+    def graded(self, target: str, raw_output: str, question: str, task: str) -> float:
+        return float(self.score(target, raw_output, question, task)[1])
+
+    def counts(self, raw_output: str) -> bool:
+        return True
+
+    def official_table(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Accuracy (%) per ``task/length`` from each row's official judgement."""
+        cells: dict[str, list[bool]] = {}
+        for row in rows:
+            cells.setdefault(f"{row['task']}/{row['length']}", []).append(bool(row["correct"]))
+        return {"accuracy": {cell: 100 * sum(values) / len(values) for cell, values in sorted(cells.items())}}
+
+    def official_tables(self, results: dict[str, dict[str, Any]]) -> list[OfficialTable]:
+        cells = sorted({cell for scores in results.values() for cell in scores["accuracy"]})
+        body = [
+            (label, *(percent_cell(scores["accuracy"].get(cell)) for cell in cells))
+            for label, scores in sorted(results.items())
+        ]
+        return [OfficialTable(f"{self.name}: accuracy per task/length (%)", ("method", *cells), body)]
+
+    def published(self, model: str) -> tuple[str, dict[str, float]] | None:
+        return None
+
+
 def percent_cell(value: float | None) -> str:
     """A percentage as a table shows it (``-`` for none)."""
     return "-" if value is None else f"{value:.1f}"

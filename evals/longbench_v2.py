@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evals.benchmark import DataRequest, OfficialTable, check_source, percent_cell, source_revision
+from evals.benchmark import BenchmarkBase, DataRequest, OfficialTable, percent_cell
 from evals.loading import check_fields, load_hub, load_local
 from evals.published import published_for
 from evals.resources import data_text
@@ -117,12 +117,12 @@ def to_sample(
         parts=prompt_parts(item, tokenizer, max_len),
         target=str(item["answer"]),
         generation=GREEDY_GENERATION if greedy else OFFICIAL_GENERATION,
+        question=str(item["question"]),
         fields={
             "domain": str(item["domain"]),
             "sub_domain": str(item["sub_domain"]),
             "difficulty": str(item["difficulty"]),
             "length": str(item["length"]),
-            "question": str(item["question"]),
         },
     )
 
@@ -246,7 +246,7 @@ DOMAINS = (
 
 
 @dataclass(frozen=True)
-class LongBenchV2Benchmark:
+class LongBenchV2Benchmark(BenchmarkBase):
     """LongBench v2: the ``evals.benchmark.Benchmark`` protocol (503 items, no cells: a limit
     counts items in all; ``--lengths`` / ``--tasks`` do not apply)."""
 
@@ -263,21 +263,12 @@ class LongBenchV2Benchmark:
     def tasks(self, length: str) -> tuple[str, ...]:
         return DOMAINS
 
-    def check(self, request: DataRequest) -> None:
-        check_source(request.source)
-
-    def revision(self, request: DataRequest) -> str:
-        return source_revision(request.source)
-
     def load(self, request: DataRequest, tokenizer: Any | None) -> Iterable[EvalSample]:
         return load_samples(request.source or HUB_ID, tokenizer, greedy=request.greedy)
 
     def score(self, target: str, raw_output: str, question: str, task: str) -> tuple[str | None, bool]:
         prediction = extract_answer(raw_output.strip())
         return prediction, prediction == target
-
-    def graded(self, target: str, raw_output: str, question: str, task: str) -> float:
-        return float(self.score(target, raw_output, question, task)[1])
 
     def counts(self, raw_output: str) -> bool:
         return raw_output != ""  # pred.py skips '' before stripping

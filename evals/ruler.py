@@ -58,7 +58,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from evals.benchmark import DataRequest, OfficialTable, percent_cell
+from evals.benchmark import BenchmarkBase, DataRequest, OfficialTable, percent_cell
 from evals.chat import render_chat
 from evals.demo_set import cache_dir as datasets_cache_dir
 from evals.errors import DatasetNotAvailableError, EvalError
@@ -363,7 +363,7 @@ def record_sample(record: dict[str, Any], task: str, length: str, revision: str 
         parts=parts,
         target=str(record["outputs"]),
         generation=GenerationSettings(max_new_tokens=int(config["tokens_to_generate"])),
-        fields={"question": "", "generated_length": str(record.get("length", ""))},
+        fields={"generated_length": str(record.get("length", ""))},
         revision=revision,
     )
 
@@ -435,7 +435,7 @@ def graded_score(target: str, raw_output: str, task: str) -> float:
 
 
 @dataclass(frozen=True)
-class RulerBenchmark:
+class RulerBenchmark(BenchmarkBase):
     """RULER: the ``evals.benchmark.Benchmark`` protocol."""
 
     name: str = DATASET
@@ -476,9 +476,6 @@ class RulerBenchmark:
 
     def graded(self, target: str, raw_output: str, question: str, task: str) -> float:
         return graded_score(target, raw_output, task)
-
-    def counts(self, raw_output: str) -> bool:
-        return True
 
     def official_table(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """RULER's scores (0-100) per task and length, and the average over the tasks run.

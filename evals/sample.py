@@ -64,7 +64,9 @@ class EvalSample:
         parts: the official user message, cut at the end of the document.
         target: the reference answer (LongBench: the letter; BABILong: the target string).
         generation: the official run's decoding settings.
-        fields: breakdown fields kept with every result (difficulty, sub_domain, question, ...).
+        question: the question as the benchmark's metric reads it (BABILong's ``compare_answers``
+            checks answers against it; LongBench v2 keeps it for the record; "" where there is none).
+        fields: breakdown fields kept with every result (difficulty, sub_domain, a needle's depth, ...).
         revision: the data version of this sample's cell where it differs from the run's
             (``Benchmark.revision``), e.g. a RULER cell whose generator set-up changed; None: the
             run's. It goes into the unit id, so a changed cell never resumes into old rows.
@@ -77,6 +79,7 @@ class EvalSample:
     parts: PromptParts
     target: str
     generation: GenerationSettings
+    question: str = ""
     fields: dict[str, str] = field(default_factory=dict)
     revision: str | None = None
 

@@ -25,6 +25,4 @@ def score_output(dataset: str, target: str, raw_output: object, question: str, t
 
 def score_sample(sample: EvalSample, raw_output: str) -> Scored:
     """``score_output`` of a sample's answer (as a unit is scored when it runs)."""
-    return score_output(
-        sample.dataset, sample.target, raw_output, sample.fields.get("question", ""), sample.task
-    )
+    return score_output(sample.dataset, sample.target, raw_output, sample.question, sample.task)

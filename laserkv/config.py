@@ -278,12 +278,6 @@ class MethodConfig:
         """``name`` and the flat parameters (for manifests)."""
         return {"name": self.name, **self.params()}
 
-    def with_params(self, **changes: object) -> MethodConfig:
-        """A copy with some flat parameters changed, validated again (``methods.with_params``)."""
-        from laserkv.methods import with_params  # the registry builds from flat parameters
-
-        return with_params(self, **changes)
-
     def renamed(self, name: str) -> MethodConfig:
         """The same method under another label."""
         return dataclasses.replace(self, name=name)

@@ -171,3 +171,27 @@ def test_cli_run_takes_every_demo_task_end_to_end(tiny_llama_dir: Path, task: st
 def test_cli_run_refuses_a_bad_cell_before_loading_the_model() -> None:
     result = CliRunner().invoke(app, ["run", "--model", "/nonexistent", "--task", "qa9"])
     assert result.exit_code == 2 and "task='qa9'" in result.output
+
+
+@pytest.mark.parametrize("method", ["streaming", "h2o", "snapkv", "tova_agnostic"])
+def test_cli_run_runs_the_rivals_with_their_own_split(tiny_llama_dir: Path, method: str) -> None:
+    """The README's example: ``laserkv run --method streaming --budget 512`` (no forced split)."""
+    args = ["run", "--model", str(tiny_llama_dir), "--device", "cpu", "--length", "1k", "--task", "qa2"]
+    result = CliRunner().invoke(app, [*args, "--method", method, "--budget", "256", "--max-new-tokens", "2"])
+    assert result.exit_code == 0, result.output
+    assert f"{method} (" in result.output and "budget 256" in result.output
+
+
+def test_laserkv_run_builds_every_method_as_laserkv_eval_does() -> None:
+    from cluster.presets import methods_with_overrides
+    from cluster.unit import run_method
+    from laserkv.methods import METHODS
+
+    for name in METHODS:
+        for flags in ({}, {"budget": 512}, {"ratio": 0.25, "block_size": 1024}):
+            ours = run_method(name, **flags)  # type: ignore[arg-type]
+            overrides = {"budget": flags.get("budget"), "compression_ratio": flags.get("ratio"),
+                         "block_size": flags.get("block_size")}  # fmt: skip
+            (theirs,) = methods_with_overrides((name,), overrides)
+            assert ours.config_hash == theirs.config_hash, (name, flags)
+        assert run_method(name).config_hash == METHODS[name]().config_hash  # the method's own defaults

@@ -153,3 +153,39 @@ def test_two_models_or_two_configs_of_one_name_are_separate_cells(tmp_path: Path
     accuracy = {cell["config"]: cell["accuracy"] for cell in summary["cells"]}
     assert accuracy["snapkv #h1 @ m1"] == 100.0 and accuracy["snapkv #h2 @ m2"] == 0.0
     assert set(summary["official"]["babilong"]) == set(labels)
+
+
+def test_a_benchmark_from_the_base_writes_only_what_differs(tmp_path: Path) -> None:
+    """A new benchmark: a frozen dataclass over ``BenchmarkBase`` with lengths, tasks, load and score."""
+    import dataclasses
+
+    from evals.benchmark import BenchmarkBase, Scored
+    from evals.scoring import score_output
+
+    @dataclasses.dataclass(frozen=True)
+    class Echo(BenchmarkBase):
+        def lengths(self) -> tuple[str, ...]:
+            return ("1k",)
+
+        def tasks(self, length: str) -> tuple[str, ...]:
+            return ("echo",)
+
+        def score(self, target: str, raw_output: str, question: str, task: str) -> tuple[str | None, bool]:
+            return raw_output.strip(), raw_output.strip() == target
+
+    echo = Echo("echo", "repeat the target", "generated")
+    assert (echo.needs_tokenizer, echo.cells, echo.breakdown_fields) == (False, True, ())
+    assert echo.revision(DataRequest()) == "hub:main" and echo.published("m") is None
+    with pytest.raises(Exception, match="does not exist"):
+        echo.check(DataRequest(source=str(tmp_path / "missing")))
+    rows = [{"task": "echo", "length": "1k", "correct": right} for right in (True, False, True, True)]
+    assert echo.official_table(rows) == {"accuracy": {"echo/1k": 75.0}}
+    (table,) = echo.official_tables({"m": echo.official_table(rows)})
+    assert table.header == ("method", "echo/1k") and table.rows == [("m", "75.0")]
+    original = dict(BENCHMARKS)
+    BENCHMARKS["echo"] = echo
+    try:
+        assert score_output("echo", "x", " x ", "", "echo") == Scored("x", True, 1.0, True)
+    finally:
+        BENCHMARKS.clear()
+        BENCHMARKS.update(original)

@@ -9,6 +9,7 @@ import pytest
 from laserkv import MethodConfig, build_method
 from laserkv.budget import budget_from_ratio, split_budget
 from laserkv.errors import ConfigError
+from laserkv.methods import with_params
 from laserkv.modes import plan_block
 
 
@@ -125,5 +126,5 @@ def test_accumulate_keeps_about_the_ratio_with_fixed_slots(
     assert split is not None and split.anchors == anchor_tokens
     final = realised_final_length(method, context_tokens)
     assert abs(final - ratio * context_tokens) <= split.global_ + context_tokens / block_size + 2
-    recursive = method.with_params(compression_mode="recursive")
+    recursive = with_params(method, compression_mode="recursive")
     assert recursive.budget_for(context_tokens) == math.floor(ratio * context_tokens)

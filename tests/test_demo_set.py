@@ -60,16 +60,16 @@ def test_samples_hide_facts_in_the_real_haystack(generated: tuple[Path, list]) -
     corpus = haystack_text("paul_graham")
     for sample in samples:
         document = sample.parts.context.split("<context>\n", 1)[1]
-        assert sample.target == target_from_facts(document, sample.fields["question"])
+        assert sample.target == target_from_facts(document, sample.question)
         nominal = 1000 if sample.length == "1k" else 4000
         assert nominal <= approximate_tokens(document) <= nominal * 1.1
         first_haystack = next(part for part in re.split(r"(?<=[.!?]) ", document) if not MOVE.fullmatch(part))
         assert first_haystack in corpus
         answer = f"The most recent location of someone is {sample.target}."
         if sample.task == "qa3":
-            last = sample.fields["question"].split(" before the ")[1].removesuffix("?")
+            last = sample.question.split(" before the ")[1].removesuffix("?")
             answer = f"Before the {last} the item was in the {sample.target}."
-        assert compare_answers(sample.target, answer, sample.fields["question"], sample.task)
+        assert compare_answers(sample.target, answer, sample.question, sample.task)
     assert len({sample.target for sample in samples}) > 3, "targets must vary"
 
 
@@ -120,9 +120,9 @@ def test_needle_samples_hide_the_asked_number(tmp_path: Path, task: str, n_needl
         document = sample.parts.context.split("\n", 1)[1]
         needles = dict(NEEDLE.findall(document))
         assert len(needles) == n_needles
-        asked = sample.fields["question"].removeprefix("What is the special magic number for ").split(" ")[0]
+        asked = sample.question.removeprefix("What is the special magic number for ").split(" ")[0]
         assert needles[asked] == sample.target
-        assert sample.parts.message == f"{needle.INSTRUCTION}\n{document}\n{sample.fields['question']}"
+        assert sample.parts.message == f"{needle.INSTRUCTION}\n{document}\n{sample.question}"
         assert (sample.generation.max_new_tokens, sample.generation.temperature) == (128, 0.0)
         assert score_sample(sample, f"The special magic number for {asked} is {sample.target}.").correct
         assert not score_sample(sample, "I do not know.").correct

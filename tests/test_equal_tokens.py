@@ -23,7 +23,7 @@ from laserkv import GenerationConfig, answer_ids, build_method, get_method
 from laserkv.budget import budget_for_target, share_out
 from laserkv.config import HASH_V1_DEFAULTS, params_hash
 from laserkv.errors import ConfigError
-from laserkv.methods import METHODS
+from laserkv.methods import METHODS, with_params
 from laserkv.modeling import load_model_and_tokenizer
 from laserkv.modes import block_globals, forward_slots_needed
 from laserkv.prompting import encode_context, encode_question
@@ -176,7 +176,7 @@ def test_the_default_rule_changes_no_hash_and_the_exact_one_does() -> None:
     assert "budget_rule" not in HASH_V1_DEFAULTS
     exact = get_method("laser", compression_ratio=0.25, budget_rule="exact")
     assert exact.config_hash != get_method("laser", compression_ratio=0.25).config_hash
-    assert exact.with_params(budget_rule="original") == get_method("laser", compression_ratio=0.25)
+    assert with_params(exact, budget_rule="original") == get_method("laser", compression_ratio=0.25)
 
 
 def test_the_rule_is_an_override_like_any_engine_field() -> None:

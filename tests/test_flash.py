@@ -12,6 +12,7 @@ import torch
 from laserkv import GenerationConfig, MethodConfig, answer_ids, build_method, get_method, hooks
 from laserkv.backends import ScoreRequest
 from laserkv.engine import forward_block
+from laserkv.methods import with_params
 from laserkv.prompting import encode_context, encode_question
 from laserkv.scorers.exact import attention_probabilities, causal_allowed, streamed_row_mass
 from laserkv.state import CompressedKV
@@ -170,7 +171,7 @@ def test_flash_keeps_what_eager_keeps(tiny: Any, method: MethodConfig) -> None:
             tokenizer,
             context,
             question,
-            method.with_params(backend=backend),
+            with_params(method, backend=backend),
             GenerationConfig(max_new_tokens=4),
         )
         for backend in ("eager", "flash")
@@ -191,12 +192,12 @@ def test_window_normalisation_changes_the_selection_and_the_hash(tiny: Any) -> N
             tokenizer,
             context,
             question,
-            method.with_params(score_norm=norm),
+            with_params(method, score_norm=norm),
             GenerationConfig(max_new_tokens=1),
         ).kept_positions
         for norm in ("all", "window")
     ]
     assert not torch.equal(kept[0], kept[1])
-    assert method.config_hash != method.with_params(score_norm="window").config_hash  # recorded with results
+    assert method.config_hash != with_params(method, score_norm="window").config_hash  # recorded with results
     with pytest.raises(ValueError, match="score_norm='window' is not allowed: 'all' unless backend='flash'"):
         build_method(score_norm="window", backend="eager")

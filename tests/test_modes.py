@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from laserkv import MethodConfig, build_method
+from laserkv.methods import with_params
 from laserkv.modes import BlockPlan, block_roles
 from laserkv.modes import plan_block as plan_with_split
 
@@ -78,7 +79,7 @@ def test_empty_candidate_block(mode: str) -> None:
     fixed = build_method(budget=32, compression_mode=mode)
     plan = plan_block(fixed, state, tail, block_start=40, block_len=5)  # block <= local window
     assert plan.candidate_slots.numel() > 0 and plan.n_select >= 8  # history / tail still compete
-    faithful = fixed.with_params(faithful_empty_block=True)
+    faithful = with_params(fixed, faithful_empty_block=True)
     assert plan_block(faithful, state, tail, block_start=40, block_len=5).n_select == 0
 
 

@@ -119,3 +119,15 @@ def test_configurations_shared_with_quality_v2_keep_their_hashes(methods: dict[s
 def test_block_size_is_refused_on_the_command_line() -> None:
     with pytest.raises(ConfigError, match="no --block-size override"):
         sweep_methods("quality-v3", {"block_size": 4096})
+
+
+def test_a_new_registration_changes_no_published_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    from laserkv import methods
+
+    before = {grid: [method.name for method in sweep_methods(grid, {})] for grid in SWEEP_PRESETS}
+    monkeypatch.setitem(methods.RIVALS, "newcomer", ("a rival registered later", {"selector": "recency"}))
+    monkeypatch.setitem(methods.METHODS, "newcomer", methods.METHODS["streaming"])
+    after = {grid: [method.name for method in sweep_methods(grid, {})] for grid in SWEEP_PRESETS}
+    assert after == before
+    monkeypatch.setitem(methods.METHODS, "exact_newcomer", methods.METHODS["exact"])
+    assert {grid: [method.name for method in sweep_methods(grid, {})] for grid in SWEEP_PRESETS} == before

@@ -49,7 +49,8 @@ def needle_sample(index: int, depth: int) -> EvalSample:
         parts=PromptParts("context ", "question"),
         target="4500697",
         generation=GenerationSettings(max_new_tokens=16),
-        fields={"question": "What is the number?", "depth": str(depth)},
+        question="What is the number?",
+        fields={"depth": str(depth)},
     )
 
 

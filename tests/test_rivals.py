@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from laserkv import GenerationConfig, answer_ids, get_method
+from laserkv.methods import with_params
 from laserkv.prompting import encode_context, encode_question
 from tests.reference import eager_forward
 from tests.tiny import sentence
@@ -297,7 +298,7 @@ def test_query_aware_snapkv_matches_kvpress_on_the_context_it_keeps(tiny: Any) -
     full = run(model, tokenizer, "full")
     torch.testing.assert_close(whole.first_token_logits, full.first_token_logits, rtol=1e-4, atol=1e-4)
     suffix = 1  # the tiny template's generation prompt, <|assistant|>
-    body_window = press.with_params(**{"press.window_size": len(question) - suffix})
+    body_window = with_params(press, **{"press.window_size": len(question) - suffix})
     split = answer_ids(model, tokenizer, context, question, body_window, GENERATION, suffix)
     assert split.stats.final_cache_length == 40
     assert not torch.allclose(split.first_token_logits, full.first_token_logits, rtol=1e-4, atol=1e-4)
