@@ -65,10 +65,8 @@ def measure(config: RunConfig) -> Scaling:
     with UtilisationSampler() as sampler:
         run_eval(config, progress=lambda progress: events.append((time.monotonic(), progress)))
     if not events:
-        raise RuntimeError(f"{config.output_dir}: no unit ran")
-    rows = latest_units(
-        read_results(Path(config.output_dir)).to_pandas()
-    )  # one row per unit, retries included
+        raise RuntimeError(f"{config.output}: no unit ran")
+    rows = latest_units(read_results(Path(config.output)).to_pandas())  # one row per unit, retries included
     start, end = dispatch_window(events)
     wall = end - start
     gpu_seconds = float(rows["seconds_total"].fillna(0.0).sum())

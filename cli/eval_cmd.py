@@ -1,136 +1,72 @@
-"""``laserkv eval`` and ``laserkv sweep``: options -> RunConfig -> cluster.run_eval -> summary."""
+"""``laserkv eval`` and ``laserkv sweep``: options -> RunConfig -> cluster.run_eval -> summary.
+
+Their run options are not written here: ``typer_parameters`` derives them from the declarations
+in ``cluster.options`` (name, type, default, help, panel), so both commands, the job's flags and
+the YAML run file always take the same options under the same names."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
 from cli.render import laserkv_errors, stdout
+from cluster.options import EVAL, SWEEP, Declared, for_command
 
 app = typer.Typer()
 
-Dataset = Annotated[
-    str | None,
-    typer.Option(
-        help="A benchmark (see laserkv datasets; default: the offline demo set).",
-        rich_help_panel="Data",
+KEYWORD = inspect.Parameter.KEYWORD_ONLY
+COMMAND_PARAMETERS = (
+    inspect.Parameter(
+        "run_file",
+        KEYWORD,
+        default=None,
+        annotation=Annotated[
+            str | None,
+            typer.Option(
+                help="A YAML run file with any of these options (flags given here override it).",
+                rich_help_panel="Output",
+            ),
+        ],
     ),
-]
-Model = Annotated[
-    str | None,
-    typer.Option(
-        help="Local directory, HF id or packaged model (default: SmolLM2-135M-Instruct).",
-        rich_help_panel="Model",
+    inspect.Parameter(
+        "quiet",
+        KEYWORD,
+        default=False,
+        annotation=Annotated[bool, typer.Option(help="No progress display.", rich_help_panel="Output")],
     ),
-]
-Source = Annotated[str | None, typer.Option(help="A local copy of the dataset.", rich_help_panel="Data")]
-Lengths = Annotated[
-    str | None, typer.Option(help="Comma-separated lengths, e.g. 4k,32k,128k.", rich_help_panel="Data")
-]
-Tasks = Annotated[
-    str | None, typer.Option(help="Comma-separated tasks, e.g. qa1,qa2.", rich_help_panel="Data")
-]
-Limit = Annotated[
-    int | None, typer.Option(help="Samples per task x length (LongBench: in all).", rich_help_panel="Data")
-]
-DemoSamples = Annotated[
-    int | None,
-    typer.Option(
-        help="Samples generated per cell of a generated benchmark (demo set, RULER) (default: 100).",
-        rich_help_panel="Data",
+    inspect.Parameter(
+        "verbose",
+        KEYWORD,
+        default=False,
+        annotation=Annotated[
+            bool,
+            typer.Option(
+                help="Also show Ray's own log lines (its start, notices).", rich_help_panel="Output"
+            ),
+        ],
     ),
-]
-Greedy = Annotated[
-    bool | None, typer.Option(help="LongBench v2: greedy instead of temperature 0.1.", rich_help_panel="Data")
-]
-Budget = Annotated[
-    int | None, typer.Option(help="Token budget B for every method.", rich_help_panel="Budget")
-]
-Ratio = Annotated[
-    float | None,
-    typer.Option(help="Compression ratio r (fraction kept) instead of B.", rich_help_panel="Budget"),
-]
-Divisor = Annotated[
-    int | None, typer.Option(help="Protection divisor n (anchors = local = B/n).", rich_help_panel="Budget")
-]
-BlockSize = Annotated[int | None, typer.Option(help="Context tokens per block.", rich_help_panel="Budget")]
-Gpus = Annotated[
-    int | None,
-    typer.Option(
-        help="GPUs to use (one worker each by default); 0 = CPU workers (default: 0).",
-        rich_help_panel="Cluster",
-    ),
-]
-WorkersPerGpu = Annotated[
-    int | None,
-    typer.Option(
-        help="Workers sharing each GPU (small models: 4-8 raise throughput) (default: 1).",
-        rich_help_panel="Cluster",
-    ),
-]
-Workers = Annotated[
-    int | None, typer.Option(help="CPU workers when --gpus 0 (default: 1).", rich_help_panel="Cluster")
-]
-MaxInFlight = Annotated[
-    int | None, typer.Option(help="Units queued per worker at once (default: 1).", rich_help_panel="Cluster")
-]
-MaxRetries = Annotated[
-    int | None,
-    typer.Option(help="Re-queues of a unit whose worker died (default: 2).", rich_help_panel="Cluster"),
-]
-Address = Annotated[
-    str | None,
-    typer.Option(
-        help="An existing Ray cluster: auto, host:port or ray://host:port.", rich_help_panel="Cluster"
-    ),
-]
-AllowRemoteAddress = Annotated[
-    bool | None,
-    typer.Option(
-        "--allow-remote-address",
-        help=(
-            "Accept a job API or Ray Client address that is not loopback (default: refused; "
-            "tunnel first: ray dashboard ray_cluster.yaml)."
-        ),
-        rich_help_panel="Cluster",
-    ),
-]
-Device = Annotated[
-    str | None,
-    typer.Option(help="Worker device (default: cuda with GPUs, else cpu).", rich_help_panel="Cluster"),
-]
-Dtype = Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.", rich_help_panel="Cluster")]
-Timeout = Annotated[
-    float | None, typer.Option(help="Seconds a unit may run (default: 3600).", rich_help_panel="Cluster")
-]
-Seed = Annotated[
-    int | None, typer.Option(help="Sampling seed (temperature > 0) (default: 0).", rich_help_panel="Method")
-]
-Output = Annotated[
-    str | None,
-    typer.Option(
-        help="Results directory, resumed if it holds rows (default: results/eval, sweeps results/sweep).",
-        rich_help_panel="Output",
-    ),
-]
-Overwrite = Annotated[
-    bool | None, typer.Option(help="Delete previous results instead of resuming.", rich_help_panel="Output")
-]
-RetryFailed = Annotated[
-    bool | None, typer.Option(help="On resume, rerun failed units too.", rich_help_panel="Output")
-]
-RunFile = Annotated[
-    str | None,
-    typer.Option(
-        help="A YAML run file with any of these options (flags given here override it).",
-        rich_help_panel="Output",
-    ),
-]
-Quiet = Annotated[bool, typer.Option(help="No progress display.", rich_help_panel="Output")]
-Verbose = Annotated[
-    bool, typer.Option(help="Also show Ray's own log lines (its start, notices).", rich_help_panel="Output")
-]
+)
+"""What the commands take beyond the run options: where options come from, and the display."""
+
+
+def typer_parameter(declared: Declared) -> inspect.Parameter:
+    """A declared run option as a Typer option that is None unless given: a list option is a
+    repeated flag (``--method``) or one comma-separated value (``--lengths 4k,8k``); a boolean
+    is ``--x/--no-x`` unless it declares its one flag (``--allow-remote-address``)."""
+    kind: Any = declared.type
+    if kind is tuple:
+        kind = list[str] if declared.option.repeat else str
+    decls = (declared.flag,) if declared.option.flag else ()
+    info = typer.Option(*decls, help=declared.help, rich_help_panel=declared.option.panel)
+    return inspect.Parameter(declared.name, KEYWORD, default=None, annotation=Annotated[kind | None, info])
+
+
+def typer_parameters(command: str) -> list[inspect.Parameter]:
+    """The parameters of ``laserkv <command>``: its declared run options, then ``COMMAND_PARAMETERS``."""
+    return [*(typer_parameter(declared) for declared in for_command(command)), *COMMAND_PARAMETERS]
 
 
 def _launch(config: object, quiet: bool, verbose: bool = False) -> None:
@@ -147,106 +83,32 @@ def _launch(config: object, quiet: bool, verbose: bool = False) -> None:
     stdout.print(f"results, summary: {output}  (laserkv report {output})")
 
 
-def _flags(values: dict[str, object]) -> dict[str, object]:
-    """A command's parameters as run options (``--method`` -> ``methods``)."""
-    flags = {key: value for key, value in values.items() if key not in ("run_file", "quiet", "verbose")}
-    if "method" in flags:
-        flags["methods"] = flags.pop("method") or None
-    return flags
+def run_command(command: str, doc: str) -> Callable[..., None]:
+    """``laserkv <command>``: the given options (by their declared names) -> ``build_run_config``
+    -> the run; Typer reads its parameters from ``__signature__`` (``typer_parameters``)."""
+
+    def run(*, run_file: str | None = None, quiet: bool = False, verbose: bool = False, **flags: Any) -> None:
+        with laserkv_errors():
+            from cluster.run_options import build_run_config
+
+            _launch(build_run_config(flags, run_file, sweep=command == SWEEP), quiet, verbose)
+
+    run.__signature__ = inspect.Signature(typer_parameters(command))  # type: ignore[attr-defined]
+    run.__doc__ = doc
+    run.__name__ = f"{command}_command"
+    return run
 
 
-@app.command("eval")
-def eval_command(
-    method: Annotated[
-        list[str] | None, typer.Option(help="Registered method (repeat).", rich_help_panel="Method")
-    ] = None,
-    dataset: Dataset = None,
-    model: Model = None,
-    source: Source = None,
-    lengths: Lengths = None,
-    tasks: Tasks = None,
-    limit: Limit = None,
-    demo_samples: DemoSamples = None,
-    greedy: Greedy = None,
-    budget: Budget = None,
-    ratio: Ratio = None,
-    protection_divisor: Divisor = None,
-    block_size: BlockSize = None,
-    seed: Seed = None,
-    gpus: Gpus = None,
-    workers_per_gpu: WorkersPerGpu = None,
-    workers: Workers = None,
-    max_in_flight: MaxInFlight = None,
-    max_retries: MaxRetries = None,
-    address: Address = None,
-    allow_remote_address: AllowRemoteAddress = None,
-    device: Device = None,
-    dtype: Dtype = None,
-    timeout: Timeout = None,
-    output: Output = None,
-    overwrite: Overwrite = None,
-    retry_failed: RetryFailed = None,
-    run_file: RunFile = None,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-) -> None:
-    """Run methods on a benchmark, sharded over Ray workers.
+eval_command = app.command(EVAL)(
+    run_command(
+        EVAL,
+        """Run methods on a benchmark, sharded over Ray workers.
 
     With no dataset and no model: the offline demo set's needle task at 2k tokens with
     SmolLM2-135M-Instruct, methods full, laser and streaming at a 512-token budget.
-    """
-    flags = _flags(dict(locals()))
-    with laserkv_errors():
-        from cluster.run_options import build_run_config
-
-        _launch(build_run_config(flags, run_file), quiet, verbose)
-
-
-@app.command("sweep")
-def sweep_command(
-    grid: Annotated[
-        str | None,
-        typer.Option(
-            help=(
-                "A preset (ablation, laser-budgets, rivals, quality, quality-v2) or a YAML file "
-                "(default: ablation)."
-            ),
-            rich_help_panel="Method",
-        ),
-    ] = None,
-    dataset: Dataset = None,
-    model: Model = None,
-    source: Source = None,
-    lengths: Lengths = None,
-    tasks: Tasks = None,
-    limit: Limit = None,
-    demo_samples: DemoSamples = None,
-    greedy: Greedy = None,
-    budget: Budget = None,
-    ratio: Ratio = None,
-    protection_divisor: Divisor = None,
-    block_size: BlockSize = None,
-    seed: Seed = None,
-    gpus: Gpus = None,
-    workers_per_gpu: WorkersPerGpu = None,
-    workers: Workers = None,
-    max_in_flight: MaxInFlight = None,
-    max_retries: MaxRetries = None,
-    address: Address = None,
-    allow_remote_address: AllowRemoteAddress = None,
-    device: Device = None,
-    dtype: Dtype = None,
-    timeout: Timeout = None,
-    output: Output = None,
-    overwrite: Overwrite = None,
-    retry_failed: RetryFailed = None,
-    run_file: RunFile = None,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-) -> None:
-    """Run a grid of methods as one job (every worker loads its model once)."""
-    flags = _flags(dict(locals()))
-    with laserkv_errors():
-        from cluster.run_options import build_run_config
-
-        _launch(build_run_config(flags, run_file, sweep=True), quiet, verbose)
+    """,
+    )
+)
+sweep_command = app.command(SWEEP)(
+    run_command(SWEEP, """Run a grid of methods as one job (every worker loads its model once).""")
+)

@@ -16,7 +16,7 @@ def methods_command() -> None:
     """The registered methods: LASER-KV, its ablations, the native rivals, kvpress's presses."""
     from laserkv.methods import LISTING_COLUMNS, method_listing
 
-    shown = ("method", "protocol", "budget split", "source", "what it is")  # the README has every column
+    shown = ("method", "protocol", "budget split", "source", "what it is")  # docs/methods.md has every column
     table = Table(title="laserkv methods")
     for column in shown:
         table.add_column(column, no_wrap=column == "method")

@@ -30,7 +30,7 @@ def run(
     method: Annotated[
         str,
         typer.Option(
-            help="Registered method, e.g. laser, exact, snapkv (see README).", rich_help_panel="Method"
+            help="Registered method, e.g. laser, exact, snapkv (laserkv methods).", rich_help_panel="Method"
         ),
     ] = "laser",
     budget: Annotated[

@@ -161,10 +161,10 @@ class Dispatcher:
                 continue
             self._mark_started(index)
             item = self.running[sent[0]]
-            if item.started is None or now - item.started <= self.config.unit_timeout_s:
+            if item.started is None or now - item.started <= self.config.timeout:
                 continue
             self._remove(sent[0])
-            message = f"unit ran longer than {self.config.unit_timeout_s} s"
+            message = f"unit ran longer than {self.config.timeout} s"
             self.write(
                 error_row(item.pending.unit, self.run_id, item.pending.attempt, "", "timeout", message)
             )

@@ -2,7 +2,7 @@
 bounded in-flight work and ``ray.wait``, stream rows to the writer, report progress.
 
 Failures never stop the run: a unit that raises is an error row (written by the worker); a unit
-past ``unit_timeout_s`` is a ``timeout`` row and its worker is replaced; a dead worker is
+running past the ``timeout`` option is a ``timeout`` row and its worker is replaced; a dead worker is
 replaced and its units re-queued with backoff, up to ``max_retries`` times each, then recorded
 as errors. Every unit id is written at most once; rerunning resumes where the rows stop.
 """
@@ -76,7 +76,7 @@ def connect(config: RunConfig, ray_logs: bool = False) -> bool:
 def prepare_output(config: RunConfig) -> Path:
     """The output directory (created if missing). Previous shards are removed by ``overwrite``
     only once the workers are up (``_dispatch``), so a failing start loses nothing."""
-    output = Path(config.output_dir).expanduser()
+    output = Path(config.output).expanduser()
     output.mkdir(parents=True, exist_ok=True)
     return output
 

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from cluster.labels import sweep_label
+from cluster.options import OPTIONS
 from laserkv.config import MethodConfig
 from laserkv.errors import ConfigError
 from laserkv.methods import KVPRESS_PREFIX, QUERY_AWARE_SUFFIX, get_method
@@ -82,7 +83,12 @@ QUALITY_V3_AS_SHIPPED: dict[str, object] = {
 only, the whole selection skipped for a block with no candidates of its own, and the exact
 selector's unused slots left empty in the hybrid."""
 GridEntry = dict[str, Any]
-FLAGS = {"budget": "--budget", "compression_ratio": "--ratio", "block_size": "--block-size"}
+FLAGS = {
+    declared.option.method_param: declared.flag
+    for declared in OPTIONS.values()
+    if declared.option.method_param
+}
+"""The flag of each method parameter a run option overrides (``cluster.options``)."""
 FIRST_RELEASE_BASELINES = ("full", "streaming_laser_split", "snapkv_laser_split")
 """The first release's baselines (``streaming`` / ``snapkv`` then; same hashes, so resuming a grid
 of that release reruns nothing)."""

@@ -4,7 +4,7 @@ from flat parameters (``build_method``), the form overrides, sweep grids and res
 Holds LASER-KV (``laser``), the ablation grid of the original README and the baselines; they
 all run through the same engine. Unknown names fail with the nearest valid names; any
 registered method can be overridden parameter by parameter. ``scripts/update_readme_methods.py``
-writes the README's method table from this registry.
+writes the methods page's listing (``docs/methods.md``) from this registry.
 """
 
 from __future__ import annotations
@@ -327,12 +327,3 @@ def method_listing() -> list[tuple[str, ...]]:
             )
         )
     return rows
-
-
-def methods_markdown() -> str:
-    """The registry as a markdown table (``LISTING_COLUMNS``)."""
-    lines = ["| " + " | ".join(LISTING_COLUMNS) + " |", "|" + "---|" * len(LISTING_COLUMNS)]
-    for row in method_listing():
-        cells = [f"`{row[0]}`", *row[1:6], f"`{row[6]}`", *row[7:]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"

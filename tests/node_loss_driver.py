@@ -29,8 +29,8 @@ def main(address: str, model: str, output: str, node_session: int) -> None:
         time.sleep(0.5)
     methods = (get_method("full"), get_method("streaming", budget=256, block_size=512))
     config = RunConfig(
-        model=model, dataset="babilong_demo", methods=methods, output_dir=output, lengths=("1k",),
-        tasks=("qa1",), demo_samples_per_cell=6, workers=2, device="cpu", dtype="float32",
+        model=model, dataset="babilong_demo", methods=methods, output=output, lengths=("1k",),
+        tasks=("qa1",), demo_samples=6, workers=2, device="cpu", dtype="float32",
         address=address, max_retries=3,
     )  # fmt: skip
     killed: list[float] = []

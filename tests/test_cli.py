@@ -170,7 +170,7 @@ def test_sweep_runs_a_yaml_grid_as_one_job(tiny_llama_dir: Path, tmp_path: Path)
         ),
         (["report", "/no/such/dir"], "is not a directory"),
         (["methods", "--bogus"], "No such option"),
-        (["eval", "--timeout", "nan"], "unit_timeout_s=nan is not allowed"),
+        (["eval", "--timeout", "nan"], "timeout=nan is not allowed: a positive number of seconds"),
     ],
 )
 def test_bad_input_is_one_red_line_and_exit_2(args: list[str], message: str) -> None:
@@ -242,7 +242,7 @@ def test_a_run_file_is_read_and_flags_override_it(tmp_path: Path) -> None:
         5,
     )
     assert [method.name for method in config.methods] == ["full", "streaming"]
-    assert config.methods[1].engine.budget == 128 and config.output_dir == "out"
+    assert config.methods[1].engine.budget == 128 and config.output == "out"
     assert config.limit is None, "a run file with a dataset is not the embedded default"
     run_file.write_text("datset: babilong\n")
     with pytest.raises(Exception, match="run_file='datset' is not allowed: one of the run options"):

@@ -47,10 +47,10 @@ def config(model_dir: Path, output: Path, methods: tuple[MethodConfig, ...], **c
         model=str(model_dir),
         dataset="babilong_demo",
         methods=methods,
-        output_dir=str(output),
+        output=str(output),
         lengths=("1k",),
         tasks=("qa1",),
-        demo_samples_per_cell=3,
+        demo_samples=3,
         workers=2,
         device="cpu",
         dtype="float32",
@@ -129,7 +129,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
             killed.append(pid)
             pools.append(pool)
 
-    run = config(tiny_llama_dir, tmp_path, TWO_METHODS, demo_samples_per_cell=4)
+    run = config(tiny_llama_dir, tmp_path, TWO_METHODS, demo_samples=4)
     output = execute(run, None, FaultInjection(on_row=kill_one))
     rows = rows_by_unit(output)
     assert killed and pools[0].replaced >= 1, "the dead worker was noticed and replaced"
@@ -166,7 +166,7 @@ def test_a_stopped_driver_resumes_with_only_the_missing_units(
     shards = sorted((tmp_path / "resumed" / "results").glob("*.parquet"))
     run_eval(run)  # nothing left to do: no new shard
     assert sorted((tmp_path / "resumed" / "results").glob("*.parquet")) == shards
-    other_data = config(tiny_llama_dir, tmp_path / "resumed", TWO_METHODS, demo_samples_per_cell=4)
+    other_data = config(tiny_llama_dir, tmp_path / "resumed", TWO_METHODS, demo_samples=4)
     with pytest.raises(ResultsError, match=r"another data version .* use another --output, or --overwrite"):
         run_eval(other_data)  # resuming would mix two versions of the demo set
     assert sorted((tmp_path / "resumed" / "results").glob("*.parquet")) == shards
@@ -209,7 +209,7 @@ def test_a_unit_over_the_timeout_is_a_timeout_row(
     ray_local: Any, tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
     methods = (get_method("full"), build_method(name="slow_probe", budget=256, block_size=512))
-    run = config(tiny_llama_dir, tmp_path, methods, demo_samples_per_cell=2, unit_timeout_s=4.0)
+    run = config(tiny_llama_dir, tmp_path, methods, demo_samples=2, timeout=4.0)
     output = execute(run, None, FaultInjection(tests.cluster_faults.FaultyWorker))
     rows = {(row["method"], row["sample_id"]): row for row in rows_by_unit(output)}
     assert len(rows) == 4
@@ -222,9 +222,7 @@ def test_a_unit_over_the_timeout_is_a_timeout_row(
 def test_needle_runs_reduce_with_their_own_metric(
     ray_local: Any, tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
-    run = config(
-        tiny_llama_dir, tmp_path, (get_method("full"),), tasks=("niah_single",), demo_samples_per_cell=2
-    )
+    run = config(tiny_llama_dir, tmp_path, (get_method("full"),), tasks=("niah_single",), demo_samples=2)
     summary = reduce_results(run_eval(run))
     assert summary["official"]["babilong_demo"]["full"]["accuracy"].keys() == {"niah_single/1k"}
     assert [cell["n"] for cell in summary["cells"]] == [2]
@@ -342,7 +340,7 @@ def test_the_dispatcher_refuses_a_unit_id_twice(ray_local: Any, tiny_llama_dir: 
     from cluster.samples import load_samples
     from laserkv.modeling import load_tokenizer
 
-    run = config(tiny_llama_dir, tmp_path, (get_method("full"),), workers=1, demo_samples_per_cell=1)
+    run = config(tiny_llama_dir, tmp_path, (get_method("full"),), workers=1, demo_samples=1)
     units = plan_units(load_samples(run, load_tokenizer(run.model)), run.methods, run.model, "r")
     pool = WorkerPool(run, tests.cluster_faults.FaultyWorker, "run")
     try:
