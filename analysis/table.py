@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from cluster.rows import BLOCKS, LEGACY_BREAKDOWN, RESULT_SCHEMA, UNKNOWN
-from cluster.writer import ResultsError, read_results
+from cluster.writer import ResultsError, column_problem, read_shard, shard_paths
 from evals.scoring import FAILED, score_output
 
 BASELINE = "full"
@@ -54,13 +56,78 @@ class ScoredTable:
         return ScoredTable(frame, self.breakdown_fields, self.directories)
 
 
-def read_rows(directories: Sequence[Path]) -> pa.Table:
-    """Every result shard of the directories as one Arrow table (``RESULT_SCHEMA``).
+REQUIRED_COLUMNS = ("unit_id", "status", "dataset", "task", "length", "method", "model")
+"""What every row names (a worker writes them before it runs a unit); an ``ok`` row also has its
+``target``, which it is scored against."""
+SHARD_ERRORS = (pa.ArrowException, TypeError, ValueError, KeyError)
+"""What reading a shard that is Parquet but not of laserkv's column types can raise."""
+
+
+def _column_problem(path: Path) -> str | None:
+    """``cluster.writer.column_problem`` of a shard file (None where it does not read)."""
+    try:
+        return column_problem(pq.read_table(path))
+    except (pa.ArrowException, OSError):
+        return None
+
+
+def check_rows(path: Path, table: pa.Table) -> None:
+    """A shard's rows name what every row names (``REQUIRED_COLUMNS``), and a breakdown is a JSON
+    object.
 
     Raises:
-        ResultsError: none of them holds a result shard (or a shard is not laserkv's).
+        ResultsError: the first field missing or malformed, with the shard's path.
     """
-    tables = [read_results(Path(directory)) for directory in directories]
+    ok = pc.fill_null(pc.equal(table.column("status"), "ok"), False)
+    for name in (*REQUIRED_COLUMNS, "target"):
+        column = table.column(name) if name != "target" else table.column(name).filter(ok)
+        if column.null_count:
+            rows = "ok rows" if name == "target" else "rows"
+            raise ResultsError(
+                f"{path}: {column.null_count} of {len(column)} {rows} have no {name!r} (null), which laserkv "
+                f"writes in every one of its {rows}; move the shard out of the results dir"
+            )
+    for blob in table.column("breakdown").drop_null().to_pylist():
+        try:
+            fields = json.loads(blob) if blob else {}
+        except json.JSONDecodeError:
+            fields = None
+        if not isinstance(fields, dict):
+            raise ResultsError(
+                f"{path}: a row's 'breakdown' is not a JSON object ({blob[:40]!r}); "
+                "move the shard out of the results dir"
+            )
+
+
+def read_checked_shard(path: Path) -> pa.Table:
+    """One shard (``cluster.writer.read_shard``), its column types and rows checked (``check_rows``).
+
+    Raises:
+        ResultsError: not laserkv's shard, a column of another type or null where it may not be,
+            or a row without a field every row has; the message names the shard and the column.
+    """
+    try:
+        table = read_shard(path)
+    except ResultsError:
+        raise
+    except SHARD_ERRORS as error:
+        problem = _column_problem(path) or str(error).splitlines()[0]
+        raise ResultsError(
+            f"{path} is not a laserkv result shard: {problem}; move it out of the results dir"
+        ) from error
+    check_rows(path, table)
+    return table
+
+
+def read_rows(directories: Sequence[Path]) -> pa.Table:
+    """Every result shard of the directories as one Arrow table (``RESULT_SCHEMA``), each shard
+    checked (``read_checked_shard``).
+
+    Raises:
+        ResultsError: none of them holds a result shard, or a shard is not laserkv's or holds a
+            malformed row (the message names the shard).
+    """
+    tables = [read_checked_shard(path) for directory in directories for path in shard_paths(Path(directory))]
     table = pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
     if table.num_rows == 0:
         names = ", ".join(str(directory) for directory in directories)

@@ -12,6 +12,7 @@ is an SSH tunnel (``ray dashboard ray_cluster.yaml``) to ``http://127.0.0.1:8265
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from laserkv.errors import ConfigError, LaserKVError
 ALLOW_FLAG = "--allow-remote-address"
 TUNNEL = "open a tunnel first (ray dashboard ray_cluster.yaml)"
 ADDRESS_FORMS = "auto, host:port, ray://host:port or http(s)://host:port"
+ENV = "RAY_ADDRESS"
 
 
 class AddressKind(str, Enum):
@@ -92,8 +94,19 @@ def parse_address(address: str | None) -> RayAddress:
     return RayAddress(address, AddressKind.GCS, host.strip("[]"))
 
 
+def address_ray_uses(address: str | None, environ: dict[str, str] | None = None) -> tuple[str | None, str]:
+    """The address ``ray.init(address=address)`` really joins, and where it came from: Ray
+    replaces ``None`` and ``auto`` by a non-empty ``RAY_ADDRESS`` (``ray._private.worker.init``);
+    any other address is used as given (source "")."""
+    value = (os.environ if environ is None else environ).get(ENV)
+    if value and address in (None, "auto") and value != address:
+        return value, ENV
+    return address, ""
+
+
 def check_address(address: str | None, allow_remote: bool = False, source: str = "") -> RayAddress:
-    """The address a run may join, or why not.
+    """The address a run may join, or why not: the one Ray will use (``address_ray_uses``:
+    ``auto`` or no address with ``RAY_ADDRESS`` set is checked as ``RAY_ADDRESS``).
 
     Args:
         address: as given (``--address``, a run file, or ``RAY_ADDRESS``).
@@ -106,6 +119,10 @@ def check_address(address: str | None, allow_remote: bool = False, source: str =
             the run).
         ConfigError: an address of no known form.
     """
+    resolved, resolved_source = address_ray_uses(address)
+    if resolved != address:  # Ray will replace ``auto`` by RAY_ADDRESS: check that one
+        via = f"{resolved_source}, which Ray uses for address {address}" if address else resolved_source
+        return check_address(resolved, allow_remote, via)
     parsed = parse_address(address)
     named = f"{address} ({source})" if source else f"{address}"
     if parsed.kind is AddressKind.JOB and not (parsed.loopback or allow_remote):

@@ -9,6 +9,7 @@ as errors. Every unit id is written at most once; rerunning resumes where the ro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -19,20 +20,26 @@ from pathlib import Path
 
 import ray
 
+from cluster.address import check_address
 from cluster.config import RunConfig
 from cluster.dispatcher import Dispatcher, Progress
 from cluster.plan import WorkUnit, cell_revisions, drop_done, plan_units
-from cluster.pool import WorkerPool, check_gpus
+from cluster.pool import WorkerPool, check_gpus, worker_count
 from cluster.rows import ResultRow
 from cluster.samples import dataset_revision, load_samples
 from cluster.worker import EvalWorker
 from cluster.writer import (
+    MANIFESTS,
+    RESULTS,
+    OutputLock,
     ResultsError,
     ShardWriter,
+    check_output_placement,
+    check_shards,
     done_unit_ids,
     previous_cell_revisions,
     previous_revisions,
-    shard_paths,
+    remove_shards,
     write_manifest,
 )
 from evals.benchmarks import get_benchmark
@@ -62,6 +69,7 @@ def connect(config: RunConfig, ray_logs: bool = False) -> bool:
         # a new local cluster: never attach to one a `ray start` left on this machine (it may
         # be someone else's, or gone, with its address file still there)
         address = "local"
+    check_address(address, config.allow_remote_address)  # the address Ray will use (RAY_ADDRESS now)
     local = address == "local"
     # worker output stays in Ray's logs: every outcome, errors included, is a result row
     ray.init(
@@ -73,12 +81,50 @@ def connect(config: RunConfig, ray_logs: bool = False) -> bool:
     return True
 
 
-def prepare_output(config: RunConfig) -> Path:
-    """The output directory (created if missing). Previous shards are removed by ``overwrite``
-    only once the workers are up (``_dispatch``), so a failing start loses nothing."""
-    output = Path(config.output).expanduser()
-    output.mkdir(parents=True, exist_ok=True)
-    return output
+class OutputClaim:
+    """The output directory for one driver: checked not to lie inside another run's directory,
+    created if missing, locked (``OutputLock``) until the run ends. A run that fails before any
+    of its rows is written leaves nothing new behind: its manifest and the folders it created
+    (when still empty) are removed; nothing it did not create is ever touched.
+    """
+
+    def __init__(self, config: RunConfig, run_id: str) -> None:
+        self.output = Path(config.output).expanduser()
+        self.run_id = run_id
+        self.created: list[Path] = []  # folders this run made, outermost first
+        self.manifest: Path | None = None
+        self.lock = OutputLock(self.output, run_id)
+
+    def __enter__(self) -> OutputClaim:
+        check_output_placement(self.output)
+        missing = [path for path in (self.output, *self.output.parents) if not path.exists()]
+        self.output.mkdir(parents=True, exist_ok=True)
+        self.created = list(reversed(missing))
+        for name in (RESULTS, MANIFESTS):  # made later by the writer / the manifest
+            if not (self.output / name).exists():
+                self.created.append(self.output / name)
+        try:
+            self.lock.acquire()
+        except BaseException:
+            self._remove_created()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            if kind is not None and not any((self.output / RESULTS).glob(f"part-{self.run_id}-*.parquet")):
+                if self.manifest is not None:  # no row refers to this run
+                    self.manifest.unlink(missing_ok=True)
+                self._remove_created()
+        finally:
+            self.lock.release()
+
+    def _remove_created(self) -> None:
+        for path in reversed(self.created):  # innermost first; a folder with anything in it stays
+            if path == self.output:
+                self.lock.release()
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def run_eval(
@@ -89,9 +135,18 @@ def run_eval(
     The data and the plan come first (a bad dataset fails before any Ray cluster starts); then
     Ray, the GPU check, the manifest and the workers.
 
+    The output directory is claimed first (``OutputClaim``: not inside another run's directory,
+    locked against a second driver); a run that fails before any row is written leaves nothing new.
+
     Args:
         progress: called after every finished unit.
         ray_logs: show Ray's own log lines (``--verbose``).
+
+    Raises:
+        ResultsError: the output directory is another driver's now, lies inside another run's
+            directory, or holds a file that is not a laserkv shard (``overwrite`` included).
+        WorkerStartError: no worker fits on the Ray cluster, or the workers cannot start.
+        AddressError: the address Ray would join (``RAY_ADDRESS`` for ``auto``) is refused.
     """
     return execute(config, progress, FaultInjection(), ray_logs)
 
@@ -119,8 +174,20 @@ def execute(
     ray_logs: bool = False,
 ) -> Path:
     """``run_eval`` with fault-injection hooks (tests)."""
-    output = prepare_output(config)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    with OutputClaim(config, run_id) as claim:
+        _execute(config, progress, faults, ray_logs, claim)
+    return claim.output
+
+
+def _execute(
+    config: RunConfig,
+    progress: Callable[[Progress], None] | None,
+    faults: FaultInjection,
+    ray_logs: bool,
+    claim: OutputClaim,
+) -> None:
+    output, run_id = claim.output, claim.run_id
     needs_tokenizer = get_benchmark(config.dataset).needs_tokenizer  # truncation, generated lengths
     tokenizer = load_tokenizer(config.model) if needs_tokenizer else None
     revision = dataset_revision(config)
@@ -134,11 +201,14 @@ def execute(
     cells = cell_revisions(units)
     if not config.overwrite:
         check_cell_revisions(output, config.dataset, cells)
+    # --overwrite removes only files read as laserkv shards (a foreign file refuses the run)
+    old_shards = check_shards(output) if config.overwrite else []
     done = set() if config.overwrite else done_unit_ids(output, ok_only=config.retry_failed)
     todo = drop_done(units, done)
     started_ray = connect(config, ray_logs)
     try:
         check_gpus(config)
+        workers = worker_count(config, faults.first_placement) if todo else 0
         details = {
             "dataset_revision": revision,
             "cell_revisions": cells,
@@ -146,13 +216,13 @@ def execute(
             "units_already_done": len(units) - len(todo),
             "ray_resources": ray.cluster_resources(),
         }
-        write_manifest(output, run_id, config.to_dict(), details)
+        claim.manifest = write_manifest(output, run_id, config.to_dict(), details)
         if todo:
-            _dispatch(config, todo, run_id, output, len(units) - len(todo), progress, faults)
+            skipped = len(units) - len(todo)
+            _dispatch(config, todo, run_id, output, skipped, progress, faults, old_shards, workers)
     finally:
         if started_ray:
             ray.shutdown()
-    return output
 
 
 def _dispatch(
@@ -163,12 +233,12 @@ def _dispatch(
     skipped: int,
     progress: Callable[[Progress], None] | None,
     faults: FaultInjection,
+    old_shards: list[Path],
+    workers: int,
 ) -> None:
     """Start the workers, then let a ``Dispatcher`` run ``todo`` into a ``ShardWriter``."""
-    old_shards = shard_paths(output) if config.overwrite else []
-    pool = WorkerPool(config, faults.worker_cls, run_id, faults.first_placement)
-    for path in old_shards:  # --overwrite: the workers are up, the previous rows can go
-        path.unlink()
+    pool = WorkerPool(config, faults.worker_cls, run_id, faults.first_placement, workers)
+    remove_shards(old_shards)  # --overwrite: the workers are up, the previous rows can go
     writer = ShardWriter(output, run_id)
 
     def sink(row: ResultRow) -> None:

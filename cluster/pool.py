@@ -4,6 +4,9 @@ sent to is still the one there (no Ray internals are read)."""
 
 from __future__ import annotations
 
+import math
+import sys
+import time
 from typing import Any
 
 import ray
@@ -13,6 +16,7 @@ from cluster.config import RunConfig
 from laserkv.errors import LaserKVError
 
 START_TIMEOUT_S = 1800.0
+WAIT_NOTICE_S = 30.0  # a worker start this slow is reported (it may wait for room on the cluster)
 
 
 class WorkerStartError(LaserKVError):
@@ -30,6 +34,56 @@ def check_gpus(config: RunConfig) -> None:
         raise WorkerStartError(f"gpus={config.gpus} but the Ray cluster has {available:g} GPU(s)")
 
 
+def notice(text: str) -> None:
+    """One warning line on stderr (the run goes on)."""
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def worker_needs(config: RunConfig, extra: dict[str, float] | None = None) -> dict[str, float]:
+    """The Ray resources one worker actor asks for (``WorkerPool._start``)."""
+    gpus = 1 / config.workers_per_gpu if config.gpus > 0 else 0
+    needs = {"CPU": 1.0, **({"GPU": gpus} if gpus else {}), **(extra or {})}
+    return {name: float(amount) for name, amount in needs.items() if amount > 0}
+
+
+def fitting_workers(needs: dict[str, float]) -> int:
+    """How many actors asking for ``needs`` the alive nodes of the Ray cluster can hold at once
+    (each node's total resources; an actor never spans nodes)."""
+    total = 0
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        have = node.get("Resources", {})
+        total += min(math.floor(have.get(name, 0.0) / amount + 1e-6) for name, amount in needs.items())
+    return total
+
+
+def _resources_text(needs: dict[str, float]) -> str:
+    have = ray.cluster_resources()
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    held = ", ".join(f"{have.get(name, 0):g} {name}" for name in needs)
+    wants = ", ".join(f"{amount:g} {name}" for name, amount in needs.items())
+    return f"the Ray cluster has {held} over {nodes} node(s); each worker needs {wants}"
+
+
+def worker_count(config: RunConfig, first_placement: dict[str, float] | None = None) -> int:
+    """How many workers the run starts: ``config.n_workers``, or as many as fit on the Ray
+    cluster (with a warning line), so no worker waits for room that never comes.
+
+    Raises:
+        WorkerStartError: not one worker fits (the message says what the cluster has).
+    """
+    needs = worker_needs(config, first_placement)
+    fit = fitting_workers(needs)
+    wanted = config.n_workers
+    if fit <= 0:
+        raise WorkerStartError(f"none of the {wanted} worker(s) fits: {_resources_text(needs)}")
+    if fit < wanted:
+        notice(f"only {fit} of {wanted} workers fit ({_resources_text(needs)}): running on {fit}")
+        return fit
+    return wanted
+
+
 class WorkerPool:
     """``config.n_workers`` actors of ``worker_cls`` (each loads the model once).
 
@@ -44,10 +98,12 @@ class WorkerPool:
         worker_cls: type,
         run_id: str,
         first_placement: dict[str, float] | None = None,
+        count: int | None = None,
     ) -> None:
         self.config, self.run_id = config, run_id
         self.actor_cls: Any = ray.remote(worker_cls)
-        self.actors: list[Any] = [self._start(first_placement or {}) for _ in range(config.n_workers)]
+        count = config.n_workers if count is None else count
+        self.actors: list[Any] = [self._start(first_placement or {}) for _ in range(count)]
         self.generations = [0] * len(self.actors)
         self.readiness: list[Any] = [actor.start_error.remote() for actor in self.actors]
         self.ready = [False] * len(self.actors)
@@ -55,14 +111,27 @@ class WorkerPool:
         self.wait_ready()
 
     def wait_ready(self) -> None:
-        """Block until every worker has loaded its model (at most ``START_TIMEOUT_S``).
+        """Block until every worker has loaded its model (at most ``START_TIMEOUT_S``), saying
+        every ``WAIT_NOTICE_S`` how many are ready.
 
         Raises:
             WorkerStartError: a worker could not start (its own message: e.g. the model is not
                 available), or did not start in time.
         """
+        start = time.monotonic()
         try:
-            problems = ray.get(self.readiness, timeout=START_TIMEOUT_S)
+            while True:
+                waited = time.monotonic() - start
+                timeout = min(WAIT_NOTICE_S, max(START_TIMEOUT_S - waited, 0.0))
+                ready, _ = ray.wait(self.readiness, num_returns=len(self.readiness), timeout=timeout)
+                if len(ready) == len(self.readiness) or time.monotonic() - start >= START_TIMEOUT_S:
+                    break
+                waited = time.monotonic() - start
+                notice(
+                    f"{len(ready)} of {len(self.readiness)} workers ready after {waited:.0f} s; the others"
+                    " load the model or wait for room on the Ray cluster (ray status)"
+                )
+            problems = ray.get(self.readiness, timeout=0)
         except GetTimeoutError as error:
             self.shutdown()
             raise WorkerStartError(f"the workers did not start within {START_TIMEOUT_S:.0f} s") from error

@@ -99,6 +99,27 @@ def read_shard(path: Path) -> pa.Table:
         raise ResultsError(
             f"{path} is not a laserkv result shard (it lacks {error}); move it out of the results dir"
         ) from error
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as error:
+        reason = column_problem(table) or str(error).splitlines()[0] or type(error).__name__
+        raise ResultsError(
+            f"{path} is not a laserkv result shard: {reason}; move it out of the results dir"
+        ) from error
+
+
+def column_problem(stored: pa.Table) -> str | None:
+    """Which column of a stored table does not fit ``RESULT_SCHEMA``: null where it may not be, or
+    values of a type that does not convert (None: no single column found)."""
+    for field in RESULT_SCHEMA:
+        if field.name not in stored.column_names:
+            continue
+        column = stored.column(field.name)
+        if not field.nullable and column.null_count:
+            return f"column {field.name!r} is null in {column.null_count} of {stored.num_rows} rows"
+        try:
+            column.cast(field.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            return f"column {field.name!r} holds {column.type} values where laserkv stores {field.type}"
+    return None
 
 
 def read_results(output_dir: Path) -> pa.Table:
@@ -205,3 +226,153 @@ def write_manifest(output_dir: Path, run_id: str, config: dict[str, Any], detail
     partial.write_text(json.dumps(manifest, indent=1, default=str))
     os.replace(partial, path)
     return path
+
+
+def check_shards(output_dir: Path) -> list[Path]:
+    """The published shards of ``output_dir``, each read as a laserkv result shard (``--overwrite``
+    removes only these, and only after this check).
+
+    Raises:
+        ResultsError: a ``*.parquet`` under ``results/`` that is not a laserkv result shard (it is
+            never removed).
+    """
+    paths = shard_paths(output_dir)
+    for path in paths:
+        read_shard(path)
+    return paths
+
+
+def remove_shards(paths: list[Path]) -> None:
+    """Remove shards ``check_shards`` read as laserkv's; each is read again just before (a file
+    put there since is never removed), and one already gone is skipped."""
+    for path in paths:
+        if path.exists():
+            read_shard(path)
+            path.unlink(missing_ok=True)
+
+
+def is_run_directory(directory: Path) -> bool:
+    """Whether ``directory`` holds a run: a manifest under ``manifests/`` or a shard under ``results/``."""
+    return any((directory / MANIFESTS).glob("*.json")) or bool(shard_paths(directory))
+
+
+def check_output_placement(output_dir: Path) -> None:
+    """Refuse an output directory inside another run's directory (its ``results/`` or
+    ``manifests/``, or any folder below a run): the run's own files (``summary.parquet``, its
+    ``results/``) would land among that run's, which then neither reports nor resumes.
+
+    Raises:
+        ResultsError: the enclosing run's directory, and what to do.
+    """
+    resolved = Path(output_dir).expanduser().resolve()
+    for parent in resolved.parents:
+        if is_run_directory(parent):
+            raise ResultsError(
+                f"{output_dir} is inside the run directory {parent}: its files would mix with that "
+                "run's; give an --output outside it"
+            )
+
+
+LOCK = ".laserkv.lock"
+LOCK_STARTING_S = 10.0  # a lock file still empty this long after its creation is stale
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (Linux ``/proc``), to tell it from a later one reusing the pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process: alive
+    except OverflowError:
+        return False
+    return started is None or _process_start(pid) in (None, started)
+
+
+class OutputLock:
+    """One running driver per output directory: ``<output>/.laserkv.lock`` (pid, host, start time,
+    run id), created with ``O_EXCL``, removed by ``release``. A lock whose process is no longer
+    alive on this host (a killed driver) is stale and taken over.
+
+    Raises (``acquire``):
+        ResultsError: another driver holds the directory (its pid, host, start time and run id).
+    """
+
+    def __init__(self, output_dir: Path, run_id: str) -> None:
+        self.path = Path(output_dir) / LOCK
+        self.run_id = run_id
+        self.held = False
+
+    def _content(self) -> dict[str, Any]:
+        pid = os.getpid()
+        return {
+            "pid": pid,
+            "host": platform.node(),
+            "process_start": _process_start(pid),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "run_id": self.run_id,
+        }
+
+    def acquire(self) -> OutputLock:
+        for _ in range(5):  # a stale lock removed, then created again by us (or a racing driver)
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._refuse_or_remove_stale()
+                continue
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(json.dumps(self._content()))
+            self.held = True
+            return self
+        raise ResultsError(f"could not take the lock {self.path}: it keeps coming back; retry")
+
+    def _refuse_or_remove_stale(self) -> None:
+        try:
+            text = self.path.read_text()
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return  # released meanwhile: try again
+        try:
+            holder = json.loads(text)
+            pid = int(holder["pid"])
+        except (ValueError, KeyError, TypeError):
+            if not text and age < LOCK_STARTING_S:  # another driver is writing it right now
+                raise ResultsError(
+                    f"{self.path.parent} is being claimed by another laserkv driver (lock {self.path}); "
+                    "wait for it to finish, or use another --output"
+                ) from None
+            holder, pid = {}, -1
+        here = holder.get("host") == platform.node()
+        if pid > 0 and (not here or _alive(pid, holder.get("process_start"))):
+            where = "" if here else f" on host {holder.get('host')}"
+            raise ResultsError(
+                f"{self.path.parent} is in use by another laserkv driver (pid {pid}{where}, started "
+                f"{holder.get('started')}, run {holder.get('run_id')}): wait for it to finish, or use "
+                f"another --output (remove {self.path} only if that process is gone)"
+            )
+        # stale (its driver was killed): take it over, unless it changed since it was read
+        try:
+            if self.path.read_text() == text:
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def release(self) -> None:
+        """Remove the lock if it is still this driver's."""
+        if not self.held:
+            return
+        self.held = False
+        try:
+            holder = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return
+        if holder.get("pid") == os.getpid() and holder.get("run_id") == self.run_id:
+            self.path.unlink(missing_ok=True)

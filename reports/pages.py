@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import base64
 import html
-import re
+from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
 from analysis.table import ScoredTable
 from evals.babilong import length_order
-from reports.runs import About, header_lines
-from reports.tables import Table
+from reports.runs import About, header_fields, header_lines
+from reports.tables import Table, markdown_text
 
 
 def sample_rows(table: ScoredTable) -> list[dict[str, object]]:
@@ -44,19 +45,21 @@ def sample_rows(table: ScoredTable) -> list[dict[str, object]]:
 
 
 def markdown(report_tables: list[Table], about: About, images: list[Path], base: Path) -> str:
-    """The report as Markdown (images linked relative to ``base``)."""
+    """The report as Markdown (images linked relative to ``base``). Every title, header line and
+    cell is escaped (``reports.tables.markdown_text``): a label, run id or version shows as the
+    text it is, and a row keeps its table's column count."""
+
+    def row(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(markdown_text(cell) for cell in cells) + " |"
+
     lines = ["# laserkv report", "", *header_lines(about), ""]
     for table in report_tables:
-        lines += [
-            f"## {table.title}",
-            "",
-            "| " + " | ".join(table.header) + " |",
-            "|" + "---|" * len(table.header),
-        ]
-        lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+        lines += [f"## {markdown_text(table.title)}", "", row(table.header), "|" + "---|" * len(table.header)]
+        lines += [row(cells) for cells in table.rows]
         lines.append("")
     for image in images:
-        lines += [f"![{image.stem}]({image.relative_to(base).as_posix()})", ""]
+        link = quote(image.relative_to(base).as_posix())
+        lines += [f"![{markdown_text(image.stem)}]({link})", ""]
     return "\n".join(lines)
 
 
@@ -118,12 +121,6 @@ def sample_section(samples: list[dict[str, object]]) -> str:
     return "".join(parts)
 
 
-def _inline_markdown(line: str) -> str:
-    """A header line's ``**bold**`` as HTML (everything else escaped)."""
-    escaped = html.escape(line.removeprefix("- "))
-    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
-
-
 def html_page(
     report_tables: list[Table], about: About, images: list[Path], samples: list[dict[str, object]]
 ) -> str:
@@ -136,7 +133,10 @@ def html_page(
         "#samples td{max-width:28em;overflow-wrap:anywhere}.filters label{margin-right:1em}"
         "</style></head><body>",
         "<h1>laserkv report</h1><ul>",
-        *(f"<li>{_inline_markdown(line)}</li>" for line in header_lines(about)),
+        *(
+            f"<li><b>{html.escape(name)}</b>: {html.escape(value)}</li>"
+            for name, value in header_fields(about)
+        ),
         "</ul>",
     ]
     for table in report_tables:
@@ -149,7 +149,8 @@ def html_page(
     for image in images:
         data = base64.b64encode(image.read_bytes()).decode()
         parts.append(
-            f"<h3>{html.escape(image.stem)}</h3><img alt='{image.stem}' src='data:image/png;base64,{data}'>"
+            f"<h3>{html.escape(image.stem)}</h3>"
+            f"<img alt='{html.escape(image.stem, quote=True)}' src='data:image/png;base64,{data}'>"
         )
     parts.append(sample_section(samples))
     parts.append("</body></html>")

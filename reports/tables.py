@@ -4,6 +4,8 @@ breakdown field, each benchmark's official tables and the published full-cache n
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +18,19 @@ from evals.benchmark import percent_cell
 from evals.benchmarks import get_benchmark
 
 MAIN_GROUP = ("dataset", "model", "config", "length")
+
+
+MARKDOWN_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "`": "\\`", "*": "\\*"})
+LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+
+
+def markdown_text(text: object) -> str:
+    """Text as one Markdown table cell or header value shows it literally: HTML's special characters
+    as entities, ``|``, ``\\``, ``*`` and backticks backslash-escaped, ``](`` broken (no link or
+    image), line breaks as spaces. Numbers (digits, ``.``, ``+``, ``-``, ``[ ]``, ``%``) are left
+    as they are."""
+    escaped = html.escape(LINE_BREAKS.sub(" ", str(text)), quote=False).translate(MARKDOWN_ESCAPES)
+    return escaped.replace("](", "]\\(")
 
 
 @dataclass(frozen=True)
