@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 
 from cluster.config import RunConfig
 from cluster.driver import Progress, run_eval
@@ -16,10 +17,19 @@ from cluster.run_options import build_run_config
 from laserkv.errors import LaserKVError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage error is one line (``error: ...``, exit 2), like every
+    other error of the run."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        print(f"error: {' '.join(message.split())} (see python -m cluster.job --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The run options as flags (``cluster.options``; unset = not given: the run file's value,
     else the default)."""
-    parser = argparse.ArgumentParser(prog="python -m cluster.job", description=__doc__)
+    parser = OneLineParser(prog="python -m cluster.job", description=__doc__)
     parser.add_argument(
         "--run-file", default=None, help="A YAML run file (cluster.run_options); flags override it."
     )
@@ -39,13 +49,14 @@ def print_progress(progress: Progress) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run (or resume) the run the flags describe, then reduce it; bad input is one line, exit 2."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        config = config_from_args(parse_args(sys.argv[1:] if argv is None else argv))
-    except (LaserKVError, ValueError) as error:  # EvalError is a ValueError
-        print(f"error: {error}", file=sys.stderr)
+        config = config_from_args(args)
+        output = run_eval(config, progress=print_progress)
+        summary = reduce_results(output)
+    except (LaserKVError, ValueError, OSError) as error:  # EvalError is a ValueError; OSError: a path
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)  # one line, as laserkv's
         raise SystemExit(2) from None
-    output = run_eval(config, progress=print_progress)
-    summary = reduce_results(output)
     print(json.dumps(summary["official"], indent=1))
 
 

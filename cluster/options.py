@@ -18,14 +18,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
+import reprlib
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from cluster.address import ALLOW_FLAG
 from evals.benchmarks import OFFLINE_DEFAULT
+from evals.demo_set import MAX_SAMPLES_PER_CELL
 from laserkv.errors import ConfigError
 
 EVAL, SWEEP, JOB = "eval", "sweep", "job"
@@ -66,6 +72,40 @@ def at_least(minimum: int) -> Callable[[Any], bool]:
     return lambda value: value >= minimum
 
 
+def between(minimum: int, maximum: int) -> Callable[[Any], bool]:
+    return lambda value: minimum <= value <= maximum
+
+
+MAX_SEED = 2**32 - 1
+"""The largest sampling seed: every generator a run seeds (torch, NumPy, ``random``) takes it."""
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
+MAX_SHOWN = 60
+"""Characters of a refused value an error line shows (a run file's value may be huge)."""
+
+
+class Shown(str):
+    """A refused value as an error line shows it: its ``repr``, cut to ``MAX_SHOWN`` characters."""
+
+    def __new__(cls, value: Any) -> Shown:
+        short = reprlib.Repr()
+        short.maxlevel, short.maxlist, short.maxtuple, short.maxdict = 2, 4, 4, 4
+        short.maxstring = short.maxother = MAX_SHOWN
+        try:
+            text = short.repr(value)
+        except Exception:
+            text = f"<{type(value).__name__}>"
+        return super().__new__(cls, text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "...")
+
+    def __repr__(self) -> str:
+        return str.__str__(self)
+
+
+def refused(name: str, value: Any, expected: str) -> ConfigError:
+    """The ``ConfigError`` of a refused value, shown short (``Shown``)."""
+    return ConfigError(name, Shown(value), expected)
+
+
 @dataclass(frozen=True, kw_only=True)
 class MethodOptions:
     """The options that choose the methods of a run (``RunConfig.methods``)."""
@@ -78,6 +118,8 @@ class MethodOptions:
         "A preset (ablation, laser-budgets, rivals, quality, quality-v2, quality-v3) or a YAML file "
         "(default: ablation).",
         "Method",
+        expect="None or a preset (ablation, laser-budgets, rivals, quality, quality-v2, quality-v3) or a "
+        "YAML file",
         commands=(SWEEP, JOB),
     )
     budget: int | None = option(None, "Token budget B for every method.", "Budget", method_param="budget")
@@ -119,13 +161,20 @@ class RunOptions:
     )
     demo_samples: int = option(
         100,
-        "Samples generated per cell of a generated benchmark (demo set, RULER).",
+        "Samples generated per cell of a generated benchmark (demo set, RULER), at most "
+        f"{MAX_SAMPLES_PER_CELL:,}.",
         "Data",
-        check=at_least(1),
-        expect="an integer >= 1",
+        check=between(1, MAX_SAMPLES_PER_CELL),
+        expect=f"an integer from 1 to {MAX_SAMPLES_PER_CELL:,} (samples per cell)",
     )
     greedy: bool = option(False, "LongBench v2: greedy instead of temperature 0.1.", "Data")
-    seed: int = option(0, "Sampling seed (temperature > 0).", "Method")
+    seed: int = option(
+        0,
+        "Sampling seed (temperature > 0).",
+        "Method",
+        check=between(0, MAX_SEED),
+        expect=f"an integer from 0 to {MAX_SEED}",
+    )
     gpus: int = option(
         0,
         "GPUs to use (one worker each by default); 0 = CPU workers.",
@@ -159,8 +208,20 @@ class RunOptions:
         "Cluster",
         flag=ALLOW_FLAG,
     )
-    device: str | None = option(None, "Worker device (default: cuda with GPUs, else cpu).", "Cluster")
-    dtype: str | None = option(None, "float32, bfloat16 or float16.", "Cluster")
+    device: str | None = option(
+        None,
+        "Worker device (default: cuda with GPUs, else cpu).",
+        "Cluster",
+        check=DEVICE.fullmatch,
+        expect="None or cpu, cuda, cuda:N or mps",
+    )
+    dtype: str | None = option(
+        None,
+        "float32, bfloat16 or float16.",
+        "Cluster",
+        check=DTYPE_NAMES.__contains__,
+        expect=f"None or one of {', '.join(DTYPE_NAMES)}",
+    )
     timeout: float = option(
         3600.0,
         "Seconds a unit may run (longer: a timeout row, its worker replaced).",
@@ -215,33 +276,45 @@ class Declared:
         if self.option.expect:
             return self.option.expect
         kind = {
-            bool: "true or false",
+            bool: "true or false (not quoted)",
             int: "an integer",
             float: "a number",
-            str: "a string",
-            tuple: "names, as a list or comma-separated",
+            str: "a non-empty string",
+            tuple: "one or more names, as a list or comma-separated",
         }[self.type]
         return f"None or {kind}" if self.optional else kind
 
     def value(self, given: Any) -> Any:
-        """``given`` (a flag's or the run file's value) as the field's type, checked.
+        """``given`` (a flag's or the run file's value) as the field's type, checked: a boolean is
+        ``True`` or ``False`` only (never a string such as ``'false'``, nor 0/1), an integer is no
+        boolean, a string is not empty, a list holds at least one non-empty name (or integer,
+        such as a length ``4096``), all before the declared check.
 
         Raises:
-            ConfigError: a value of another type or one the check refuses.
+            ConfigError: a value of another type or one the check refuses (its value shown short).
         """
         if given is None and self.optional:
             return None
         value = given
         if self.type is tuple and isinstance(given, str):
-            value = tuple(part for part in given.split(",") if part)
+            value = tuple(part.strip() for part in given.split(","))
         elif self.type is tuple and isinstance(given, list | tuple):
-            value = tuple(str(part) for part in given)
+            names = all(isinstance(part, str | int) and not isinstance(part, bool) for part in given)
+            value = tuple(str(part).strip() for part in given) if names else None
         elif self.type is float and isinstance(given, int) and not isinstance(given, bool):
             value = float(given)
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
-            raise ConfigError(self.name, given, self.expected())
-        if self.option.check is not None and not self.option.check(value):
-            raise ConfigError(self.name, given, self.expected())
+            raise refused(self.name, given, self.expected())
+        if (self.type is str and not (value.strip() and "\0" not in value)) or (
+            self.type is tuple and not (value and all(value))
+        ):
+            raise refused(self.name, given, self.expected())
+        try:
+            good = self.option.check is None or bool(self.option.check(value))
+        except (TypeError, ValueError, OverflowError):
+            good = False
+        if not good:
+            raise refused(self.name, given, self.expected())
         return value
 
 
@@ -315,3 +388,33 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = JOB) -> None:
 def stored_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """A manifest's ``config`` under today's option names (older manifests: ``FORMER_NAMES``)."""
     return {FORMER_NAMES.get(key, key): value for key, value in config.items()}
+
+
+MAX_YAML_BYTES = 1 << 20
+"""The largest run file or grid file read (1 MiB; the largest published grid is under 2 KB)."""
+
+
+def load_yaml(path: str, field: str) -> Any:
+    """A small YAML file (``field``: ``run_file`` or ``grid``, for the error line), loaded safely:
+    at most ``MAX_YAML_BYTES``, UTF-8, without aliases (``*name``: a few hundred bytes of nested
+    aliases expand to billions of values, a "billion laughs").
+
+    Raises:
+        ConfigError: a missing, large, undecodable or invalid file, or one with an alias (one line).
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(field, path, "a YAML file that exists")
+    if file.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(field, path, f"a YAML file of at most {MAX_YAML_BYTES:,} bytes")
+    try:
+        text = file.read_bytes().decode()
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+            raise ConfigError(field, path, "a YAML file without aliases (*name)")
+        return yaml.safe_load(text)
+    except UnicodeDecodeError as error:
+        raise ConfigError(field, path, f"a UTF-8 text file ({error.reason} at byte {error.start})") from error
+    except yaml.YAMLError as error:
+        reason = " ".join(str(error).split())  # one line
+        reason = reason if len(reason) <= 200 else reason[:197] + "..."
+        raise ConfigError(field, path, f"valid YAML ({reason})") from error

@@ -4,13 +4,12 @@ or a YAML file). The embedded default run is in ``cluster.run_options``."""
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cluster.labels import sweep_label
-from cluster.options import OPTIONS
+from cluster.options import OPTIONS, load_yaml, refused
 from laserkv.config import MethodConfig
 from laserkv.errors import ConfigError
 from laserkv.methods import KVPRESS_PREFIX, QUERY_AWARE_SUFFIX, get_method
@@ -83,6 +82,9 @@ QUALITY_V3_AS_SHIPPED: dict[str, object] = {
 only, the whole selection skipped for a block with no candidates of its own, and the exact
 selector's unused slots left empty in the hybrid."""
 GridEntry = dict[str, Any]
+MAX_GRID_CONFIGS = 10_000
+"""The most configurations a grid expands to (counted before any is built): 300 times the largest
+published grid (33), while a mistyped grid of millions is refused at once."""
 FLAGS = {
     declared.option.method_param: declared.flag
     for declared in OPTIONS.values()
@@ -210,10 +212,9 @@ def sweep_methods(grid: str, overrides: dict[str, object]) -> tuple[MethodConfig
     """
     given = {field: value for field, value in overrides.items() if value is not None}
     entries = SWEEP_PRESETS[grid] if grid in SWEEP_PRESETS else _grid_file(grid)
+    _count_configs(grid, entries)
     methods = []
     for entry in entries:
-        if not isinstance(entry, dict) or "method" not in entry:
-            raise ConfigError("grid", entry, "entries like {method: laser, budget: [256, 512]}")
         fields = {key: value for key, value in entry.items() if key != "method"}
         clash = sorted(set(given) & _budget_like(fields))
         if clash:
@@ -233,6 +234,28 @@ def sweep_methods(grid: str, overrides: dict[str, object]) -> tuple[MethodConfig
     return tuple(methods)
 
 
+def _count_configs(grid: str, entries: Any) -> int:
+    """The number of configurations ``entries`` expand to, counted before any is built.
+
+    Raises:
+        ConfigError: a malformed entry, an empty list of values, no configuration, or more than
+            ``MAX_GRID_CONFIGS``.
+    """
+    total = 0
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("method"), str):
+            raise refused("grid", entry, "entries like {method: laser, budget: [256, 512]}")
+        sizes = [len(value) for value in entry.values() if isinstance(value, list)]
+        if 0 in sizes:
+            raise refused("grid", entry, "no empty list of values (each list gives one config per value)")
+        total += math.prod(sizes)
+    if total > MAX_GRID_CONFIGS:
+        raise ConfigError("grid", grid, f"at most {MAX_GRID_CONFIGS:,} configurations (it has {total:,})")
+    if total == 0:
+        raise ConfigError("grid", grid, "at least one entry, like {method: laser, budget: [256, 512]}")
+    return total
+
+
 def _budget_like(fields: dict[str, Any]) -> set[str]:
     """The fields set, with budget and compression ratio as one (each replaces the other)."""
     names = set(fields)
@@ -242,14 +265,10 @@ def _budget_like(fields: dict[str, Any]) -> set[str]:
 
 
 def _grid_file(grid: str) -> list[Any]:
-    """The ``methods`` list of a YAML grid file."""
-    path = Path(grid)
-    if not path.exists():
+    """The ``methods`` list of a YAML grid file (``cluster.options.load_yaml``: small, no aliases)."""
+    if not Path(grid).expanduser().is_file():
         raise ConfigError("grid", grid, f"a preset ({', '.join(SWEEP_PRESETS)}) or a YAML file that exists")
-    try:
-        spec: Any = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError("grid", grid, f"valid YAML ({error})") from error
+    spec: Any = load_yaml(grid, "grid")
     if not isinstance(spec, dict) or not isinstance(spec.get("methods"), list):
         raise ConfigError("grid", grid, "a YAML mapping with a 'methods' list")
     return list(spec["methods"])

@@ -23,13 +23,19 @@ declared default, by name.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from cluster.address import check_address
-from cluster.options import DEFAULTS, METHOD_OPTIONS, OPTIONS, RUN_OPTIONS, MethodOptions, RunOptions
+from cluster.options import (
+    DEFAULTS,
+    METHOD_OPTIONS,
+    OPTIONS,
+    RUN_OPTIONS,
+    MethodOptions,
+    RunOptions,
+    load_yaml,
+    refused,
+)
 from evals.benchmark import DataRequest
 from evals.benchmarks import get_benchmark
 from laserkv.errors import ConfigError
@@ -59,20 +65,15 @@ def read_run_file(path: str) -> dict[str, Any]:
     """The options of a YAML run file, by their declared names (``cluster.options``).
 
     Raises:
-        ConfigError: a missing or unreadable file, or an unknown option (the message lists them).
+        ConfigError: a missing, unreadable, large or invalid file (``load_yaml``), or an unknown
+            option (the message lists them).
     """
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise ConfigError("run_file", path, "a YAML file that exists")
-    try:
-        loaded: Any = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError("run_file", path, f"valid YAML ({error})") from error
+    loaded = load_yaml(path, "run_file")
     if not isinstance(loaded, dict):
         raise ConfigError("run_file", path, "a YAML mapping of run options")
-    unknown = sorted(set(loaded) - set(OPTIONS))
+    unknown = sorted(str(key) for key in loaded if key not in OPTIONS)
     if unknown:
-        raise ConfigError("run_file", unknown[0], f"one of the run options: {', '.join(OPTIONS)}")
+        raise refused("run_file", unknown[0], f"one of the run options: {', '.join(OPTIONS)}")
     return dict(loaded)
 
 
@@ -160,6 +161,10 @@ def build_run_config(flags: dict[str, Any], run_file: str | None = None, sweep: 
     benchmark = get_benchmark(run.dataset)
     benchmark.check(request)  # torch-free, so a bad argument fails fast
     local = run_address(run) is None
+    if local and run.device is not None:  # a cluster's workers may have devices this machine lacks
+        from laserkv.modeling import check_device  # loads torch, as RunConfig does below
+
+        check_device(run.device)
     if local or benchmark.needs_tokenizer:  # on a cluster the workers may hold the model elsewhere
         check_model_available(run.model)
     from cluster.config import RunConfig  # the method registry loads torch

@@ -14,12 +14,15 @@ from cluster.presets import methods_with_overrides
 from evals.benchmark import DataRequest, Scored
 from evals.benchmarks import get_benchmark
 from evals.chat import engine_texts
+from evals.demo_set import MAX_SAMPLES_PER_CELL
 from evals.errors import EvalError
 from evals.sample import EvalSample
 from evals.scoring import score_sample
 from laserkv import GenerationConfig, answer_texts, load_model_and_tokenizer
 from laserkv.config import MethodConfig
 from laserkv.engine import EngineResult
+from laserkv.errors import ConfigError
+from laserkv.modeling import DTYPES, check_device
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,23 @@ class SingleRun:
     max_new_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        if self.index < 0:
-            raise EvalError(f"sample={self.index} is not allowed: an index >= 0")
+        """The checks the input alone decides, before the model or any sample loads.
+
+        Raises:
+            EvalError, ConfigError: a sample index outside 0 to ``MAX_SAMPLES_PER_CELL`` - 1 (no
+                cell holds more), an unknown dataset, length or task, a device this machine does
+                not have, an unknown dtype, a non-positive answer length.
+        """
+        if not 0 <= self.index < MAX_SAMPLES_PER_CELL:
+            raise EvalError(
+                f"sample={self.index} is not allowed: an index from 0 to {MAX_SAMPLES_PER_CELL - 1:,} "
+                f"(no cell holds more than {MAX_SAMPLES_PER_CELL:,} samples)"
+            )
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ConfigError("dtype", self.dtype, f"one of {', '.join(DTYPES)}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ConfigError("max_new_tokens", self.max_new_tokens, "None or an integer >= 1")
+        check_device(self.device)
         benchmark = get_benchmark(self.dataset)
         if not benchmark.cells:
             raise EvalError(f"dataset={self.dataset!r} has no (task, length) cells: use laserkv eval --limit")

@@ -27,6 +27,20 @@ from evals.haystack import haystack_sentences
 from evals.loading import datasets_package
 from evals.sample import EvalSample
 
+MAX_SAMPLES_PER_CELL = 100_000
+"""The most samples a generated benchmark (the demo set, RULER) makes per (task, length) cell: far
+above any study here (RULER's own runs use 500), low enough that a mistyped count is refused at
+once instead of generating for hours before ``--limit`` applies."""
+
+
+def check_samples_per_cell(samples: int) -> None:
+    """Raises EvalError unless ``1 <= samples <= MAX_SAMPLES_PER_CELL``."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES_PER_CELL:
+        raise EvalError(
+            f"samples_per_cell={samples!r} is not allowed: an integer from 1 to {MAX_SAMPLES_PER_CELL:,}"
+        )
+
+
 DATASET = "babilong_demo"
 GENERATOR_VERSION = 1  # bump when the generated text changes, so caches are rebuilt
 ACTORS = ("Mary", "John", "Daniel", "Sandra")
@@ -219,8 +233,7 @@ def load_samples(
 ) -> Iterator[EvalSample]:
     """The demo set's samples (generated on first use), prompted as BABILong."""
     lengths, tasks = list(lengths), list(tasks)
-    if spec.samples_per_cell < 1:
-        raise EvalError(f"samples_per_cell={spec.samples_per_cell} is not allowed: at least 1")
+    check_samples_per_cell(spec.samples_per_cell)
     directory = ensure_demo_set(lengths, tasks, spec, count_tokens, root)
     yield from babilong.load_samples(DATASET, lengths, tasks, source=str(directory))
 

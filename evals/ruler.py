@@ -61,6 +61,7 @@ from typing import Any
 from evals.benchmark import BenchmarkBase, DataRequest, OfficialTable, percent_cell
 from evals.chat import render_chat
 from evals.demo_set import cache_dir as datasets_cache_dir
+from evals.demo_set import check_samples_per_cell
 from evals.errors import DatasetNotAvailableError, EvalError
 from evals.loading import datasets_package
 from evals.sample import EvalSample, GenerationSettings, PromptParts
@@ -372,7 +373,9 @@ def load_samples(
     tokenizer: Any, lengths: Iterable[str], tasks: Iterable[str], samples: int, root: Path | None = None
 ) -> Iterator[EvalSample]:
     """RULER's samples for each (length, task), generated on first use, each carrying its cell's
-    revision where the cell's generator version is not the run's (``cell_revision``)."""
+    revision where the cell's generator version is not the run's (``cell_revision``); at most
+    ``evals.demo_set.MAX_SAMPLES_PER_CELL`` per cell (EvalError beyond)."""
+    check_samples_per_cell(samples)
     wrapper = wrapper_tokens(tokenizer)
     for length in lengths:
         for task in tasks:
@@ -460,6 +463,7 @@ class RulerBenchmark(BenchmarkBase):
                 raise EvalError(f"task={task!r} is not in ruler: one of {', '.join(task_configs())}")
         if request.source is not None:
             raise EvalError("source is not allowed for ruler: its samples are generated")
+        check_samples_per_cell(request.samples_per_cell)
 
     def revision(self, request: DataRequest) -> str:
         """``ruler:v1:...`` as always (``run_revision``); a cell whose set-up changed carries its

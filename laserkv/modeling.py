@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from laserkv import hooks
-from laserkv.errors import ModelNotAvailableError
+from laserkv.errors import ConfigError, ModelNotAvailableError
 from laserkv.model_sources import resolve_model_path
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -18,6 +18,29 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def default_device() -> str:
     """``cuda`` when a GPU is visible, else ``cpu``."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str | None) -> None:
+    """``device`` (None: ``default_device``) is one this machine has: ``cpu``, ``cuda`` or
+    ``cuda:N`` with a visible GPU N, or ``mps`` where it is available.
+
+    Raises:
+        ConfigError: another name, or a device that is not here (one line, before any load).
+    """
+    if device is None or device == "cpu":
+        return
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("device", device, "cpu (mps is not available on this machine)")
+        return
+    name, _, index = device.partition(":")
+    if name != "cuda" or (index and not index.isdigit()):
+        raise ConfigError("device", device, "cpu, cuda, cuda:N or mps")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ConfigError("device", device, "cpu (no CUDA GPU is visible on this machine)")
+    if index and int(index) >= count:
+        raise ConfigError("device", device, f"cuda:0 to cuda:{count - 1} ({count} GPUs visible)")
 
 
 def default_dtype(device: str) -> str:
@@ -57,6 +80,7 @@ def load_model_and_tokenizer(
         ModelNotAvailableError: the model cannot be found offline.
         UnsupportedModelError: the architecture cannot be compressed exactly.
     """
+    check_device(device)
     device = device or default_device()
     dtype = dtype or default_dtype(device)
     if dtype not in DTYPES:
