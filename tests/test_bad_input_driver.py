@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from tests.test_cluster import config as cluster_config
+
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # listen on 127.0.0.1 only
 
 import ray
@@ -40,19 +42,8 @@ CLIENT = "ray://10.1.2.3:10001"
 
 
 def config(model_dir: Path, output: Path, **changes: Any) -> RunConfig:
-    base: dict[str, Any] = dict(
-        model=str(model_dir),
-        dataset="babilong_demo",
-        methods=(get_method("full"),),
-        output=str(output),
-        lengths=("1k",),
-        tasks=("qa1",),
-        demo_samples=3,
-        workers=2,
-        device="cpu",
-        dtype="float32",
-    )
-    return RunConfig(**{**base, **changes})
+    """``tests.test_cluster.config`` with ``full`` alone."""
+    return cluster_config(model_dir, output, (get_method("full"),), **changes)
 
 
 def tree(directory: Path) -> list[str]:
