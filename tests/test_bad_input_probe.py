@@ -97,6 +97,14 @@ CASES: dict[str, list[str]] = {
     "run_file_missing": ["eval", "--run-file", "{tmp}/missing.yaml"],
     "run_file_directory": ["eval", "--run-file", "{tmp}"],
     "run_file_too_large": ["eval", "--run-file", "{rf:large}"],
+    # flags the command line parser refuses (no usage box: one line)
+    "seed_not_a_number": ["eval", "--seed", "abc"],
+    "limit_not_a_number": ["eval", "--limit", "ten"],
+    "ratio_not_a_number": ["sweep", "--ratio", "half"],
+    "unknown_flag": ["eval", "--bogus"],
+    "unknown_flag_methods": ["methods", "--bogus"],
+    "report_without_directory": ["report"],
+    "unknown_command": ["evaluate"],
     # flags the input alone refuses
     "seed_negative": ["eval", "--seed", "-1"],
     "seed_huge": ["eval", "--seed", "4294967296"],
