@@ -18,10 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from cluster.rows import BLOCKS, LEGACY_BREAKDOWN, RESULT_SCHEMA, UNKNOWN
-from cluster.writer import ResultsError, column_problem, read_shard, shard_paths
+from cluster.writer import ResultsError, read_shard, shard_paths
 from evals.scoring import FAILED, score_output
 
 BASELINE = "full"
@@ -59,16 +58,6 @@ class ScoredTable:
 REQUIRED_COLUMNS = ("unit_id", "status", "dataset", "task", "length", "method", "model")
 """What every row names (a worker writes them before it runs a unit); an ``ok`` row also has its
 ``target``, which it is scored against."""
-SHARD_ERRORS = (pa.ArrowException, TypeError, ValueError, KeyError)
-"""What reading a shard that is Parquet but not of laserkv's column types can raise."""
-
-
-def _column_problem(path: Path) -> str | None:
-    """``cluster.writer.column_problem`` of a shard file (None where it does not read)."""
-    try:
-        return column_problem(pq.read_table(path))
-    except (pa.ArrowException, OSError):
-        return None
 
 
 def check_rows(path: Path, table: pa.Table) -> None:
@@ -106,15 +95,7 @@ def read_checked_shard(path: Path) -> pa.Table:
         ResultsError: not laserkv's shard, a column of another type or null where it may not be,
             or a row without a field every row has; the message names the shard and the column.
     """
-    try:
-        table = read_shard(path)
-    except ResultsError:
-        raise
-    except SHARD_ERRORS as error:
-        problem = _column_problem(path) or str(error).splitlines()[0]
-        raise ResultsError(
-            f"{path} is not a laserkv result shard: {problem}; move it out of the results dir"
-        ) from error
+    table = read_shard(path)
     check_rows(path, table)
     return table
 

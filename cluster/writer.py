@@ -99,7 +99,7 @@ def read_shard(path: Path) -> pa.Table:
         raise ResultsError(
             f"{path} is not a laserkv result shard (it lacks {error}); move it out of the results dir"
         ) from error
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as error:
+    except (pa.ArrowException, TypeError, ValueError, KeyError) as error:  # a column of another type
         reason = column_problem(table) or str(error).splitlines()[0] or type(error).__name__
         raise ResultsError(
             f"{path} is not a laserkv result shard: {reason}; move it out of the results dir"
