@@ -34,16 +34,9 @@ import pandas as pd
 from analysis.table import BASELINE, ScoredTable
 from benchmarks.quality_cells import CELL, TABLE, TARGET_BUDGET, compare_cells, quality_cells, study_table
 from benchmarks.quality_plots import plots
-from benchmarks.quality_text import (
-    comparison_text,
-    family_text,
-    interval_text,
-    length_order,
-    markdown_table,
-    number_text,
-    study_main,
-)
+from benchmarks.quality_text import comparison_text, family_text, length_order, markdown_table, study_main
 from cluster.labels import base_name
+from reports.tables import interval_text, number_text
 
 LASER = "laser"
 LASER_MODES = ("laser", "laser_recursive")

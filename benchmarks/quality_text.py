@@ -14,34 +14,12 @@ from analysis.table import ScoredTable
 from analysis.views import compare
 from cluster.writer import ResultsError
 from evals.babilong import length_tokens
+from reports.tables import interval_text, p_text
 
 
 def length_order(length: str) -> int:
     """A length label's nominal tokens (``4k`` before ``16k``), to sort by."""
     return length_tokens(length)
-
-
-def _missing(value: object) -> bool:
-    return value is None or bool(pd.isna(value))
-
-
-def number_text(value: object, pattern: str = "{:.0f}") -> str:
-    """A number as a table shows it (default: a mean rounded to a whole number, kept or context
-    tokens), or ``-`` when missing; ``-0.0`` shows as ``0.0``."""
-    return "-" if _missing(value) else pattern.format(float(value) + 0.0)  # type: ignore[arg-type]
-
-
-def interval_text(estimate: object, low: object, high: object, sign: str = "") -> str:
-    """``estimate [low, high]`` to one decimal (``sign="+"``: signed), or ``-``."""
-    if _missing(estimate):
-        return "-"
-    pattern = f"{{:{sign}.1f}}"
-    return f"{number_text(estimate, pattern)} [{number_text(low, pattern)}, {number_text(high, pattern)}]"
-
-
-def p_text(value: object) -> str:
-    """A p-value to three significant digits, or ``-``."""
-    return number_text(value, "{:.3g}")
 
 
 def family_text(comparisons: int, mismatched: int = 0) -> str:

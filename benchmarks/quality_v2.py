@@ -39,13 +39,12 @@ from benchmarks.quality_text import (
     comparison_text,
     family_of,
     family_text,
-    interval_text,
     length_order,
     markdown_table,
-    number_text,
     study_main,
 )
 from cluster.labels import base_name
+from reports.tables import interval_text, number_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

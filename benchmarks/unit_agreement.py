@@ -27,9 +27,10 @@ import pandas as pd
 
 from analysis.table import ScoredTable, scored_table
 from analysis.views import compare
-from benchmarks.quality_text import comparison_text, family_text, markdown_table, number_text
+from benchmarks.quality_text import comparison_text, family_text, markdown_table
 from cluster.writer import ResultsError
 from evals.benchmark import output_text
+from reports.tables import number_text
 
 UNIT = ("unit_id", "method")
 """What matches a unit across the two directories."""

@@ -14,7 +14,6 @@ from laserkv.config import MethodConfig
 from laserkv.errors import ConfigError
 from laserkv.methods import KVPRESS_PREFIX, QUERY_AWARE_SUFFIX, get_method
 
-ALIASES = ("laser", "laser_recursive")  # the same configs as hybrid_magicpig_0.75 (+ _recursive)
 QUALITY_METHODS = (
     "laser", "laser_recursive", "exact", "lsh_frequency_rank", "lsh_magicpig", "streaming_laser_split",
     "snapkv_laser_split",

@@ -42,16 +42,22 @@ class Table:
     rows: Sequence[tuple[str, ...]]
 
 
-def interval_text(estimate: object, low: object, high: object, sign: str = "") -> str:
-    """``estimate [low, high]`` to one decimal (``sign="+"``: signed), or ``-``."""
-    if estimate is None or pd.isna(estimate):
-        return "-"
-    return f"{estimate:{sign}.1f} [{low:{sign}.1f}, {high:{sign}.1f}]"
+def _missing(value: object) -> bool:
+    return value is None or bool(pd.isna(value))
 
 
 def number_text(value: object, pattern: str = "{:.0f}") -> str:
-    """A number as a table shows it, or ``-``."""
-    return "-" if value is None or pd.isna(value) else pattern.format(value)
+    """A number as a table shows it (default: a mean rounded to a whole number, kept or context
+    tokens), or ``-`` when missing; ``-0.0`` shows as ``0.0``."""
+    return "-" if _missing(value) else pattern.format(float(value) + 0.0)  # type: ignore[arg-type]
+
+
+def interval_text(estimate: object, low: object, high: object, sign: str = "") -> str:
+    """``estimate [low, high]`` to one decimal (``sign="+"``: signed), or ``-``."""
+    if _missing(estimate):
+        return "-"
+    pattern = f"{{:{sign}.1f}}"
+    return f"{number_text(estimate, pattern)} [{number_text(low, pattern)}, {number_text(high, pattern)}]"
 
 
 def p_text(value: object) -> str:
