@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -27,6 +28,12 @@ BASELINE = "full"
 SCORED_COLUMNS = ("prediction", "correct", "score", "counts")
 """What scoring adds to a row (``evals.benchmark.Scored``); the stored ``prediction`` / ``correct``
 of rows written before schema 4 are replaced, never read."""
+DIAGNOSTIC_COLUMNS = ("answer_kept", "answer_kept_class", "attention_recall")
+"""What a row's ``diagnostics`` JSON (``cluster.diagnostics``) adds as columns: the share of the
+answer's tokens the final cache kept, that share as a class (``ANSWER_KEPT_CLASSES``), and the
+attention recall's mean over layers; missing (NaN / None) where the row recorded none."""
+ANSWER_KEPT_CLASSES = ("all", "partial", "none")
+"""``all``: every layer and head kept every answer token; ``none``: none kept any; else ``partial``."""
 LABEL_COLUMNS = ("config", "protocol", "failed", "regime")
 """``config``: the configuration's label (the method name, ``#<hash>`` where one name ran with
 several configs, `` @ <model>`` where several models are present); ``protocol``: the method's
@@ -40,8 +47,8 @@ class ScoredTable:
 
     Attributes:
         frame: one row per unit: every result column (``cluster.rows``) but ``breakdown`` and the
-            stored answer columns, the
-            scored values (``SCORED_COLUMNS``), ``LABEL_COLUMNS``, and one column per breakdown field.
+            stored answer columns, the scored values (``SCORED_COLUMNS``), ``LABEL_COLUMNS``,
+            ``DIAGNOSTIC_COLUMNS`` and one column per breakdown field.
         breakdown_fields: the breakdown fields present, in first-seen order.
         directories: where the rows came from.
     """
@@ -61,8 +68,8 @@ REQUIRED_COLUMNS = ("unit_id", "status", "dataset", "task", "length", "method", 
 
 
 def check_rows(path: Path, table: pa.Table) -> None:
-    """A shard's rows name what every row names (``REQUIRED_COLUMNS``), and a breakdown is a JSON
-    object.
+    """A shard's rows name what every row names (``REQUIRED_COLUMNS``), and a breakdown and
+    diagnostics are JSON objects.
 
     Raises:
         ResultsError: the first field missing or malformed, with the shard's path.
@@ -76,16 +83,17 @@ def check_rows(path: Path, table: pa.Table) -> None:
                 f"{path}: {column.null_count} of {len(column)} {rows} have no {name!r} (null), which laserkv "
                 f"writes in every one of its {rows}; move the shard out of the results dir"
             )
-    for blob in table.column("breakdown").drop_null().to_pylist():
-        try:
-            fields = json.loads(blob) if blob else {}
-        except json.JSONDecodeError:
-            fields = None
-        if not isinstance(fields, dict):
-            raise ResultsError(
-                f"{path}: a row's 'breakdown' is not a JSON object ({blob[:40]!r}); "
-                "move the shard out of the results dir"
-            )
+    for column in ("breakdown", "diagnostics"):
+        for blob in table.column(column).drop_null().to_pylist():
+            try:
+                fields = json.loads(blob) if blob else {}
+            except json.JSONDecodeError:
+                fields = None
+            if not isinstance(fields, dict):
+                raise ResultsError(
+                    f"{path}: a row's {column!r} is not a JSON object ({blob[:40]!r}); "
+                    "move the shard out of the results dir"
+                )
 
 
 def read_checked_shard(path: Path) -> pa.Table:
@@ -173,7 +181,8 @@ def _breakdown(frame: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """
     parsed = [json.loads(blob) if isinstance(blob, str) and blob else {} for blob in frame["breakdown"]]
     fields = tuple(dict.fromkeys(name for values in parsed for name in values))
-    clash = [name for name in fields if name in frame.columns or name in (*SCORED_COLUMNS, *LABEL_COLUMNS)]
+    reserved = (*SCORED_COLUMNS, *LABEL_COLUMNS, *DIAGNOSTIC_COLUMNS)
+    clash = [name for name in fields if name in frame.columns or name in reserved]
     if clash:
         raise ResultsError(f"breakdown field {clash[0]!r} is named like a result column: rename it")
     columns = {name: pd.Series([values.get(name) for values in parsed], index=frame.index, dtype=object)
@@ -181,12 +190,47 @@ def _breakdown(frame: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
     return pd.DataFrame(columns, index=frame.index), fields
 
 
+def diagnostics_of(blob: object) -> dict[str, Any]:
+    """A row's ``diagnostics`` JSON as a dict (empty where it recorded none)."""
+    return dict(json.loads(blob)) if isinstance(blob, str) and blob else {}
+
+
+def kept_class(share: float | None) -> str | None:
+    """``ANSWER_KEPT_CLASSES`` of an answer-kept share (None: not recorded)."""
+    if share is None:
+        return None
+    return "all" if share >= 1.0 else "none" if share <= 0.0 else "partial"
+
+
+def _diagnostics(frame: pd.DataFrame) -> pd.DataFrame:
+    """``DIAGNOSTIC_COLUMNS`` from each row's ``diagnostics``."""
+    parsed = [diagnostics_of(blob) for blob in frame["diagnostics"]]
+    shares = [found.get("answer_kept") for found in parsed]
+    recalls = [found.get("attention_recall_by_layer") for found in parsed]
+    return pd.DataFrame(
+        {
+            "answer_kept": pd.Series(shares, index=frame.index, dtype=float),
+            "answer_kept_class": pd.Series(
+                [kept_class(share) for share in shares], index=frame.index, dtype=object
+            ),
+            "attention_recall": pd.Series(
+                [sum(values) / len(values) if values else None for values in recalls],
+                index=frame.index,
+                dtype=float,
+            ),
+        },
+        index=frame.index,
+    )
+
+
 def scored_frame(table: pa.Table, directories: Sequence[Path] = ()) -> ScoredTable:
     """Result rows (``RESULT_SCHEMA``) as the scored table."""
     frame = latest_units(table.to_pandas(types_mapper=None))
     frame = frame.drop(columns=["prediction", "correct", *LEGACY_BREAKDOWN])  # scored / in breakdown
     breakdown, fields = _breakdown(frame)
-    frame = pd.concat([frame.drop(columns=["breakdown"]), _scored(frame), breakdown], axis=1)
+    frame = pd.concat(
+        [frame.drop(columns=["breakdown"]), _scored(frame), _diagnostics(frame), breakdown], axis=1
+    )
     frame["config"] = config_labels(frame)
     frame["protocol"] = frame["method_protocol"]
     frame["failed"] = frame["status"].ne("ok")

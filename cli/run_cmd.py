@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -75,6 +75,13 @@ def run(
         int | None,
         typer.Option(help="Answer length limit (default: the benchmark's).", rich_help_panel="Sample"),
     ] = None,
+    attention_recall: Annotated[
+        bool,
+        typer.Option(
+            help="Also show the attention recall per layer (one more full-cache forward).",
+            rich_help_panel="Output",
+        ),
+    ] = False,
 ) -> None:
     """Compress and answer one benchmark sample (like the original run_single_sample.py).
 
@@ -86,7 +93,17 @@ def run(
 
         config = run_method(method, budget, ratio, block_size, protection_divisor)
         run_spec = SingleRun(
-            model, dataset, length, task, sample, config, source, device, dtype, max_new_tokens
+            model,
+            dataset,
+            length,
+            task,
+            sample,
+            config,
+            source,
+            device,
+            dtype,
+            max_new_tokens,
+            attention_recall,
         )  # checked before the model loads
         with stdout.status(f"{config.name} on {dataset} {length}/{task}/{sample}"):
             chosen, outcome = run_single(run_spec)
@@ -104,7 +121,31 @@ def run(
         ("prediction", "" if outcome.scored.prediction is None else outcome.scored.prediction),
         ("correct", Text("yes", style="green") if outcome.scored.correct else Text("no", style="red")),
         ("seconds", ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in stats.seconds.items())),
+        *diagnostics_rows(outcome.diagnostics),
     ]
     for key, value in rows:  # Text: model output and labels like "laser[budget=512]" are no markup
         table.add_row(Text(key), value if isinstance(value, Text) else Text(str(value)))
     stdout.print(table)
+
+
+def diagnostics_rows(diagnostics: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The outcome's diagnostics as table rows: the answer's tokens kept (and each needle's depth),
+    the attention recall per layer."""
+    if not diagnostics:
+        return []
+    rows = []
+    if "answer_kept" in diagnostics:
+        depths = ", ".join(f"{answer['depth']:.1f}%" for answer in diagnostics["answers"])
+        kept = f"{100 * diagnostics['answer_kept']:.1f}% of {diagnostics['answer_tokens']} tokens"
+        rows.append(("answer kept", f"{kept} (depth {depths})"))
+    if "attention_recall_by_layer" in diagnostics:
+        by_layer = diagnostics["attention_recall_by_layer"]
+        shown = ", ".join(f"{100 * value:.0f}" for value in by_layer)
+        mean = 100 * sum(by_layer) / len(by_layer)
+        rows.append(
+            (
+                "attention recall %",
+                f"mean {mean:.1f}; by layer {shown} ({diagnostics['seconds_recall']:.2f} s)",
+            )
+        )
+    return rows

@@ -168,6 +168,11 @@ class RunOptions:
         expect=f"an integer from 1 to {MAX_SAMPLES_PER_CELL:,} (samples per cell)",
     )
     greedy: bool = option(False, "LongBench v2: greedy instead of temperature 0.1.", "Data")
+    attention_recall: bool = option(
+        False,
+        "Also record each unit's attention recall per layer (costs one full-cache forward per unit).",
+        "Output",
+    )
     seed: int = option(
         0,
         "Sampling seed (temperature > 0).",

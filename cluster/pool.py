@@ -160,7 +160,9 @@ class WorkerPool:
         options = self.actor_cls.options(
             num_gpus=gpus, num_cpus=1, max_restarts=0, max_concurrency=1, resources=resources
         )
-        return options.remote(self.config.model, device, self.config.dtype, self.run_id)
+        return options.remote(
+            self.config.model, device, self.config.dtype, self.run_id, self.config.attention_recall
+        )
 
     def replace(self, index: int, generation: int) -> bool:
         """Replace worker ``index`` by a fresh one, unless it was already replaced since

@@ -25,7 +25,10 @@ Columns (all nullable unless noted):
   (``evals.scoring.score_output``, applied when rows are read); ``prediction`` and ``correct``
   are what versions 1-3 stored at run time (empty in later rows, never read);
 - cost: ``seconds_forward``, ``seconds_score``, ``seconds_select``, ``seconds_gather``,
-  ``seconds_decode``, ``seconds_total``, ``peak_memory_bytes``.
+  ``seconds_decode``, ``seconds_total``, ``peak_memory_bytes``;
+- diagnostics: ``diagnostics``, JSON of what the unit's answer tokens and (opt-in) attention
+  recall say: which answer tokens the final cache kept, each needle's depth, the recall per layer
+  (``cluster.diagnostics``); null where there is nothing to record.
 
 Versions: 1 (the first release) stored one ``m_<field>`` column per field of the then flat
 ``MethodConfig`` instead of ``method_kind`` / ``method_params``; 2 added those two; 3 added
@@ -33,8 +36,8 @@ Versions: 1 (the first release) stored one ``m_<field>`` column per field of the
 when they scored with the question); 4 added ``breakdown`` (derived from version 1-3's LongBench
 columns) and stopped storing ``prediction`` / ``correct``; 5 added ``prefill_regime`` and
 ``compression_rounds`` (``prefill_regime``; derived for older rows from their method and block
-lengths, ``unknown`` where a failed row lacks them). This module imports neither torch nor
-laserkv's engine.
+lengths, ``unknown`` where a failed row lacks them); 6 added ``diagnostics`` (null in older
+rows: nothing was recorded). This module imports neither torch nor laserkv's engine.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from evals.benchmarks import get_benchmark
 from evals.sample import EvalSample
 from laserkv.protocol import QUERY_AGNOSTIC, QUERY_AWARE
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 LEGACY_BREAKDOWN = ("difficulty", "domain", "sub_domain")
 UNSCORED_KINDS = ("recency", "none")
 PHASES = ("forward", "score", "select", "gather", "decode")
@@ -95,6 +98,7 @@ COLUMNS: tuple[Column, ...] = (
     *_strings("breakdown", since=4),
     *_strings("prefill_regime", since=5),
     Column("compression_rounds", pa.int64(), since=5),
+    *_strings("diagnostics", since=6),
 )
 
 
@@ -149,6 +153,7 @@ class ResultRow(TypedDict):
     breakdown: str | None
     prefill_regime: str | None
     compression_rounds: int | None
+    diagnostics: str | None
 
 
 RESULT_SCHEMA = pa.schema(
@@ -263,6 +268,8 @@ def stored_version(table: pa.Table) -> int:
     """The schema version a stored table was written with (from the columns it has)."""
     if "schema_version" not in table.column_names:
         return 1
+    if "diagnostics" in table.column_names:
+        return 6
     if "prefill_regime" in table.column_names:
         return 5
     if "breakdown" in table.column_names:
@@ -291,6 +298,8 @@ def upgrade_table(table: pa.Table) -> pa.Table:
         table = _v3_breakdown_column(table)
     if version <= 4:
         table = _v4_regime_columns(table)
+    if version <= 5:
+        table = table.append_column("diagnostics", pa.nulls(table.num_rows, pa.string()))
     return table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA)
 
 

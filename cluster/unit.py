@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from cluster.diagnostics import unit_diagnostics
 from cluster.presets import methods_with_overrides
 from evals.benchmark import DataRequest, Scored
 from evals.benchmarks import get_benchmark
@@ -34,20 +35,32 @@ class UnitOutcome:
         scored: the official judgement of the raw output (prediction, correct, score); shown by
             ``laserkv run``, not stored: result rows keep the raw output, scored when read.
         prompt_hash: sha256 (16 hex digits) of the chat-templated prompt.
-        seconds: wall time of the whole unit (prompt, engine, scoring).
+        seconds: wall time of the whole unit (prompt, engine, scoring), diagnostics left out.
+        diagnostics: what the answer's tokens and the attention recall say
+            (``cluster.diagnostics``), or None.
     """
 
     result: EngineResult
     scored: Scored
     prompt_hash: str
     seconds: float
+    diagnostics: dict[str, Any] | None = None
 
 
-def run_unit(model: Any, tokenizer: Any, sample: EvalSample, method: MethodConfig, seed: int) -> UnitOutcome:
-    """Run ``method`` on ``sample`` with its benchmark's official decoding settings and score it.
+def run_unit(
+    model: Any,
+    tokenizer: Any,
+    sample: EvalSample,
+    method: MethodConfig,
+    seed: int,
+    attention_recall: bool = False,
+) -> UnitOutcome:
+    """Run ``method`` on ``sample`` with its benchmark's official decoding settings, score it and
+    record its diagnostics (``cluster.diagnostics.unit_diagnostics``).
 
     Args:
         seed: the sampling seed (used when the sample's temperature is > 0).
+        attention_recall: also run the full-cache forward of the attention recall.
     """
     start = time.perf_counter()
     texts = engine_texts(tokenizer, sample.parts)
@@ -60,7 +73,9 @@ def run_unit(model: Any, tokenizer: Any, sample: EvalSample, method: MethodConfi
     )
     scored = score_sample(sample, result.raw_text)
     prompt_hash = hashlib.sha256(texts.full_prompt.encode()).hexdigest()[:16]
-    return UnitOutcome(result, scored, prompt_hash, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    diagnostics = unit_diagnostics(model, tokenizer, texts, sample, result, attention_recall)
+    return UnitOutcome(result, scored, prompt_hash, seconds, diagnostics)
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,7 @@ class SingleRun:
         length / task / index: which sample (the ``index``-th of its cell).
         method: the method to run.
         max_new_tokens: None = the benchmark's official answer length.
+        attention_recall: also record the attention recall (``cluster.diagnostics``).
     """
 
     model: str
@@ -85,6 +101,7 @@ class SingleRun:
     device: str | None = None
     dtype: str | None = None
     max_new_tokens: int | None = None
+    attention_recall: bool = False
 
     def __post_init__(self) -> None:
         """The checks the input alone decides, before the model or any sample loads.
@@ -148,4 +165,4 @@ def run_single(run: SingleRun) -> tuple[EvalSample, UnitOutcome]:
     if run.max_new_tokens is not None:
         generation = dataclasses.replace(sample.generation, max_new_tokens=run.max_new_tokens)
         sample = dataclasses.replace(sample, generation=generation)
-    return sample, run_unit(model, tokenizer, sample, run.method, seed=0)
+    return sample, run_unit(model, tokenizer, sample, run.method, 0, run.attention_recall)

@@ -3,6 +3,7 @@ plain row dicts. The driver wraps it in a Ray actor (one GPU each, or CPU only).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -29,11 +30,15 @@ class EvalWorker:
         model: local directory, HF id or packaged model name.
         device / dtype: passed to ``laserkv.load_model_and_tokenizer``.
         run_id: recorded in every row.
+        attention_recall: each unit also records its attention recall (a full-cache forward).
     """
 
-    def __init__(self, model: str, device: str | None, dtype: str | None, run_id: str) -> None:
+    def __init__(
+        self, model: str, device: str | None, dtype: str | None, run_id: str, attention_recall: bool = False
+    ) -> None:
         self.model_id = model
         self.run_id = run_id
+        self.attention_recall = attention_recall
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.problem: str | None = None
         try:
@@ -74,7 +79,7 @@ class EvalWorker:
 
     def answer(self, unit: WorkUnit, method: MethodConfig, attempt: int) -> ResultRow:
         """Run the unit (``cluster.unit.run_unit``) and build its row."""
-        outcome = run_unit(self.model, self.tokenizer, unit.sample, method, unit.seed)
+        outcome = run_unit(self.model, self.tokenizer, unit.sample, method, unit.seed, self.attention_recall)
         result, stats = outcome.result, outcome.result.stats
         row = base_row(unit, self.run_id, attempt, self.name)
         row.update(
@@ -96,6 +101,7 @@ class EvalWorker:
                 "seconds_select": stats.seconds["select"],
                 "seconds_gather": stats.seconds["gather"],
                 "seconds_decode": stats.seconds["decode"],
+                "diagnostics": None if outcome.diagnostics is None else json.dumps(outcome.diagnostics),
             }
         )
         row["prefill_regime"], row["compression_rounds"] = prefill_regime(

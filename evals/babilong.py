@@ -121,7 +121,9 @@ def prompt_parts(context: str, question: str, task: str) -> PromptParts:
 
 def to_sample(row: dict[str, Any], dataset: str, length: str, task: str, index: int) -> EvalSample:
     """One dataset row as an ``EvalSample`` (id ``<length>/<task>/<index>``); the demo set's
-    needle tasks are prompted RULER-style (``evals.needle``)."""
+    needle tasks are prompted RULER-style (``evals.needle``) and locate their needle's value
+    (``needle.needle_spans``). BABILong's rows do not mark their facts, so its samples and the
+    demo set's qa tasks locate nothing."""
     is_needle = task in needle.TASKS
     parts = (
         needle.prompt_parts(row["input"], row["question"])
@@ -137,6 +139,7 @@ def to_sample(row: dict[str, Any], dataset: str, length: str, task: str, index: 
         target=str(row["target"]),
         generation=needle.GENERATION if is_needle else GENERATION,
         question=str(row["question"]),
+        answers=needle.needle_spans(parts.context, [str(row["target"])], str) if is_needle else (),
     )
 
 

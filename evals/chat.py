@@ -24,11 +24,15 @@ class EngineTexts:
         generation_prompt: the end of ``question_text`` after the message (end of turn +
             generation prompt + the sample's answer prefix, if any), which kvpress's query-aware
             runs leave outside the compression.
+        message_start: where the message's first character would sit in ``context_text``: its
+            character ``i`` (not trimmed by the template) is ``context_text[message_start + i]``
+            (how an answer span of ``PromptParts.context`` is found in the prompt).
     """
 
     context_text: str
     question_text: str
     generation_prompt: str = ""
+    message_start: int = 0
 
     @property
     def full_prompt(self) -> str:
@@ -65,4 +69,4 @@ def engine_texts(tokenizer: Any, parts: PromptParts, system_prompt: str | None =
     cut = min(max(len(parts.context) - leading, 0), len(core))
     end = start + len(core)
     suffix = rendered[end:] + parts.answer_prefix
-    return EngineTexts(rendered[:start] + core[:cut], core[cut:] + suffix, suffix)
+    return EngineTexts(rendered[:start] + core[:cut], core[cut:] + suffix, suffix, start - leading)

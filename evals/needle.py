@@ -11,8 +11,10 @@ set, prompted RULER-style as one user message, and scored as RULER's ``string_ma
 from __future__ import annotations
 
 import random
+import re
+from collections.abc import Callable, Sequence
 
-from evals.sample import GenerationSettings, PromptParts, split_at_suffix
+from evals.sample import AnswerSpan, GenerationSettings, PromptParts, split_at_suffix
 
 TASKS = ("niah_single", "niah_multikey")
 GENERATION = GenerationSettings(max_new_tokens=128, temperature=0.0)  # RULER: tokens_to_generate 128
@@ -29,6 +31,22 @@ INSTRUCTION = (
 def needle(key: str, value: str) -> str:
     """The needle sentence."""
     return f"One of the special magic numbers for {key} is: {value}."
+
+
+def needle_spans(
+    context: str, values: Sequence[str], target_of: Callable[[str], str]
+) -> tuple[AnswerSpan, ...]:
+    """Where each answer value sits in ``context``: its characters in the one needle sentence that
+    states it ("... is: <value>.", the needle of RULER's ``niah.py`` and of ``needle``), with its
+    target (``target_of(value)``). Empty when a value is stated in no needle or in several (a
+    distractor with the same value): the sample then records nothing rather than a guess."""
+    spans = []
+    for value in values:
+        found = [match.start(1) for match in re.finditer(rf"is: ({re.escape(value)})\.", context)]
+        if len(found) != 1 or not value:
+            return ()
+        spans.append(AnswerSpan(found[0], found[0] + len(value), target_of(value)))
+    return tuple(spans)
 
 
 def needle_facts(rng: random.Random, task: str) -> tuple[list[str], str, str]:

@@ -64,7 +64,8 @@ from evals.demo_set import cache_dir as datasets_cache_dir
 from evals.demo_set import check_samples_per_cell
 from evals.errors import DatasetNotAvailableError, EvalError
 from evals.loading import datasets_package
-from evals.sample import EvalSample, GenerationSettings, PromptParts
+from evals.needle import needle_spans
+from evals.sample import AnswerSpan, EvalSample, GenerationSettings, PromptParts
 
 DATASET = "ruler"
 PACKAGE = "long_context_eval"
@@ -96,6 +97,9 @@ module["write_manifest"](save_file, records)
 """
 """Runs a generator script as its ``main`` does, except that its set-up reads the nominal
 ``--max_seq_length`` while its sampling function fills to ``fill`` tokens."""
+RETRIEVAL_GENERATORS = ("niah",)
+"""The generators of RULER's retrieval category (its eight needle tasks), whose answers are stated
+once in the haystack: their samples locate them."""
 MARKER = "@@RULER_TASK_TEMPLATE@@"
 PUBLISHED = {
     "meta-llama/Llama-3.1-8B-Instruct": {
@@ -353,19 +357,26 @@ def split_input(task: str, text: str) -> PromptParts:
 
 def record_sample(record: dict[str, Any], task: str, length: str, revision: str | None = None) -> EvalSample:
     """One generated record as a sample (``split_input``); ``revision``: its cell's own data
-    version where it differs from the run's (``cell_revision``)."""
+    version where it differs from the run's (``cell_revision``). RULER's retrieval tasks (the
+    eight needle tasks) locate each answer's needle (``needle.needle_spans``: one span per
+    reference, its target that reference alone)."""
     parts = split_input(task, str(record["input"]))
     config = task_configs()[task]
+    target = str(record["outputs"])
+    answers: tuple[AnswerSpan, ...] = ()
+    if config["task"] in RETRIEVAL_GENERATORS:
+        answers = needle_spans(parts.context, references(target), lambda value: json.dumps([value]))
     return EvalSample(
         dataset=DATASET,
         sample_id=f"{length}/{task}/{record['index']}",
         task=task,
         length=length,
         parts=parts,
-        target=str(record["outputs"]),
+        target=target,
         generation=GenerationSettings(max_new_tokens=int(config["tokens_to_generate"])),
         fields={"generated_length": str(record.get("length", ""))},
         revision=revision,
+        answers=answers,
     )
 
 

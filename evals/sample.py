@@ -53,6 +53,19 @@ class PromptParts:
 
 
 @dataclass(frozen=True)
+class AnswerSpan:
+    """Where one answer sits in the document: characters ``[start, end)`` of
+    ``PromptParts.context`` (a needle's value, a marked fact), and the target it answers, written as
+    the benchmark writes targets (a needle is found when the benchmark's metric gives the output
+    full credit against this target alone).
+    """
+
+    start: int
+    end: int
+    target: str
+
+
+@dataclass(frozen=True)
 class EvalSample:
     """One benchmark sample, ready for the engine.
 
@@ -70,6 +83,9 @@ class EvalSample:
         revision: the data version of this sample's cell where it differs from the run's
             (``Benchmark.revision``), e.g. a RULER cell whose generator set-up changed; None: the
             run's. It goes into the unit id, so a changed cell never resumes into old rows.
+        answers: where the answer sits in the document, one span per needle or fact, where the
+            benchmark can find it (``Benchmark`` loaders fill it); empty: nothing to locate. Not
+            part of the unit id (it is read from the same text).
     """
 
     dataset: str
@@ -82,6 +98,7 @@ class EvalSample:
     question: str = ""
     fields: dict[str, str] = field(default_factory=dict)
     revision: str | None = None
+    answers: tuple[AnswerSpan, ...] = ()
 
 
 def split_at_suffix(message: str, suffix: str, what: str) -> PromptParts:

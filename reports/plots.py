@@ -29,7 +29,7 @@ def budget_points(view: pd.DataFrame) -> pd.DataFrame:
     return pooled.assign(**{name: pooled[name] / pooled["n"] for name in ("accuracy", "low", "high")})
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,7 +46,7 @@ def line_plot(
     points = points.dropna(subset=[x, y])
     if points[x].nunique() < 2:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     for name, line in sorted(points.groupby(series), key=lambda item: str(item[0])):
         line = line.sort_values(x)

@@ -11,6 +11,7 @@ from pathlib import Path
 from analysis.table import scored_table
 from analysis.views import accuracy
 from laserkv.errors import LaserKVError
+from reports.diagnostics import diagnostics_plots, diagnostics_tables
 from reports.pages import html_page, markdown, sample_rows
 from reports.plots import plots
 from reports.runs import About, run_descriptions
@@ -73,6 +74,7 @@ def write_report(
         main,
         *([compared] if compared else []),
         *breakdown_tables(table),
+        *diagnostics_tables(table),
         *official_tables(table),
         *published_tables(models, datasets),
     ]
@@ -89,6 +91,7 @@ def write_report(
             writing = output / "plots"
             kept = accuracy(table, ("dataset", "task", "config", "length"))
             images = plots(per_length, kept, output / "plots")
+            images += diagnostics_plots(table, output / "plots")
         writing = path
         if fmt == "html":
             text = html_page(report_tables, about, images, sample_rows(table))

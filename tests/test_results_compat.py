@@ -25,7 +25,7 @@ from laserkv.model_sources import PACKAGED_MODELS, package_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 QUALITY_RUNS = sorted((ROOT / "docs" / "quality" / "runs").iterdir())
-V5 = ("prefill_regime", "compression_rounds")
+V5 = ("prefill_regime", "compression_rounds", "diagnostics")  # and version 6's
 V1_FIXTURE = ROOT / "tests" / "data" / "results_v1"
 """12 rows of docs/quality/runs/smol_pooled (samples 0-5 x laser and exact with
 score_pooling=7 at B=1024, blocks of 1024, SmolLM2 on the demo set at 4k), as written then."""

@@ -151,7 +151,7 @@ def test_a_version_3_row_gets_its_breakdown_from_its_longbench_columns() -> None
     values = {**blank_row(), "unit_id": "u", "status": "ok", "schema_version": 3}
     values.update(difficulty="hard", domain="Code Repository Understanding", sub_domain=None)
     v3 = pa.Table.from_pylist([values], schema=RESULT_SCHEMA).drop_columns(
-        ["breakdown", "prefill_regime", "compression_rounds"]
+        ["breakdown", "prefill_regime", "compression_rounds", "diagnostics"]
     )
     upgraded = upgrade_table(v3).to_pylist()[0]
     assert json.loads(upgraded["breakdown"]) == {
@@ -188,7 +188,7 @@ def test_a_version_4_row_gets_its_regime_derived() -> None:
     values = {**blank_row(), "unit_id": "u", "status": "ok", "schema_version": 4, "method_kind": "kvpress"}
     values.update(method_params=json.dumps({"selector": "kvpress", "query_aware": True}))
     v4 = pa.Table.from_pylist([values], schema=RESULT_SCHEMA).drop_columns(
-        ["prefill_regime", "compression_rounds"]
+        ["prefill_regime", "compression_rounds", "diagnostics"]
     )
     upgraded = upgrade_table(v4).to_pylist()[0]
     assert (upgraded["prefill_regime"], upgraded["compression_rounds"]) == (
