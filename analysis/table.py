@@ -196,7 +196,8 @@ def diagnostics_of(blob: object) -> dict[str, Any]:
 
 
 def kept_class(share: float | None) -> str | None:
-    """``ANSWER_KEPT_CLASSES`` of an answer-kept share (None: not recorded)."""
+    """``ANSWER_KEPT_CLASSES`` of an answer-kept share (None: not recorded), for rows that stored the
+    share without its class (the class stored beside it is decided on exact counts)."""
     if share is None:
         return None
     return "all" if share >= 1.0 else "none" if share <= 0.0 else "partial"
@@ -206,13 +207,12 @@ def _diagnostics(frame: pd.DataFrame) -> pd.DataFrame:
     """``DIAGNOSTIC_COLUMNS`` from each row's ``diagnostics``."""
     parsed = [diagnostics_of(blob) for blob in frame["diagnostics"]]
     shares = [found.get("answer_kept") for found in parsed]
+    classes = [found.get("answer_kept_class") or kept_class(found.get("answer_kept")) for found in parsed]
     recalls = [found.get("attention_recall_by_layer") for found in parsed]
     return pd.DataFrame(
         {
             "answer_kept": pd.Series(shares, index=frame.index, dtype=float),
-            "answer_kept_class": pd.Series(
-                [kept_class(share) for share in shares], index=frame.index, dtype=object
-            ),
+            "answer_kept_class": pd.Series(classes, index=frame.index, dtype=object),
             "attention_recall": pd.Series(
                 [sum(values) / len(values) if values else None for values in recalls],
                 index=frame.index,

@@ -6,18 +6,25 @@ per layer (``laserkv.diagnostics.attention_recall``: one extra full-cache forwar
 Layout (keys absent where there is nothing to say)::
 
     {"answers": [{"target": ..., "positions": [...], "depth": 37.21, "kept": 1.0}, ...],
-     "answer_tokens": 5, "answer_kept": 0.8, "answer_kept_by_layer": [...],
-     "attention_recall_by_layer": [...], "seconds_recall": 1.9}
+     "answer_tokens": 5, "answer_kept": 0.8, "answer_kept_class": "partial",
+     "answer_kept_by_layer": [...], "attention_recall_by_layer": [...], "seconds_recall": 1.9}
 
 - ``positions``: the answer's token positions in the context (the tokens whose characters overlap
   the span, from the tokenizer's offsets); ``depth``: the first one's position in percent of the
   context tokens (chat prefix included); ``kept``: the share of its tokens the final cache kept,
   averaged over layers and KV heads.
-- ``answer_kept``: the same over all the sample's answer tokens; ``answer_kept_by_layer``: per
-  layer (mean over KV heads), where the method keeps per layer or head.
+- ``answer_kept``: the same over all the sample's answer tokens (rounded to 4 decimals);
+  ``answer_kept_class``: ``all`` (every layer and head kept every answer token), ``none`` (none kept
+  any) or ``partial``, decided on the exact counts; ``answer_kept_by_layer``: per layer (mean over
+  KV heads), where the method keeps per layer or head.
 - ``attention_recall_by_layer``: per layer, the share of the full-cache attention mass of the
-  question rows on the context that falls on the kept tokens (mean over KV heads);
-  ``seconds_recall``: what that forward cost (not in the unit's ``seconds_total``).
+  question rows on the context that falls on the kept tokens (mean over KV heads); the question
+  rows are the whole question part the engine appends (the rest of the message, the template's end
+  of turn and generation prompt); ``seconds_recall``: what that forward cost (not in the unit's
+  ``seconds_total``); ``recall_error``: why it failed instead (out of memory, say), the unit's
+  answer and its row kept.
+
+A tokenizer without offsets (not a fast one) locates no answer: the row records none.
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import torch
+
 from evals.chat import EngineTexts
 from evals.sample import EvalSample
-from laserkv.diagnostics import attention_recall, kept_mask, kept_share, token_positions
+from laserkv.diagnostics import attention_recall, kept_class, kept_mask, kept_share, token_positions
 from laserkv.engine import EngineResult
 from laserkv.prompting import encode_text
 
@@ -93,13 +102,27 @@ def unit_diagnostics(
         ]
         found["answer_tokens"] = len(every)
         found["answer_kept"] = round(float(share.mean()), DIGITS)
+        found["answer_kept_class"] = kept_class(mask, every)
         if result.kept_positions.dim() == 3:
             found["answer_kept_by_layer"] = [round(float(value), DIGITS) for value in share.mean(dim=-1)]
     if recall:
-        start = time.perf_counter()
+        found.update(recall_record(model, tokenizer, texts, mask))
+    return found
+
+
+def recall_record(model: Any, tokenizer: Any, texts: EngineTexts, mask: Any) -> dict[str, Any]:
+    """``attention_recall_by_layer`` and ``seconds_recall``, or ``recall_error`` when the extra
+    forward fails (out of memory at a long context, say): the unit keeps its answer either way."""
+    start = time.perf_counter()
+    try:
         context_ids = encode_text(tokenizer, texts.context_text)
         question_ids = encode_text(tokenizer, texts.question_text)
         by_layer = attention_recall(model, context_ids, question_ids, mask)
-        found["attention_recall_by_layer"] = [round(value, DIGITS) for value in by_layer]
-        found["seconds_recall"] = round(time.perf_counter() - start, 3)
-    return found
+    except Exception as error:  # a diagnostic never costs the unit its answer
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return {"recall_error": f"{type(error).__name__}: {error}"[:500]}
+    return {
+        "attention_recall_by_layer": [round(value, DIGITS) for value in by_layer],
+        "seconds_recall": round(time.perf_counter() - start, 3),
+    }

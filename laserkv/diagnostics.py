@@ -48,6 +48,13 @@ def kept_share(mask: Tensor, positions: Sequence[int]) -> Tensor:
     return mask[..., list(positions)].double().mean(dim=-1)
 
 
+def kept_class(mask: Tensor, positions: Sequence[int]) -> str:
+    """``all`` when every layer and KV head kept every one of ``positions``, ``none`` when none kept
+    any, else ``partial`` (on the exact entries, not a rounded share)."""
+    entries = mask[..., list(positions)]
+    return "all" if bool(entries.all()) else "partial" if bool(entries.any()) else "none"
+
+
 @torch.inference_mode()
 def attention_recall(
     model: PreTrainedModel, context_ids: Sequence[int], question_ids: Sequence[int], mask: Tensor

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import torch
 
-from cluster.diagnostics import answer_positions, unit_diagnostics
+from cluster.diagnostics import answer_positions, recall_record, unit_diagnostics
 from evals import demo_set, needle, ruler
-from evals.chat import engine_texts
+from evals.chat import EngineTexts, engine_texts
 from evals.sample import AnswerSpan
 from evals.scoring import score_output
 from laserkv import diagnostics, get_method
-from laserkv.diagnostics import attention_recall, kept_mask, kept_share, token_positions
+from laserkv.diagnostics import attention_recall, kept_class, kept_mask, kept_share, token_positions
 from laserkv.engine import answer_texts
 from laserkv.model_sources import PACKAGED_MODELS, package_dir
 from laserkv.modeling import load_tokenizer
@@ -131,6 +131,24 @@ def test_kept_shares_equal_loops_over_the_kept_positions() -> None:
     assert kept_share(kept_mask(one_set, context_len), answer).tolist() == [[3 / 5]]
 
 
+def test_the_kept_class_counts_exactly_where_a_rounded_share_would_not() -> None:
+    answer = list(range(30_000))
+    almost = kept_mask(torch.tensor(answer[1:]), 30_000)  # one token of 30,000 evicted
+    assert round(float(kept_share(almost, answer).mean()), 4) == 1.0
+    assert (kept_class(almost, answer), kept_class(kept_mask(torch.tensor([7]), 30_000), answer)) == (
+        "partial",
+    ) * 2
+    assert kept_class(kept_mask(torch.tensor(answer), 30_000), answer) == "all"
+    assert kept_class(kept_mask(torch.tensor([-1, 30_001 - 2]), 30_000), [0, 1]) == "none"
+
+
+def test_a_failed_recall_is_recorded_and_costs_the_unit_nothing(tiny: Any) -> None:
+    model, tokenizer = tiny
+    texts = EngineTexts("abc def", "")  # no question rows: the recall forward refuses
+    found = recall_record(model, tokenizer, texts, kept_mask(torch.tensor([0]), 7))
+    assert found == {"recall_error": "ValueError: attention recall needs a context and a question"}
+
+
 def brute_force_recall(
     model_dir: Path, context: list[int], question: list[int], mask: torch.Tensor
 ) -> list[float]:
@@ -182,14 +200,20 @@ def test_a_units_diagnostics_name_the_needle_and_its_tokens_kept(tiny: Any, tmp_
     spec = demo_set.DemoSpec(samples_per_cell=2)
     sample = list(demo_set.load_samples(["1k"], ["niah_single"], spec, root=tmp_path))[1]
     texts = engine_texts(tokenizer, sample.parts)
-    for method in (get_method("full"), get_method("streaming", budget=64, block_size=256)):
+    methods = [get_method("full"), get_method("streaming", budget=64, block_size=256)]
+    methods.append(get_method("kvpress:pyramidkv", budget=64))  # per layer, heads padded with -1
+    for method in methods:
         result = answer_texts(model, tokenizer, texts.context_text, texts.question_text, method)
         found = unit_diagnostics(model, tokenizer, texts, sample, result, recall=True)
         assert found is not None
         (answer,) = found["answers"]
-        kept = set(result.kept_positions.reshape(-1).tolist())
-        expected = sum(position in kept for position in answer["positions"]) / len(answer["positions"])
+        per_head = result.kept_positions.reshape(-1, result.kept_positions.shape[-1]).tolist()
+        shares = [
+            sum(p in set(kept) for p in answer["positions"]) / len(answer["positions"]) for kept in per_head
+        ]
+        expected = round(sum(shares) / len(shares), 4)
         assert (answer["target"], answer["kept"], found["answer_kept"]) == (sample.target, expected, expected)
+        assert ("answer_kept_by_layer" in found) == (result.kept_positions.dim() == 3)
         assert answer["depth"] == round(100 * answer["positions"][0] / result.stats.context_tokens, 2)
         assert len(found["attention_recall_by_layer"]) == 2
         if method.name == "full":
