@@ -93,24 +93,28 @@ def file_name(*parts: object) -> str:
 
 def depth_heatmap(cells: pd.DataFrame, title: str, path: Path) -> Path:
     """Needles found (%) by depth bin (rows, 0% at the top, every bin shown; grey: no needle there)
-    x length (columns), the numbers in the cells."""
+    x length (columns), in each cell the share found and the share of the needles' tokens kept."""
     plt = pyplot()
     lengths = ordered(cells.drop_duplicates("length"), "length")["length"].tolist()
     values = cells.pivot_table(index="bin", columns="length", values="found").reindex(
         index=range(DEPTH_BINS), columns=lengths
     )
-    figure, axes = plt.subplots(figsize=(3.6 + 0.7 * len(lengths), 4.8), dpi=110)
+    figure, axes = plt.subplots(figsize=(3.6 + 1.1 * len(lengths), 4.8), dpi=110)
     colours = plt.get_cmap("RdYlGn").with_extremes(bad="#dddddd")
     image = axes.imshow(values.to_numpy(dtype=float), cmap=colours, vmin=0, vmax=100, aspect="auto")
+    kept = cells.pivot_table(index="bin", columns="length", values="kept").reindex(
+        index=range(DEPTH_BINS), columns=lengths
+    )
     for row, column in [(r, c) for r in range(values.shape[0]) for c in range(values.shape[1])]:
         value = values.iat[row, column]
         if pd.notna(value):
-            axes.text(column, row, f"{value:.0f}", ha="center", va="center", fontsize=8)
+            text = f"{value:.0f} (kept {kept.iat[row, column]:.0f})"
+            axes.text(column, row, text, ha="center", va="center", fontsize=7)
     axes.set_xticks(range(len(lengths)), lengths)
     axes.set_yticks(
         range(DEPTH_BINS), [depth_bin(100 * (index + 0.5) / DEPTH_BINS) for index in range(DEPTH_BINS)]
     )
-    axes.set_xlabel("context length")
+    axes.set_xlabel("context length (cells: % found, and % of the needles' tokens kept)")
     axes.set_ylabel("needle depth (% of the context)")
     axes.set_title(title, fontsize=9)
     figure.colorbar(image, ax=axes, label="needles found (%)")

@@ -338,3 +338,23 @@ def test_a_report_without_diagnostics_has_no_such_section(tmp_path: Path) -> Non
     assert not any(
         path.name.startswith("depth_heatmap") for path in (tmp_path / "report" / "plots").iterdir()
     )
+
+
+def test_the_committed_ruler_needle_run_reads_as_its_page_says() -> None:
+    """docs/diagnostics.md's table of the committed RULER needle run, from its rows."""
+    from analysis.diagnostics import depth_grid, misses_by_kept
+    from analysis.table import scored_table
+
+    pytest.importorskip("long_context_eval")
+    run = Path(__file__).resolve().parents[1] / "docs" / "diagnostics" / "runs" / "ruler_niah_smollm2"
+    table = scored_table([run])
+    misses = misses_by_kept(table).set_index("config")[["n", "misses", "evicted", "partial", "ignored"]]
+    assert misses.to_dict("index") == {
+        "full": {"n": 40, "misses": 25, "evicted": 0, "partial": 0, "ignored": 25},
+        "laser": {"n": 40, "misses": 33, "evicted": 0, "partial": 29, "ignored": 4},
+        "streaming": {"n": 40, "misses": 34, "evicted": 20, "partial": 14, "ignored": 0},
+    }
+    grid = depth_grid(table).set_index(["config", "length", "depth_bin"])
+    assert grid.loc[("streaming", "8k", "90-100%"), ["n", "found", "kept"]].tolist() == [6, 100.0, 100.0]
+    page = (run.parents[2] / "diagnostics.md").read_text()
+    assert "| streaming | 40 | 34 | 20 | 14 | 0 |" in page
