@@ -89,21 +89,40 @@ def key_fingerprints(keys: Tensor, weights: Tensor) -> Tensor:
 def match_positions(full: Tensor, kept: Tensor) -> Tensor:
     """Where each kept key sat in the full sequence, per head.
 
+    Equal keys at several positions (identical hidden states, e.g. a zero embedding) are matched in
+    order: the j-th kept copy (in ``kept``'s order) takes the j-th of their positions (ascending).
+    Equal keys carry equal values, so which copy sits where does not change attention; each kept
+    copy gets its own position.
+
     Args:
         full: (kv_heads, n) fingerprints of the prefilled keys; kept: (kv_heads, k) of the kept.
 
     Raises:
-        RuntimeError: a kept key that is not among the prefilled ones.
+        RuntimeError: a kept key that is not among the prefilled ones (or kept more often than
+            the prefill produced it).
 
     Returns:
         (kv_heads, k) int64 positions (in ``kept``'s order).
     """
-    order = torch.argsort(full, dim=-1)
+    order = torch.argsort(full, dim=-1, stable=True)
     ranked = torch.gather(full, -1, order)
-    where = torch.searchsorted(ranked, kept).clamp(max=full.shape[-1] - 1)
-    if not torch.equal(torch.gather(ranked, -1, where), kept):
+    where = torch.searchsorted(ranked, kept) + copy_index(kept)
+    inside = where < full.shape[-1]
+    where = where.clamp(max=full.shape[-1] - 1)
+    if not (inside.all() and torch.equal(torch.gather(ranked, -1, where), kept)):
         raise RuntimeError("the press kept a key that the prefill did not produce")
     return torch.gather(order, -1, where)
+
+
+def copy_index(values: Tensor) -> Tensor:
+    """(rows, k) -> (rows, k): for each entry, how many equal entries precede it in its row."""
+    order = torch.argsort(values, dim=-1, stable=True)
+    ranked = torch.gather(values, -1, order)
+    index = torch.arange(values.shape[-1], device=values.device).expand_as(values)
+    starts = torch.ones_like(ranked, dtype=torch.bool)
+    starts[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=-1).values
+    return torch.empty_like(index).scatter_(-1, order, index - first)
 
 
 def _masked(

@@ -446,3 +446,27 @@ def test_a_ragged_cache_answers_as_kvpress_own_masking_does(
     cut = expected_tokens.index(eos) if eos in expected_tokens else len(expected_tokens)
     assert result.token_ids == expected_tokens[:cut]
     torch.testing.assert_close(result.first_token_logits, expected_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_equal_keys_at_several_positions_match_in_order() -> None:
+    """Brute force: each kept fingerprint maps to a distinct prefill position holding the same
+    fingerprint, copies in order (a zero embedding gives equal keys at every position it sits)."""
+    from laserkv.kvpress_bridge import copy_index, match_positions
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        full = torch.randint(0, 6, (2, 30), generator=generator)  # many equal fingerprints
+        keep = torch.stack([torch.randperm(30, generator=generator)[:12] for _ in range(2)])
+        kept = torch.gather(full, -1, keep)
+        found = match_positions(full, kept)
+        for head in range(2):
+            assert torch.equal(full[head, found[head]], kept[head])
+            assert len(set(found[head].tolist())) == 12
+            for value in set(kept[head].tolist()):  # the j-th kept copy takes the j-th position
+                copies = found[head][kept[head] == value].tolist()
+                assert copies == sorted((full[head] == value).nonzero().flatten().tolist())[: len(copies)]
+        assert [row.tolist() for row in copy_index(torch.tensor([[5, 3, 5, 5, 3, 1]]))] == [
+            [0, 0, 1, 2, 1, 0]
+        ]
+    with pytest.raises(RuntimeError, match="did not produce"):
+        match_positions(torch.tensor([[7, 0, 3]]), torch.tensor([[3, 3]]))  # kept more often than made
