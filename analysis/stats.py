@@ -292,6 +292,46 @@ def paired_graded(
     )
 
 
+def paired_task_average(
+    method: Sequence[float],
+    baseline: Sequence[float],
+    tasks: Sequence[Hashable],
+    confidence: float = 0.95,
+    alpha: float = ALPHA,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+) -> PairedComparison:
+    """Method minus baseline as RULER averages: the unweighted mean over tasks of each task's mean
+    paired difference, with a paired percentile bootstrap that resamples pairs within each task
+    (every task keeps its size) and its two-sided bootstrap p. With the same number of pairs in
+    every task it is ``paired_graded`` with the tasks as strata, draw for draw.
+
+    Args:
+        method, baseline: (n,) per-sample scores in [0, 1], paired by position.
+        tasks: (n,) each pair's task.
+
+    Raises:
+        ValueError: the score lists differ in length or are empty, or tasks differ in length.
+    """
+    _check_level("confidence", confidence, 1)
+    _check_level("alpha", alpha, 0.5)
+    ours, theirs = _paired_arrays(method, baseline)
+    codes = _stratum_codes(tasks, ours.size)
+    counts = np.bincount(codes)
+    weights = ours.size / (counts.size * counts[codes])  # a task's pairs weigh 1 / (tasks x its size)
+    differences = (ours - theirs) * weights
+    (means,) = _resampled_means((differences,), codes, n_resamples, seed)
+    observed, n = float(differences.mean()), int(ours.size)
+    return PairedComparison(
+        difference=_percentile_interval(observed, means, confidence, n),
+        equivalence_interval=_percentile_interval(observed, means, 1 - 2 * alpha, n),
+        p_value=_bootstrap_p(observed, means),
+        test="paired bootstrap of the task average, stratified by task",
+        method_only=int(np.sum(ours > theirs)),
+        baseline_only=int(np.sum(ours < theirs)),
+    )
+
+
 def paired_comparison(
     method: Sequence[float],
     baseline: Sequence[float],

@@ -302,3 +302,20 @@ def test_math_comb_reference_for_mcnemar() -> None:
     n, k = 17, 4
     tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     assert mcnemar_exact(k, n - k) == pytest.approx(2 * tail) == pytest.approx(mcnemar_exact(n - k, k))
+
+
+def test_the_task_average_weighs_every_task_alike() -> None:
+    """Unequal tasks: the estimate is the mean of the task means; equal tasks: it is
+    ``paired_graded`` stratified by task, draw for draw."""
+    from analysis.stats import paired_graded, paired_task_average
+
+    method = [1.0, 1.0, 1.0, 0.0, 0.5, 1.0]
+    baseline = [0.0, 0.0, 0.0, 0.0, 0.5, 0.0]
+    tasks = ["a", "a", "a", "a", "b", "b"]  # task a: +0.75, task b: +0.5
+    found = paired_task_average(method, baseline, tasks)
+    assert found.difference.estimate == pytest.approx(100 * (0.75 + 0.5) / 2)
+    assert found.difference.low <= found.difference.estimate <= found.difference.high
+    equal = ["a", "a", "a", "b", "b", "b"]
+    ours, theirs = paired_task_average(method, baseline, equal), paired_graded(method, baseline, equal)
+    assert ours.difference == theirs.difference and ours.p_value == theirs.p_value
+    assert ours.equivalence_interval == theirs.equivalence_interval

@@ -1,0 +1,328 @@
+"""Quality v3's registered analysis (docs/quality/v3-plan.md), the families it names, computed
+from the committed rows through ``analysis.table`` and ``analysis.stats``:
+
+- the primary family (P-a, P-b1, P-b2: LASER-KV at equal tokens against the three query-aware
+  rivals, RULER's 13-task graded average at 16k, r = 0.25), S1 (the same at r = 0.125), S3 (at
+  32k, over the tasks complete for every arm), and the pairwise secondary families S2 (against
+  ``full``), S7 (as shipped), S8 (score pooling), S9 (query visibility) and S10 (the curve's r);
+- S4: per task, each primary comparison's 13 differences (three families of 13).
+
+Each comparison uses the samples every configuration of its family ran (complete samples), pairs
+them by ``analysis.views.SAMPLE_KEY``, and gives Δ = arm − rival in pp as the unweighted mean of
+the task means (``analysis.stats.paired_task_average``; S4: ``paired_comparison`` per task), its
+95% and 90% intervals, the bootstrap p, Holm over the family, the verdict and, for the primary
+comparisons and S1 / S3, H1's status (non-inferiority at −5 pp from the 90% interval). A comparison
+is matched when both arms ran in the same prefill regime (a query-aware kvpress press's
+"one-shot, first token uncompressed" counts as one-shot: the plan accepts it as the press's own
+protocol, and the table says so) and their mean kept tokens differ by at most 2% of the rival's;
+otherwise it is "mismatched", and, like one that did not run, enters its Holm family with p = 1
+and gets no verdict. Failed units count as wrong.
+
+The analysis runs once the primary cells are complete (``benchmarks.quality_v3_coverage``), or with
+``--budget-exhausted`` once the GPU budget is declared spent; before that it refuses, so that no
+outcome is read early. S5 and S6's contrasts are not computed here yet.
+
+    python -m benchmarks.quality_v3 docs/quality/runs/q15_v3 --out docs/quality/v3
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.stats import EQUIVALENCE_MARGIN, holm, paired_comparison, paired_task_average, verdict
+from analysis.table import ScoredTable, scored_table
+from analysis.views import SAMPLE_KEY, complete_samples
+from benchmarks.quality_v3_coverage import (
+    AS_SHIPPED,
+    EXPECTED_ATTENTION,
+    ONE_SHOT,
+    PLANNED,
+    PRIMARY_ARMS,
+    SAMPLES_PER_TASK,
+    per_config,
+    read_coverage,
+)
+from cluster.rows import ONE_SHOT_FIRST_UNCOMPRESSED
+from evals.ruler import task_names
+from reports.tables import interval_text, markdown_text, p_text
+
+KEPT_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One registered comparison: its id, the arm's and the rival's configuration labels."""
+
+    id: str
+    arm: str
+    rival: str
+
+
+@dataclass(frozen=True)
+class Family:
+    """A Holm family: its id, title, comparisons, length and whether H1 is reported."""
+
+    id: str
+    title: str
+    comparisons: tuple[Comparison, ...]
+    length: str = "16k"
+    non_inferiority: bool = False
+
+
+def _planned(*ids: str) -> tuple[Comparison, ...]:
+    found = {item.id: item for item in PLANNED}
+    return tuple(Comparison(name, found[name].arm, found[name].rival) for name in ids)
+
+
+PRIMARY = _planned("P-a", "P-b1", "P-b2")
+FAMILIES = (
+    Family("primary", "Primary: LASER-KV (equal tokens) − query-aware rival, 16k, r = 0.25", PRIMARY,
+           non_inferiority=True),
+    Family("S1", "S1: the primary comparisons at r = 0.125",
+           tuple(Comparison(f"S1 {item.id}", item.arm, item.rival)
+                 for item in _planned("S1 (P-a)", "S1 (P-b1)", "S1 (P-b2)")), non_inferiority=True),
+    Family("S2", "S2: laser − full", (Comparison("S2 r=0.25", "laser[compression_ratio=0.25]", "full"),
+                                       Comparison("S2 r=0.125", "laser[compression_ratio=0.125]", "full"))),
+    Family("S3", "S3: the primary comparisons at 32k (a k-task average where fewer than 13 are complete)",
+           tuple(Comparison(f"S3 {item.id}", item.arm, item.rival) for item in PRIMARY), length="32k",
+           non_inferiority=True),
+    Family("S7", "S7: LASER-KV as shipped − laser",
+           (Comparison("S7 r=0.25", AS_SHIPPED, "laser[compression_ratio=0.25]"),
+            Comparison("S7 r=0.125", AS_SHIPPED.replace("0.25", "0.125"), "laser[compression_ratio=0.125]"))),
+    Family("S8", "S8: score pooling − laser",
+           tuple(Comparison(f"S8 r={r}", f"laser[compression_ratio={r},score_pooling=7]",
+                            f"laser[compression_ratio={r}]") for r in ("0.25", "0.125"))),
+    Family("S9", "S9: kvpress SnapKV query-aware − query-agnostic",
+           tuple(Comparison(f"S9 r={r}", f"kvpress:snapkv_query_aware[compression_ratio={r}]",
+                            f"kvpress:snapkv[compression_ratio={r}]") for r in ("0.25", "0.125"))),
+    Family("S10", "S10: LASER-KV (equal tokens) − SnapKV along the budget axis",
+           _planned("S10 (0.5)", "S10 (0.0625)")),
+)  # fmt: skip
+"""The families with a family-wise Holm adjustment, as the plan registers them."""
+assert ONE_SHOT and EXPECTED_ATTENTION  # the labels above come from the coverage module's
+
+
+class NotYet(RuntimeError):
+    """The primary cells are not complete and the GPU budget was not declared exhausted."""
+
+
+def check_ready(directory: Path, budget_exhausted: bool) -> None:
+    """Refuse to read outcomes before the primary cells are complete (unless the budget is spent).
+
+    Raises:
+        NotYet: how many primary units are missing.
+    """
+    configs = per_config(read_coverage(directory), "16k", task_names())
+    primary = configs[configs["configuration"].isin(PRIMARY_ARMS)]
+    missing = int(primary["missing"].sum()) + SAMPLES_PER_TASK * len(task_names()) * (
+        len(PRIMARY_ARMS) - len(primary)
+    )
+    if missing and not budget_exhausted:
+        raise NotYet(
+            f"the primary cells miss {missing} units: resume the sweep (docs/quality/v3-plan.md), or pass "
+            "--budget-exhausted once the GPU budget is declared spent"
+        )
+
+
+def regime_of(label: object) -> str:
+    """A row's regime as matched: a query-aware press's first uncompressed token counts as one-shot."""
+    return "one-shot" if label == ONE_SHOT_FIRST_UNCOMPRESSED else str(label)
+
+
+def compare_pair(
+    table: ScoredTable, item: Comparison, length: str, tasks: Sequence[str] | None = None
+) -> dict[str, object]:
+    """One comparison over the pairs of its arms at ``length`` (in ``tasks`` when given)."""
+    frame = table.frame[table.frame["length"].eq(length)]
+    if tasks is not None:
+        frame = frame[frame["task"].isin(list(tasks))]
+    keys = [*SAMPLE_KEY, "task", "length"]
+    arm = frame[frame["config"].eq(item.arm)].drop_duplicates(keys, keep="last")
+    rival = frame[frame["config"].eq(item.rival)].drop_duplicates(keys, keep="last")
+    paired = arm.merge(rival, on=keys, suffixes=("", "_rival")).sort_values(
+        ["task", "sample_id"], kind="stable"
+    )
+    record: dict[str, object] = {"id": item.id, "arm": item.arm, "rival": item.rival, "pairs": len(paired)}
+    if paired.empty:
+        return {**record, "status": "not run", "p": 1.0}
+    kept, kept_rival = paired["kept_tokens_final"].mean(), paired["kept_tokens_final_rival"].mean()
+    regimes = sorted({regime_of(value) for value in paired["regime"]})
+    rival_regimes = sorted({regime_of(value) for value in paired["regime_rival"]})
+    differs = []
+    if regimes != rival_regimes:
+        differs.append(f"regime ({', '.join(regimes)} vs {', '.join(rival_regimes)})")
+    if abs(kept / kept_rival - 1) > KEPT_TOLERANCE:
+        differs.append(f"kept tokens ({kept:.0f} vs {kept_rival:.0f})")
+    first_uncompressed = paired["regime_rival"].eq(ONE_SHOT_FIRST_UNCOMPRESSED).any()
+    comparison = paired_task_average(
+        paired["score"].tolist(), paired["score_rival"].tolist(), paired["task"].tolist()
+    )
+    record.update(
+        {
+            "tasks": paired["task"].nunique(),
+            "kept": f"{kept:.0f} / {kept_rival:.0f}",
+            "largest kept gap": int(
+                (paired["kept_tokens_final"] - paired["kept_tokens_final_rival"]).abs().max()
+            ),
+            "comparison": comparison,
+            "p": comparison.p_value if not differs else 1.0,
+            "status": "mismatched: " + "; ".join(differs) if differs else "matched",
+            "note": "rival's first answer token from its uncompressed forward" if first_uncompressed else "",
+        }
+    )
+    return record
+
+
+def non_inferiority(record: dict[str, object], margin: float = EQUIVALENCE_MARGIN) -> str:
+    """H1 from the 90% interval: supported (low > −margin), refuted (high < −margin), else undecided."""
+    comparison = record.get("comparison")
+    if record["status"] != "matched" or comparison is None:
+        return "-"
+    tost = comparison.equivalence_interval  # type: ignore[attr-defined]
+    return "supported" if tost.low > -margin else "refuted" if tost.high < -margin else "undecided"
+
+
+def family_table(table: ScoredTable, family: Family) -> pd.DataFrame:
+    """The family's comparisons over its complete samples, Holm-adjusted, with verdicts."""
+    labels = {label for item in family.comparisons for label in (item.arm, item.rival)}
+    members = table.frame[table.frame["config"].isin(labels) & table.frame["length"].eq(family.length)]
+    complete, _ = complete_samples(table.where(members))
+    tasks = None
+    if family.id == "S3":  # the tasks complete for every arm
+        counts = complete.frame.groupby("task")["config"].nunique()
+        tasks = sorted(counts[counts.eq(len(labels))].index)
+    records = [compare_pair(complete, item, family.length, tasks) for item in family.comparisons]
+    adjusted = holm([float(record["p"]) for record in records])  # type: ignore[arg-type]
+    for record, p_holm in zip(records, adjusted, strict=True):
+        record["p_holm"] = p_holm
+        comparison = record.get("comparison")
+        matched = record["status"] == "matched" and comparison is not None
+        record["verdict"] = verdict(comparison, p_holm) if matched else "-"  # type: ignore[arg-type]
+        record["H1"] = non_inferiority(record) if family.non_inferiority else ""
+    return pd.DataFrame.from_records(records)
+
+
+def per_task_families(table: ScoredTable) -> list[tuple[str, pd.DataFrame]]:
+    """S4: for each primary comparison, its 13 per-task differences as one Holm family."""
+    found = []
+    for item in PRIMARY:
+        members = table.frame[
+            table.frame["config"].isin([item.arm, item.rival]) & table.frame["length"].eq("16k")
+        ]
+        complete, _ = complete_samples(table.where(members))
+        records = []
+        for task in task_names():
+            keys = [*SAMPLE_KEY, "task", "length"]
+            frame = complete.frame[complete.frame["task"].eq(task)]
+            arm = frame[frame["config"].eq(item.arm)].drop_duplicates(keys, keep="last")
+            rival = frame[frame["config"].eq(item.rival)].drop_duplicates(keys, keep="last")
+            paired = arm.merge(rival, on=keys, suffixes=("", "_rival")).sort_values(
+                "sample_id", kind="stable"
+            )
+            if paired.empty:
+                records.append({"task": task, "pairs": 0, "p": 1.0})
+                continue
+            comparison = paired_comparison(paired["score"].tolist(), paired["score_rival"].tolist())
+            records.append(
+                {"task": task, "pairs": len(paired), "comparison": comparison, "p": comparison.p_value}
+            )
+        adjusted = holm([float(record["p"]) for record in records])  # type: ignore[arg-type]
+        for record, p_holm in zip(records, adjusted, strict=True):
+            record["p_holm"] = p_holm
+            found_comparison = record.get("comparison")
+            record["verdict"] = verdict(found_comparison, p_holm) if found_comparison is not None else "-"  # type: ignore[arg-type]
+        found.append(
+            (
+                f"S4 {item.id}: {item.arm} − {item.rival}, per task (Holm over 13)",
+                pd.DataFrame.from_records(records),
+            )
+        )
+    return found
+
+
+def _difference_cells(record: dict[str, object]) -> tuple[str, str, str]:
+    comparison = record.get("comparison")
+    if comparison is None or (isinstance(comparison, float) and pd.isna(comparison)):
+        return "-", "-", "-"
+    difference, tost = comparison.difference, comparison.equivalence_interval  # type: ignore[attr-defined]
+    return (interval_text(difference.estimate, difference.low, difference.high, "+"),
+            interval_text(tost.estimate, tost.low, tost.high, "+"), p_text(comparison.p_value))  # type: ignore[attr-defined]  # fmt: skip
+
+
+def markdown(tables: list[tuple[str, pd.DataFrame]], rows_read: int) -> str:
+    """The analysis as Markdown: one table per family."""
+    lines = ["# Quality v3: the registered families", "",
+             f"From {rows_read} units; every number regenerates with `python -m benchmarks.quality_v3`.",
+             ""]  # fmt: skip
+    for title, frame in tables:
+        per_task = "task" in frame.columns
+        header = (["task"] if per_task else ["id", "arm", "rival"]) + [
+            "pairs", "Δ pp [95% CI]", "90% CI", "p", "Holm p", "verdict (±5 pp)"]  # fmt: skip
+        if not per_task:
+            header += ["kept (arm / rival)", "comparison", "H1"]
+        lines += [
+            f"## {markdown_text(title)}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+        ]
+        for record in frame.to_dict("records"):
+            difference, tost, p_value = _difference_cells(record)
+            cells = (
+                [str(record["task"])]
+                if per_task
+                else [str(record["id"]), str(record["arm"]), str(record["rival"])]
+            )
+            cells += [
+                str(record["pairs"]),
+                difference,
+                tost,
+                p_value,
+                p_text(record["p_holm"]),
+                str(record["verdict"]),
+            ]
+            if not per_task:
+                status = str(record["status"]) + (f" ({record['note']})" if record.get("note") else "")
+                cells += [str(record.get("kept", "-")), status, str(record.get("H1") or "")]
+            lines.append("| " + " | ".join(markdown_text(cell) for cell in cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def analyse(directory: Path) -> tuple[list[tuple[str, pd.DataFrame]], int]:
+    """Every family's table, and the units read."""
+    table = scored_table([directory])
+    tables = [(family.title, family_table(table, family)) for family in FAMILIES]
+    return tables + per_task_families(table), len(table.frame)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="write tables.md here (default: print)")
+    parser.add_argument(
+        "--budget-exhausted", action="store_true", help="analyse although primary cells miss units"
+    )
+    args = parser.parse_args()
+    try:
+        check_ready(args.directory, args.budget_exhausted)
+    except NotYet as error:
+        raise SystemExit(f"quality_v3: {error}") from None
+    tables, rows_read = analyse(args.directory)
+    text = markdown(tables, rows_read)
+    if args.out is None:
+        print(text)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "tables.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Quality v3's registered analysis (``benchmarks.quality_v3``) on rows made to order: the primary
+family's difference is the unweighted mean of the task means, a comparison whose arms keep more
+than 2% apart is "mismatched" and enters Holm with p = 1, one that did not run is "not run", and
+the analysis refuses to read outcomes before the primary cells are complete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.stats import holm, paired_task_average, verdict
+from analysis.table import scored_table
+from benchmarks import quality_v3
+from benchmarks.quality_v3 import FAMILIES, NotYet, check_ready, family_table, markdown
+from cluster.rows import RESULT_SCHEMA, blank_row
+
+pytest.importorskip("long_context_eval")
+P_A, P_B1, P_B2 = quality_v3.PRIMARY
+VALUES = ["1111111", "2222222", "3333333", "4444444"]
+
+
+def row(
+    label: str, task: str, index: int, found: int, kept: int, regime: str = "blocks"
+) -> dict[str, object]:
+    """A RULER row whose output names ``found`` of the sample's references (one for niah_single_1,
+    four for niah_multivalue)."""
+    references = VALUES[:1] if task == "niah_single_1" else VALUES
+    values = dict(blank_row())
+    values.update(
+        unit_id=f"{label}/{task}/{index}", status="ok", dataset="ruler", dataset_revision="r",
+        sample_id=f"16k/{task}/{index}", task=task, length="16k", model="m", temperature=0.0,
+        max_new_tokens=128, seed=0, method=label, method_hash=label[-12:], method_protocol="query-aware",
+        target=json.dumps(references), question="", raw_output=" ".join(references[:found]),
+        kept_tokens_final=kept, prefill_regime=regime, compression_rounds=4, block_size_used=4096,
+    )  # fmt: skip
+    return values
+
+
+def write_rows(directory: Path) -> tuple[list[float], list[float], list[str]]:
+    """P-a's arms on 3 + 2 samples of two tasks, P-b1's arms 3% apart in kept tokens, P-b2's rival
+    absent; returns P-a's (arm, rival, task) scores in pair order."""
+    arm_found = {"niah_single_1": [1, 1, 0], "niah_multivalue": [4, 2]}
+    rival_found = {"niah_single_1": [0, 1, 0], "niah_multivalue": [1, 2]}
+    rows, arm_scores, rival_scores, tasks = [], [], [], []
+    for task, founds in arm_found.items():
+        for index, (ours, theirs) in enumerate(zip(founds, rival_found[task], strict=True)):
+            rows += [row(P_A.arm, task, index, ours, 1000), row(P_A.rival, task, index, theirs, 1000)]
+            press = "one-shot, first token uncompressed"
+            rows += [
+                row(P_B1.arm, task, index, ours, 1000, "one-shot"),
+                row(P_B1.rival, task, index, theirs, 1030, press),
+            ]
+            total = 1 if task == "niah_single_1" else 4
+            arm_scores.append(ours / total)
+            rival_scores.append(theirs / total)
+            tasks.append(task)
+    (directory / "results").mkdir(parents=True)
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), directory / "results" / "part-a-00000.parquet"
+    )
+    return arm_scores, rival_scores, tasks
+
+
+def test_the_primary_family_as_registered(tmp_path: Path) -> None:
+    arm, rival, tasks = write_rows(tmp_path)
+    order = sorted(range(len(tasks)), key=lambda i: tasks[i])  # the analysis pairs by task, then sample
+    arm, rival, tasks = ([values[i] for i in order] for values in (arm, rival, tasks))
+    table = scored_table([tmp_path])
+    found = family_table(table, FAMILIES[0]).set_index("id")
+    expected = paired_task_average(arm, rival, tasks)
+    task_means = (2 / 3 - 1 / 3, 0.75 - 0.375)  # niah_single_1, niah_multivalue
+    assert expected.difference.estimate == pytest.approx(100 * sum(task_means) / 2)
+    assert found.loc["P-a", "comparison"] == expected and found.loc["P-a", "status"] == "matched"
+    assert found.loc["P-b1", "status"] == "mismatched: kept tokens (1000 vs 1030)"
+    assert found.loc["P-b1", "note"] == "rival's first answer token from its uncompressed forward"
+    assert found.loc["P-b2", "status"] == "not run"
+    assert found["p_holm"].tolist() == holm([expected.p_value, 1.0, 1.0])
+    assert found.loc["P-a", "verdict"] == verdict(expected, found.loc["P-a", "p_holm"])
+    assert (
+        found.loc["P-a", "H1"] in ("supported", "refuted", "undecided")
+        and found.loc["P-b1", "verdict"] == "-"
+    )
+    text = markdown([(FAMILIES[0].title, found.reset_index())], len(table.frame))
+    assert "| P-b2 |" in text and "mismatched: kept tokens (1000 vs 1030)" in text
+
+
+def test_no_outcome_is_read_before_the_primary_cells_are_complete(tmp_path: Path) -> None:
+    write_rows(tmp_path)
+    with pytest.raises(NotYet, match=r"the primary cells miss \d+ units"):
+        check_ready(tmp_path, budget_exhausted=False)
+    check_ready(tmp_path, budget_exhausted=True)
+
+
+def test_every_family_renders_where_its_arms_did_not_run(tmp_path: Path) -> None:
+    write_rows(tmp_path)
+    tables, units = quality_v3.analyse(tmp_path)
+    assert [title.split(":")[0] for title, _ in tables] == [
+        "Primary", "S1", "S2", "S3", "S7", "S8", "S9", "S10", "S4 P-a", "S4 P-b1", "S4 P-b2",
+    ]  # fmt: skip
+    s1 = dict(tables)[FAMILIES[1].title]
+    assert set(s1["status"]) == {"not run"} and s1["p_holm"].tolist() == [1.0, 1.0, 1.0]
+    per_task = tables[8][1].set_index("task")
+    assert per_task.loc["niah_single_1", "pairs"] == 3 and per_task.loc["qa_1", "pairs"] == 0
+    text = markdown(tables, units)
+    assert text.count("\n## ") == 11 and f"From {units} units" in text
