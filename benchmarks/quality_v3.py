@@ -84,12 +84,11 @@ FAMILIES = (
     Family("primary", "Primary: LASER-KV (equal tokens) − query-aware rival, 16k, r = 0.25", PRIMARY,
            non_inferiority=True),
     Family("S1", "S1: the primary comparisons at r = 0.125",
-           tuple(Comparison(f"S1 {item.id}", item.arm, item.rival)
-                 for item in _planned("S1 (P-a)", "S1 (P-b1)", "S1 (P-b2)")), non_inferiority=True),
+           _planned("S1 (P-a)", "S1 (P-b1)", "S1 (P-b2)"), non_inferiority=True),
     Family("S2", "S2: laser − full", (Comparison("S2 r=0.25", "laser[compression_ratio=0.25]", "full"),
                                        Comparison("S2 r=0.125", "laser[compression_ratio=0.125]", "full"))),
     Family("S3", "S3: the primary comparisons at 32k (a k-task average where fewer than 13 are complete)",
-           tuple(Comparison(f"S3 {item.id}", item.arm, item.rival) for item in PRIMARY), length="32k",
+           tuple(Comparison(f"S3 ({item.id})", item.arm, item.rival) for item in PRIMARY), length="32k",
            non_inferiority=True),
     Family("S7", "S7: LASER-KV as shipped − laser",
            (Comparison("S7 r=0.25", AS_SHIPPED, "laser[compression_ratio=0.25]"),
@@ -118,6 +117,8 @@ def check_ready(directory: Path, budget_exhausted: bool) -> None:
         NotYet: how many primary units are missing.
     """
     configs = per_config(read_coverage(directory), "16k", task_names())
+    if configs.empty:
+        raise NotYet(f"{directory} holds no 16k rows")
     primary = configs[configs["configuration"].isin(PRIMARY_ARMS)]
     missing = int(primary["missing"].sum()) + SAMPLES_PER_TASK * len(task_names()) * (
         len(PRIMARY_ARMS) - len(primary)
@@ -134,93 +135,142 @@ def regime_of(label: object) -> str:
     return "one-shot" if label == ONE_SHOT_FIRST_UNCOMPRESSED else str(label)
 
 
+def differences(paired: pd.DataFrame, check_protocol: bool) -> list[str]:
+    """What keeps a comparison from being matched (the plan's matching rules), from the rows that
+    did not fail: protocol (unless the comparison is about it), prefill regime (a query-aware
+    press's first uncompressed token counts as one-shot), and mean kept tokens more than 2% from
+    the rival's (or unknown)."""
+    found = []
+    ran = paired[~paired["failed"]]
+    ran_rival = paired[~paired["failed_rival"]]
+    if check_protocol and set(ran["protocol"].dropna()) != set(ran_rival["protocol_rival"].dropna()):
+        found.append("protocol")
+    regimes = sorted({regime_of(value) for value in ran["regime"]})
+    rival_regimes = sorted({regime_of(value) for value in ran_rival["regime_rival"]})
+    if regimes != rival_regimes:
+        found.append(f"regime ({', '.join(regimes)} vs {', '.join(rival_regimes)})")
+    kept, kept_rival = ran["kept_tokens_final"].mean(), ran_rival["kept_tokens_final_rival"].mean()
+    if pd.isna(kept) or pd.isna(kept_rival):
+        found.append("kept tokens unknown")
+    elif abs(kept / kept_rival - 1) > KEPT_TOLERANCE:
+        found.append(f"kept tokens ({kept:.0f} vs {kept_rival:.0f})")
+    return found
+
+
 def compare_pair(
     table: ScoredTable, item: Comparison, length: str, tasks: Sequence[str] | None = None
 ) -> dict[str, object]:
-    """One comparison over the pairs of its arms at ``length`` (in ``tasks`` when given)."""
+    """One comparison over the pairs of its arms at ``length`` (in ``tasks`` when given). Against
+    ``full`` (S2) it is a reference comparison: no matching rule applies."""
     frame = table.frame[table.frame["length"].eq(length)]
     if tasks is not None:
         frame = frame[frame["task"].isin(list(tasks))]
     keys = [*SAMPLE_KEY, "task", "length"]
-    arm = frame[frame["config"].eq(item.arm)].drop_duplicates(keys, keep="last")
-    rival = frame[frame["config"].eq(item.rival)].drop_duplicates(keys, keep="last")
+    arm = frame[frame["method"].eq(item.arm)].drop_duplicates(keys, keep="last")
+    rival = frame[frame["method"].eq(item.rival)].drop_duplicates(keys, keep="last")
     paired = arm.merge(rival, on=keys, suffixes=("", "_rival")).sort_values(
         ["task", "sample_id"], kind="stable"
     )
     record: dict[str, object] = {"id": item.id, "arm": item.arm, "rival": item.rival, "pairs": len(paired)}
     if paired.empty:
         return {**record, "status": "not run", "p": 1.0}
-    kept, kept_rival = paired["kept_tokens_final"].mean(), paired["kept_tokens_final_rival"].mean()
-    regimes = sorted({regime_of(value) for value in paired["regime"]})
-    rival_regimes = sorted({regime_of(value) for value in paired["regime_rival"]})
-    differs = []
-    if regimes != rival_regimes:
-        differs.append(f"regime ({', '.join(regimes)} vs {', '.join(rival_regimes)})")
-    if abs(kept / kept_rival - 1) > KEPT_TOLERANCE:
-        differs.append(f"kept tokens ({kept:.0f} vs {kept_rival:.0f})")
-    first_uncompressed = paired["regime_rival"].eq(ONE_SHOT_FIRST_UNCOMPRESSED).any()
+    reference = item.rival == "full"
+    found = [] if reference else differences(paired, check_protocol=not item.id.startswith("S9"))
+    gap = (paired["kept_tokens_final"] - paired["kept_tokens_final_rival"]).abs().max()
     comparison = paired_task_average(
         paired["score"].tolist(), paired["score_rival"].tolist(), paired["task"].tolist()
     )
+    status = "reference (full cache)" if reference else "matched"
     record.update(
         {
             "tasks": paired["task"].nunique(),
-            "kept": f"{kept:.0f} / {kept_rival:.0f}",
-            "largest kept gap": int(
-                (paired["kept_tokens_final"] - paired["kept_tokens_final_rival"]).abs().max()
+            "kept": " / ".join(
+                f"{paired[name].mean():.0f}" for name in ("kept_tokens_final", "kept_tokens_final_rival")
             ),
+            "largest kept gap": "-" if pd.isna(gap) else str(int(gap)),
             "comparison": comparison,
-            "p": comparison.p_value if not differs else 1.0,
-            "status": "mismatched: " + "; ".join(differs) if differs else "matched",
-            "note": "rival's first answer token from its uncompressed forward" if first_uncompressed else "",
+            "p": 1.0 if found else comparison.p_value,
+            "status": "mismatched: " + "; ".join(found) if found else status,
+            "note": "rival's first answer token from its uncompressed forward"
+            if paired["regime_rival"].eq(ONE_SHOT_FIRST_UNCOMPRESSED).any()
+            else "",
         }
     )
     return record
 
 
+COMPARABLE = ("matched", "reference (full cache)")
+
+
 def non_inferiority(record: dict[str, object], margin: float = EQUIVALENCE_MARGIN) -> str:
     """H1 from the 90% interval: supported (low > −margin), refuted (high < −margin), else undecided."""
     comparison = record.get("comparison")
-    if record["status"] != "matched" or comparison is None:
+    if record["status"] not in COMPARABLE or comparison is None:
         return "-"
     tost = comparison.equivalence_interval  # type: ignore[attr-defined]
     return "supported" if tost.low > -margin else "refuted" if tost.high < -margin else "undecided"
 
 
+def family_rows(table: ScoredTable, family: Family) -> ScoredTable:
+    """The family's rows at its length, on the samples every one of its configurations ran.
+
+    Raises:
+        ValueError: a configuration ran with several settings (config hashes), or the rows span
+            several dataset revisions (the plan never mixes them).
+    """
+    labels = {label for item in family.comparisons for label in (item.arm, item.rival)}
+    members = table.frame[table.frame["method"].isin(labels) & table.frame["length"].eq(family.length)]
+    hashes = members.groupby("method")["method_hash"].nunique()
+    if (hashes > 1).any():
+        raise ValueError(f"{family.id}: {list(hashes[hashes > 1].index)} ran with several settings")
+    revisions = members["dataset_revision"].dropna().unique()
+    if len(revisions) > 1:
+        raise ValueError(f"{family.id}: rows of several dataset revisions ({', '.join(map(str, revisions))})")
+    complete, _ = complete_samples(
+        table.where(members), within=("model", "dataset", "length"), member="method"
+    )
+    return complete
+
+
 def family_table(table: ScoredTable, family: Family) -> pd.DataFrame:
     """The family's comparisons over its complete samples, Holm-adjusted, with verdicts."""
-    labels = {label for item in family.comparisons for label in (item.arm, item.rival)}
-    members = table.frame[table.frame["config"].isin(labels) & table.frame["length"].eq(family.length)]
-    complete, _ = complete_samples(table.where(members))
+    complete = family_rows(table, family)
     tasks = None
-    if family.id == "S3":  # the tasks complete for every arm
-        counts = complete.frame.groupby("task")["config"].nunique()
-        tasks = sorted(counts[counts.eq(len(labels))].index)
+    if family.id == "S3":  # the tasks every arm completed (all samples)
+        counts = complete.frame.groupby("task")["sample_id"].nunique()
+        tasks = sorted(counts[counts.eq(SAMPLES_PER_TASK)].index)
     records = [compare_pair(complete, item, family.length, tasks) for item in family.comparisons]
     adjusted = holm([float(record["p"]) for record in records])  # type: ignore[arg-type]
     for record, p_holm in zip(records, adjusted, strict=True):
         record["p_holm"] = p_holm
         comparison = record.get("comparison")
-        matched = record["status"] == "matched" and comparison is not None
-        record["verdict"] = verdict(comparison, p_holm) if matched else "-"  # type: ignore[arg-type]
+        comparable = record["status"] in COMPARABLE and comparison is not None
+        record["verdict"] = verdict(comparison, p_holm) if comparable else "-"  # type: ignore[arg-type]
         record["H1"] = non_inferiority(record) if family.non_inferiority else ""
     return pd.DataFrame.from_records(records)
 
 
+def joint_h1(frame: pd.DataFrame) -> str:
+    """H1's joint claim (intersection-union): LASER-KV is not worse than any of the three rivals
+    only if H1 is supported for each."""
+    if (frame["H1"] == "supported").all():
+        return "supported for all three: LASER-KV is not worse than any query-aware rival by 5 pp or more"
+    return "not supported for all three: no joint non-inferiority claim"
+
+
 def per_task_families(table: ScoredTable) -> list[tuple[str, pd.DataFrame]]:
-    """S4: for each primary comparison, its 13 per-task differences as one Holm family."""
+    """S4: for each primary comparison, its 13 per-task differences as one Holm family, on the
+    primary family's complete samples (so they add up to the primary estimate); exact McNemar
+    where a task's scores are all 0/1, else the paired bootstrap (``paired_comparison``)."""
+    complete = family_rows(table, FAMILIES[0])
+    keys = [*SAMPLE_KEY, "task", "length"]
     found = []
     for item in PRIMARY:
-        members = table.frame[
-            table.frame["config"].isin([item.arm, item.rival]) & table.frame["length"].eq("16k")
-        ]
-        complete, _ = complete_samples(table.where(members))
         records = []
         for task in task_names():
-            keys = [*SAMPLE_KEY, "task", "length"]
             frame = complete.frame[complete.frame["task"].eq(task)]
-            arm = frame[frame["config"].eq(item.arm)].drop_duplicates(keys, keep="last")
-            rival = frame[frame["config"].eq(item.rival)].drop_duplicates(keys, keep="last")
+            arm = frame[frame["method"].eq(item.arm)].drop_duplicates(keys, keep="last")
+            rival = frame[frame["method"].eq(item.rival)].drop_duplicates(keys, keep="last")
             paired = arm.merge(rival, on=keys, suffixes=("", "_rival")).sort_values(
                 "sample_id", kind="stable"
             )
@@ -236,12 +286,8 @@ def per_task_families(table: ScoredTable) -> list[tuple[str, pd.DataFrame]]:
             record["p_holm"] = p_holm
             found_comparison = record.get("comparison")
             record["verdict"] = verdict(found_comparison, p_holm) if found_comparison is not None else "-"  # type: ignore[arg-type]
-        found.append(
-            (
-                f"S4 {item.id}: {item.arm} − {item.rival}, per task (Holm over 13)",
-                pd.DataFrame.from_records(records),
-            )
-        )
+        title = f"S4 {item.id}: {item.arm} − {item.rival}, per task (Holm over 13)"
+        found.append((title, pd.DataFrame.from_records(records)))
     return found
 
 
@@ -264,7 +310,7 @@ def markdown(tables: list[tuple[str, pd.DataFrame]], rows_read: int) -> str:
         header = (["task"] if per_task else ["id", "arm", "rival"]) + [
             "pairs", "Δ pp [95% CI]", "90% CI", "p", "Holm p", "verdict (±5 pp)"]  # fmt: skip
         if not per_task:
-            header += ["kept (arm / rival)", "comparison", "H1"]
+            header += ["tasks", "kept (arm / rival)", "largest kept gap", "comparison", "H1"]
         lines += [
             f"## {markdown_text(title)}",
             "",
@@ -288,8 +334,11 @@ def markdown(tables: list[tuple[str, pd.DataFrame]], rows_read: int) -> str:
             ]
             if not per_task:
                 status = str(record["status"]) + (f" ({record['note']})" if record.get("note") else "")
-                cells += [str(record.get("kept", "-")), status, str(record.get("H1") or "")]
+                kept = [str(record.get(name, "-")) for name in ("tasks", "kept", "largest kept gap")]
+                cells += [*kept, status, str(record.get("H1") or "")]
             lines.append("| " + " | ".join(markdown_text(cell) for cell in cells) + " |")
+        if title == FAMILIES[0].title:
+            lines += ["", f"H1 jointly: {joint_h1(frame)}."]
         lines.append("")
     return "\n".join(lines)
 

@@ -107,3 +107,46 @@ def test_every_family_renders_where_its_arms_did_not_run(tmp_path: Path) -> None
     assert per_task.loc["niah_single_1", "pairs"] == 3 and per_task.loc["qa_1", "pairs"] == 0
     text = markdown(tables, units)
     assert text.count("\n## ") == 11 and f"From {units} units" in text
+
+
+def test_failures_count_as_wrong_and_full_is_a_reference(tmp_path: Path) -> None:
+    """A failed unit (no regime, no kept tokens) stays in as a 0 and leaves the comparison matched;
+    S2 against ``full`` is a reference comparison with a verdict; a rival whose every unit failed is
+    mismatched (kept tokens unknown) rather than a crash; two dataset revisions are refused."""
+    rows = []
+    for index in range(3):
+        rows += [
+            row(P_A.arm, "niah_single_1", index, 1, 1000),
+            row(P_A.rival, "niah_single_1", index, 1, 1000),
+        ]
+        rows += [row("laser[compression_ratio=0.25]", "niah_single_1", index, 1, 1000),
+                 row("full", "niah_single_1", index, 1, 5000, "uncompressed")]  # fmt: skip
+        rows += [row(P_B1.arm, "niah_single_1", index, 1, 1000, "one-shot"),
+                 row(P_B1.rival, "niah_single_1", index, 1, 1000)]  # fmt: skip
+    failed = {"status": "error", "raw_output": None, "prefill_regime": None, "kept_tokens_final": None}
+    rows[0].update(failed)  # P-a's arm fails on one sample
+    for position in (5, 11, 17):
+        rows[position].update(failed)  # every unit of P-b1's rival
+    (tmp_path / "results").mkdir()
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), tmp_path / "results" / "part-b-00000.parquet"
+    )
+    table = scored_table([tmp_path])
+    primary = family_table(table, FAMILIES[0]).set_index("id")
+    assert primary.loc["P-a", "status"] == "matched"
+    assert primary.loc["P-a", "comparison"].difference.estimate == pytest.approx(-100 / 3)
+    assert (
+        primary.loc["P-b1", "status"].startswith("mismatched: ")
+        and "kept tokens unknown" in primary.loc["P-b1", "status"]
+    )
+    s2 = family_table(table, FAMILIES[2]).set_index("id")
+    assert s2.loc["S2 r=0.25", "status"] == "reference (full cache)" and s2.loc["S2 r=0.25", "verdict"] != "-"
+    assert "H1 jointly: not supported for all three" in markdown(
+        [(FAMILIES[0].title, primary.reset_index())], 1
+    )
+    rows[1]["dataset_revision"] = "other"  # P-a's rival, one sample
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), tmp_path / "results" / "part-b-00000.parquet"
+    )
+    with pytest.raises(ValueError, match="several dataset revisions"):
+        family_table(scored_table([tmp_path]), FAMILIES[0])
