@@ -16,9 +16,10 @@ statsmodels and scipy take about a second to import, so they are imported inside
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -329,6 +330,50 @@ def paired_task_average(
         test="paired bootstrap of the task average, stratified by task",
         method_only=int(np.sum(ours > theirs)),
         baseline_only=int(np.sum(ours < theirs)),
+    )
+
+
+def stratum_contrast(
+    values: Sequence[float],
+    strata: Sequence[Hashable],
+    weights: Mapping[Any, float],
+    confidence: float = 0.95,
+    alpha: float = ALPHA,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+) -> PairedComparison:
+    """A weighted sum of stratum means of per-sample paired values (differences, or differences of
+    differences, in [-2, 2]): sum over strata s of ``weights[s]`` times the mean of s's values, e.g.
+    {A: 1, B: -1} for "the difference on task A minus the difference on task B", or 1/T each for the
+    task average. Its interval and two-sided p come from a percentile bootstrap that resamples
+    within each stratum independently (every stratum keeps its size).
+
+    Raises:
+        ValueError: values empty or outside [-2, 2], strata of another length, or a stratum
+            without a weight.
+    """
+    _check_level("confidence", confidence, 1)
+    _check_level("alpha", alpha, 0.5)
+    data = np.asarray(values, dtype=np.float64)
+    if data.ndim != 1 or data.size == 0 or not np.all(np.abs(data) <= 2):
+        raise ValueError("values must be a non-empty 1-D sequence in [-2, 2]")
+    codes = _stratum_codes(strata, data.size)
+    labels = list(dict.fromkeys(strata))
+    missing = [label for label in labels if label not in weights]
+    if missing:
+        raise ValueError(f"no weight for strata {missing}")
+    counts = np.bincount(codes)
+    multipliers = np.array([weights[label] for label in labels])[codes] * data.size / counts[codes]
+    scaled = data * multipliers
+    (means,) = _resampled_means((scaled,), codes, n_resamples, seed)
+    observed, n = float(scaled.mean()), int(data.size)
+    return PairedComparison(
+        difference=_percentile_interval(observed, means, confidence, n),
+        equivalence_interval=_percentile_interval(observed, means, 1 - 2 * alpha, n),
+        p_value=_bootstrap_p(observed, means),
+        test="bootstrap of a contrast of stratum means, stratified",
+        method_only=int(np.sum(data > 0)),
+        baseline_only=int(np.sum(data < 0)),
     )
 
 

@@ -5,7 +5,10 @@ from the committed rows through ``analysis.table`` and ``analysis.stats``:
   rivals, RULER's 13-task graded average at 16k, r = 0.25), S1 (the same at r = 0.125), S3 (at
   32k, over the tasks complete for every arm), and the pairwise secondary families S2 (against
   ``full``), S7 (as shipped), S8 (score pooling), S9 (query visibility) and S10 (the curve's r);
-- S4: per task, each primary comparison's 13 differences (three families of 13).
+- S4: per task, each primary comparison's 13 differences (three families of 13);
+- S5: the needle value-type contrasts C1, C2 of P-a (a family of 2); S6: LASER-KV (equal tokens) −
+  SnapKV at blocks of 1,024, 4,096 and one-shot (a family of 3) and the contrasts of that gap
+  between regimes (a family of 2).
 
 Each comparison uses the samples every configuration of its family ran (complete samples), pairs
 them by ``analysis.views.SAMPLE_KEY``, and gives Δ = arm − rival in pp as the unweighted mean of
@@ -20,7 +23,7 @@ and gets no verdict. Failed units count as wrong.
 
 The analysis runs once the primary cells are complete (``benchmarks.quality_v3_coverage``), or with
 ``--budget-exhausted`` once the GPU budget is declared spent; before that it refuses, so that no
-outcome is read early. S5 and S6's contrasts are not computed here yet.
+outcome is read early. Not computed here yet: the S10 figure and S2's per-task losses.
 
     python -m benchmarks.quality_v3 docs/quality/runs/q15_v3 --out docs/quality/v3
 """
@@ -34,7 +37,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.stats import EQUIVALENCE_MARGIN, holm, paired_comparison, paired_task_average, verdict
+from analysis.stats import (
+    EQUIVALENCE_MARGIN,
+    holm,
+    paired_comparison,
+    paired_task_average,
+    stratum_contrast,
+    verdict,
+)
 from analysis.table import ScoredTable, scored_table
 from analysis.views import SAMPLE_KEY, complete_samples
 from benchmarks.quality_v3_coverage import (
@@ -157,6 +167,19 @@ def differences(paired: pd.DataFrame, check_protocol: bool) -> list[str]:
     return found
 
 
+PAIR_KEYS = (*SAMPLE_KEY, "task", "length")
+
+
+def pair_rows(frame: pd.DataFrame, arm: str, rival: str) -> pd.DataFrame:
+    """The arm's rows beside the rival's for the same samples (rival columns suffixed ``_rival``),
+    in (task, sample) order."""
+    keys = list(PAIR_KEYS)
+    ours = frame[frame["method"].eq(arm)].drop_duplicates(keys, keep="last")
+    theirs = frame[frame["method"].eq(rival)].drop_duplicates(keys, keep="last")
+    paired = ours.merge(theirs, on=keys, suffixes=("", "_rival"))
+    return paired.sort_values(["task", "sample_id"], kind="stable").reset_index(drop=True)
+
+
 def compare_pair(
     table: ScoredTable, item: Comparison, length: str, tasks: Sequence[str] | None = None
 ) -> dict[str, object]:
@@ -165,12 +188,7 @@ def compare_pair(
     frame = table.frame[table.frame["length"].eq(length)]
     if tasks is not None:
         frame = frame[frame["task"].isin(list(tasks))]
-    keys = [*SAMPLE_KEY, "task", "length"]
-    arm = frame[frame["method"].eq(item.arm)].drop_duplicates(keys, keep="last")
-    rival = frame[frame["method"].eq(item.rival)].drop_duplicates(keys, keep="last")
-    paired = arm.merge(rival, on=keys, suffixes=("", "_rival")).sort_values(
-        ["task", "sample_id"], kind="stable"
-    )
+    paired = pair_rows(frame, item.arm, item.rival)
     record: dict[str, object] = {"id": item.id, "arm": item.arm, "rival": item.rival, "pairs": len(paired)}
     if paired.empty:
         return {**record, "status": "not run", "p": 1.0}
@@ -263,17 +281,11 @@ def per_task_families(table: ScoredTable) -> list[tuple[str, pd.DataFrame]]:
     primary family's complete samples (so they add up to the primary estimate); exact McNemar
     where a task's scores are all 0/1, else the paired bootstrap (``paired_comparison``)."""
     complete = family_rows(table, FAMILIES[0])
-    keys = [*SAMPLE_KEY, "task", "length"]
     found = []
     for item in PRIMARY:
         records = []
         for task in task_names():
-            frame = complete.frame[complete.frame["task"].eq(task)]
-            arm = frame[frame["method"].eq(item.arm)].drop_duplicates(keys, keep="last")
-            rival = frame[frame["method"].eq(item.rival)].drop_duplicates(keys, keep="last")
-            paired = arm.merge(rival, on=keys, suffixes=("", "_rival")).sort_values(
-                "sample_id", kind="stable"
-            )
+            paired = pair_rows(complete.frame[complete.frame["task"].eq(task)], item.arm, item.rival)
             if paired.empty:
                 records.append({"task": task, "pairs": 0, "p": 1.0})
                 continue
@@ -289,6 +301,77 @@ def per_task_families(table: ScoredTable) -> list[tuple[str, pd.DataFrame]]:
         title = f"S4 {item.id}: {item.arm} − {item.rival}, per task (Holm over 13)"
         found.append((title, pd.DataFrame.from_records(records)))
     return found
+
+
+VALUE_TYPE_CONTRASTS = (
+    ("S5 C1", "niah_single_3", "niah_single_2", "UUID vs number value (essay haystack, word key)"),
+    ("S5 C2", "niah_multikey_3", "niah_multikey_2", "UUID key and value vs word key, number value (needles)"),
+)  # fmt: skip
+"""S5: Δ(first task) − Δ(second task) of P-a (LASER-KV equal tokens − SnapKV, blocks of 4,096)."""
+S6 = Family(
+    "S6",
+    "S6: LASER-KV (equal tokens) − SnapKV per prefill regime (H5)",
+    (*_planned("S6 (1,024)"), Comparison("S6 (4,096) = P-a", PRIMARY[0].arm, PRIMARY[0].rival),
+     *_planned("S6 (one-shot)")),
+)  # fmt: skip
+
+
+def contrast_family(records: list[dict[str, object]]) -> pd.DataFrame:
+    """Contrast records with their Holm p and verdicts (two-sided)."""
+    adjusted = holm([float(record["p"]) for record in records])  # type: ignore[arg-type]
+    for record, p_holm in zip(records, adjusted, strict=True):
+        record["p_holm"] = p_holm
+        comparison = record.get("comparison")
+        record["verdict"] = verdict(comparison, p_holm) if comparison is not None else "-"  # type: ignore[arg-type]
+    return pd.DataFrame.from_records(records)
+
+
+def contrast_record(
+    name: str, arm: str, rival: str, values: pd.Series, weights: dict[str, float]
+) -> dict[str, object]:
+    """One contrast of per-sample values (indexed by task) with its stratified bootstrap, or
+    "not run" when a stratum it weighs has no sample."""
+    record: dict[str, object] = {"id": name, "arm": arm, "rival": rival, "pairs": len(values), "p": 1.0}
+    tasks = values.index.get_level_values("task").tolist()
+    if not tasks or set(weights) - set(tasks):
+        return {**record, "status": "not run"}
+    comparison = stratum_contrast(values.tolist(), tasks, weights)
+    return {**record, "status": "matched", "comparison": comparison, "p": comparison.p_value}
+
+
+def value_type_contrasts(table: ScoredTable) -> pd.DataFrame:
+    """S5 (H4): per contrast, P-a's paired differences on its two tasks, each task resampled on its
+    own (``analysis.stats.stratum_contrast`` with weights +1 and −1)."""
+    complete = family_rows(table, Family("S5", "", (PRIMARY[0],)))
+    paired = pair_rows(complete.frame, PRIMARY[0].arm, PRIMARY[0].rival).set_index(["task", "sample_id"])
+    gap = paired["score"] - paired["score_rival"]
+    records = []
+    for name, first, second, what in VALUE_TYPE_CONTRASTS:
+        values = gap[gap.index.get_level_values("task").isin([first, second])]
+        records.append(
+            contrast_record(name, f"Δ({first}) − Δ({second})", what, values, {first: 1.0, second: -1.0})
+        )
+    return contrast_family(records)
+
+
+def regime_contrasts(table: ScoredTable) -> pd.DataFrame:
+    """S6 (H5): per sample, gap(regime) = LASER-KV (eq) − SnapKV in that regime; the contrasts
+    gap(1,024) − gap(4,096) and gap(one-shot) − gap(4,096), as task averages, bootstrap stratified
+    by task, on the samples all six arms ran."""
+    complete = family_rows(table, S6)
+    gaps = {}
+    for item in S6.comparisons:
+        paired = pair_rows(complete.frame, item.arm, item.rival).set_index(["task", "sample_id"])
+        gaps[item.id] = paired["score"] - paired["score_rival"]
+    base = S6.comparisons[1].id
+    records = []
+    for other in (S6.comparisons[0].id, S6.comparisons[2].id):
+        joined = (gaps[other] - gaps[base]).dropna()
+        tasks = set(joined.index.get_level_values("task"))
+        weights = {task: 1 / len(tasks) for task in tasks}
+        label = other.removeprefix("S6 ").strip("()")
+        records.append(contrast_record(f"gap({label}) − gap(4,096)", other, base, joined, weights))
+    return contrast_family(records)
 
 
 def _difference_cells(record: dict[str, object]) -> tuple[str, str, str]:
@@ -347,6 +430,11 @@ def analyse(directory: Path) -> tuple[list[tuple[str, pd.DataFrame]], int]:
     """Every family's table, and the units read."""
     table = scored_table([directory])
     tables = [(family.title, family_table(table, family)) for family in FAMILIES]
+    tables += [
+        ("S5: needle value type, Δ(UUID task) − Δ(number task) of P-a (H4)", value_type_contrasts(table)),
+        (S6.title, family_table(table, S6)),
+        ("S6: regime contrasts of the gap, task averages (H5)", regime_contrasts(table)),
+    ]
     return tables + per_task_families(table), len(table.frame)
 
 

@@ -319,3 +319,22 @@ def test_the_task_average_weighs_every_task_alike() -> None:
     ours, theirs = paired_task_average(method, baseline, equal), paired_graded(method, baseline, equal)
     assert ours.difference == theirs.difference and ours.p_value == theirs.p_value
     assert ours.equivalence_interval == theirs.equivalence_interval
+
+
+def test_a_contrast_of_task_means() -> None:
+    """Δ(A) − Δ(B) with each task resampled on its own: the estimate is the difference of the task
+    means; with weights 1/T it is the task average (``paired_task_average``'s estimate)."""
+    from analysis.stats import paired_task_average, stratum_contrast
+
+    values = [1.0, 0.0, 1.0, -1.0, 0.0]
+    tasks = ["A", "A", "A", "B", "B"]
+    found = stratum_contrast(values, tasks, {"A": 1.0, "B": -1.0})
+    assert found.difference.estimate == pytest.approx(100 * (2 / 3 - (-0.5)))
+    assert found.difference.low <= found.difference.estimate <= found.difference.high
+    average = stratum_contrast(values, tasks, {"A": 0.5, "B": 0.5})
+    method, baseline = [1, 0, 1, 0, 0.5], [0, 0, 0, 1, 0.5]
+    assert average.difference.estimate == pytest.approx(
+        paired_task_average(method, baseline, tasks).difference.estimate
+    )
+    with pytest.raises(ValueError, match="no weight"):
+        stratum_contrast(values, tasks, {"A": 1.0})

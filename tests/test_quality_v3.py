@@ -26,9 +26,9 @@ VALUES = ["1111111", "2222222", "3333333", "4444444"]
 def row(
     label: str, task: str, index: int, found: int, kept: int, regime: str = "blocks"
 ) -> dict[str, object]:
-    """A RULER row whose output names ``found`` of the sample's references (one for niah_single_1,
+    """A RULER row whose output names ``found`` of the sample's references (one for the niah_single tasks,
     four for niah_multivalue)."""
-    references = VALUES[:1] if task == "niah_single_1" else VALUES
+    references = VALUES[:1] if task.startswith("niah_single") else VALUES
     values = dict(blank_row())
     values.update(
         unit_id=f"{label}/{task}/{index}", status="ok", dataset="ruler", dataset_revision="r",
@@ -99,14 +99,17 @@ def test_every_family_renders_where_its_arms_did_not_run(tmp_path: Path) -> None
     write_rows(tmp_path)
     tables, units = quality_v3.analyse(tmp_path)
     assert [title.split(":")[0] for title, _ in tables] == [
-        "Primary", "S1", "S2", "S3", "S7", "S8", "S9", "S10", "S4 P-a", "S4 P-b1", "S4 P-b2",
+        "Primary", "S1", "S2", "S3", "S7", "S8", "S9", "S10", "S5", "S6", "S6",
+        "S4 P-a", "S4 P-b1", "S4 P-b2",
     ]  # fmt: skip
     s1 = dict(tables)[FAMILIES[1].title]
     assert set(s1["status"]) == {"not run"} and s1["p_holm"].tolist() == [1.0, 1.0, 1.0]
-    per_task = tables[8][1].set_index("task")
+    per_task = tables[11][1].set_index("task")
     assert per_task.loc["niah_single_1", "pairs"] == 3 and per_task.loc["qa_1", "pairs"] == 0
     text = markdown(tables, units)
-    assert text.count("\n## ") == 11 and f"From {units} units" in text
+    assert text.count("\n## ") == 14 and f"From {units} units" in text
+    s5, s6 = dict(tables)["S5: needle value type, Δ(UUID task) − Δ(number task) of P-a (H4)"], tables[10][1]
+    assert set(s5["status"]) == {"not run"} and set(s6["status"]) == {"not run"}
 
 
 def test_failures_count_as_wrong_and_full_is_a_reference(tmp_path: Path) -> None:
@@ -150,3 +153,33 @@ def test_failures_count_as_wrong_and_full_is_a_reference(tmp_path: Path) -> None
     )
     with pytest.raises(ValueError, match="several dataset revisions"):
         family_table(scored_table([tmp_path]), FAMILIES[0])
+
+
+def test_the_value_type_and_regime_contrasts(tmp_path: Path) -> None:
+    """S5's C1 is Δ(niah_single_3) − Δ(niah_single_2) of P-a; S6's contrast is the task average of
+    gap(1,024) − gap(4,096) per sample."""
+    s6 = quality_v3.S6.comparisons
+    rows = []
+    for task, arm_found, rival_found in (
+        ("niah_single_3", [1, 1], [0, 1]),
+        ("niah_single_2", [0, 1], [0, 0]),
+    ):
+        for index in range(2):
+            for item in s6:
+                ours = arm_found[index] if item.rival == P_A.rival else 1
+                rows += [
+                    row(item.arm, task, index, ours, 1000),
+                    row(item.rival, task, index, rival_found[index], 1000),
+                ]
+    (tmp_path / "results").mkdir()
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), tmp_path / "results" / "part-c-00000.parquet"
+    )
+    table = scored_table([tmp_path])
+    s5 = quality_v3.value_type_contrasts(table).set_index("id")
+    assert s5.loc["S5 C1", "comparison"].difference.estimate == pytest.approx(100 * (0.5 - 0.5))
+    assert s5.loc["S5 C2", "status"] == "not run"
+    contrasts = quality_v3.regime_contrasts(table).set_index("id")
+    # gap(4,096) per sample: ns3 [1, 0], ns2 [0, 1]; gap(1,024): 1 - rival = ns3 [1, 0], ns2 [1, 1]
+    first = contrasts.loc["gap(1,024) − gap(4,096)", "comparison"]
+    assert first.difference.estimate == pytest.approx(100 * ((0 + 0) / 2 + (1 + 0) / 2) / 2)
