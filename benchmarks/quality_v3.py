@@ -23,7 +23,8 @@ and gets no verdict. Failed units count as wrong.
 
 The analysis runs once the primary cells are complete (``benchmarks.quality_v3_coverage``), or with
 ``--budget-exhausted`` once the GPU budget is declared spent; before that it refuses, so that no
-outcome is read early. Not computed here yet: the S10 figure and S2's per-task losses.
+outcome is read early. Beside the families: S10's figure (``s10_curve.png`` and its numbers) and
+S2's per-task losses on S5's tasks, both descriptive (no test).
 
     python -m benchmarks.quality_v3 docs/quality/runs/q15_v3 --out docs/quality/v3
 """
@@ -40,6 +41,7 @@ import pandas as pd
 from analysis.stats import (
     EQUIVALENCE_MARGIN,
     holm,
+    mean_interval,
     paired_comparison,
     paired_task_average,
     stratum_contrast,
@@ -59,6 +61,7 @@ from benchmarks.quality_v3_coverage import (
 )
 from cluster.rows import ONE_SHOT_FIRST_UNCOMPRESSED
 from evals.ruler import task_names
+from reports.plots import line_plot
 from reports.tables import interval_text, markdown_text, p_text
 
 KEPT_TOLERANCE = 0.02
@@ -426,6 +429,76 @@ def markdown(tables: list[tuple[str, pd.DataFrame]], rows_read: int) -> str:
     return "\n".join(lines)
 
 
+CURVE_RATIOS = ("0.5", "0.25", "0.125", "0.0625")
+CURVE_SERIES = {
+    "laser": "laser[compression_ratio={r}]",
+    "LASER-KV (equal tokens)": "laser[budget_rule=exact,compression_ratio={r}]",
+    "snapkv": "snapkv[compression_ratio={r}]",
+}
+"""S10's figure: each series' configuration label at ratio r."""
+S5_TASKS = ("niah_single_2", "niah_single_3", "niah_multikey_2", "niah_multikey_3")
+
+
+def curve_points(table: ScoredTable) -> pd.DataFrame:
+    """S10's figure data: per series and r, the 13-task graded average at 16k in percent with its
+    95% interval (bootstrap stratified by task: the task average when tasks have equal samples) and
+    the mean realised kept tokens, on the samples every point's configuration ran."""
+    labels = {
+        template.format(r=r): (series, float(r))
+        for series, template in CURVE_SERIES.items()
+        for r in CURVE_RATIOS
+    }
+    members = table.frame[table.frame["method"].isin(labels) & table.frame["length"].eq("16k")]
+    complete, _ = complete_samples(
+        table.where(members), within=("model", "dataset", "length"), member="method"
+    )
+    records = []
+    for label, rows in complete.frame.groupby("method"):
+        series, ratio = labels[str(label)]
+        interval = mean_interval(rows["score"].astype(float).tolist(), rows["task"].tolist())
+        kept = rows["kept_tokens_final"].mean()
+        bounds = {"accuracy": interval.estimate, "low": interval.low, "high": interval.high}
+        records.append({"series": series, "r": ratio, "kept": kept, "n": len(rows), **bounds})
+    return pd.DataFrame.from_records(records)
+
+
+def s2_task_losses(table: ScoredTable) -> pd.DataFrame:
+    """S2's per-task losses against ``full`` on S5's four tasks, without a test: per arm and task,
+    the pairs and the mean paired difference in pp."""
+    family = FAMILIES[2]
+    complete = family_rows(table, family)
+    records = []
+    for item in family.comparisons:
+        paired = pair_rows(complete.frame, item.arm, item.rival)
+        for task in S5_TASKS:
+            rows = paired[paired["task"].eq(task)]
+            difference = 100 * (rows["score"] - rows["score_rival"]).mean() if len(rows) else None
+            records.append({"id": item.id, "task": task, "pairs": len(rows), "difference": difference})
+    return pd.DataFrame.from_records(records)
+
+
+def descriptive_markdown(points: pd.DataFrame, losses: pd.DataFrame) -> str:
+    """S10's figure data and S2's per-task losses as Markdown (no test, no verdict)."""
+    lines = ["## S10's figure: 13-task graded average against mean kept tokens, 16k (no test)", "",
+             "| series | r | mean kept tokens | samples | accuracy % [95% CI] |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for record in points.sort_values(["series", "r"]).to_dict("records") if not points.empty else []:
+        accuracy = interval_text(record["accuracy"], record["low"], record["high"])
+        lines.append(
+            f"| {record['series']} | {record['r']:g} | {record['kept']:.0f} | {record['n']} | {accuracy} |"
+        )
+    lines += ["", "## S2: per-task loss against full on S5's four tasks (no test)", "",
+              "| comparison | task | pairs | Δ pp |", "|---|---|---|---|"]  # fmt: skip
+    for record in losses.to_dict("records") if not losses.empty else []:
+        difference = (
+            "-"
+            if record["difference"] is None or pd.isna(record["difference"])
+            else f"{record['difference']:+.1f}"
+        )
+        lines.append(f"| {record['id']} | {record['task']} | {record['pairs']} | {difference} |")
+    return "\n".join(lines)
+
+
 def analyse(directory: Path) -> tuple[list[tuple[str, pd.DataFrame]], int]:
     """Every family's table, and the units read."""
     table = scored_table([directory])
@@ -453,12 +526,18 @@ def main() -> None:
     except NotYet as error:
         raise SystemExit(f"quality_v3: {error}") from None
     tables, rows_read = analyse(args.directory)
-    text = markdown(tables, rows_read)
+    table = scored_table([args.directory])
+    points = curve_points(table)
+    text = markdown(tables, rows_read) + "\n" + descriptive_markdown(points, s2_task_losses(table))
     if args.out is None:
         print(text)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tables.md").write_text(text + "\n")
+    if not points.empty:
+        labels = ("mean realised kept tokens", "RULER 13-task graded average (%)")
+        line_plot(points, "series", "kept", "accuracy", labels, "S10: accuracy against kept tokens, 16k",
+                  args.out / "s10_curve.png")  # fmt: skip
 
 
 if __name__ == "__main__":

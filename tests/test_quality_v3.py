@@ -183,3 +183,38 @@ def test_the_value_type_and_regime_contrasts(tmp_path: Path) -> None:
     # gap(4,096) per sample: ns3 [1, 0], ns2 [0, 1]; gap(1,024): 1 - rival = ns3 [1, 0], ns2 [1, 1]
     first = contrasts.loc["gap(1,024) − gap(4,096)", "comparison"]
     assert first.difference.estimate == pytest.approx(100 * ((0 + 0) / 2 + (1 + 0) / 2) / 2)
+
+
+def test_the_curve_and_the_per_task_losses_are_descriptive(tmp_path: Path) -> None:
+    """S10's figure points (graded average and mean kept tokens per series and r) and S2's per-task
+    losses against full, and the command writes tables.md and the figure."""
+    import sys
+
+    rows = []
+    for index in range(2):
+        rows += [row("laser[compression_ratio=0.25]", "niah_single_2", index, index, 1000),
+                 row("full", "niah_single_2", index, 1, 4000, "uncompressed"),
+                 row("snapkv[compression_ratio=0.5]", "niah_single_2", index, 1, 2000),
+                 row("snapkv[compression_ratio=0.25]", "niah_single_2", index, 0, 1000)]  # fmt: skip
+    (tmp_path / "results").mkdir()
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), tmp_path / "results" / "part-d-00000.parquet"
+    )
+    table = scored_table([tmp_path])
+    points = quality_v3.curve_points(table).set_index(["series", "r"])
+    assert points.loc[("snapkv", 0.5), ["kept", "accuracy", "n"]].tolist() == [2000, 100.0, 2]
+    assert points.loc[("laser", 0.25), "accuracy"] == 50.0
+    losses = quality_v3.s2_task_losses(table).set_index(["id", "task"])
+    assert losses.loc[("S2 r=0.25", "niah_single_2"), "difference"] == -50.0
+    assert losses.loc[("S2 r=0.125", "niah_single_2"), "pairs"] == 0
+    text = quality_v3.descriptive_markdown(quality_v3.curve_points(table), quality_v3.s2_task_losses(table))
+    assert (
+        "| snapkv | 0.5 | 2000 | 2 | 100.0 [34.2, 100.0] |" in text
+        and "| S2 r=0.25 | niah_single_2 | 2 | -50.0 |" in text
+    )
+    out = tmp_path / "out"
+    argv = ["quality_v3", str(tmp_path), "--out", str(out), "--budget-exhausted"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", argv)
+        quality_v3.main()
+    assert (out / "tables.md").read_text().startswith("# Quality v3") and (out / "s10_curve.png").exists()
