@@ -257,6 +257,31 @@ def _bootstrap_p(observed: float, resampled: np.ndarray) -> float:
     return min(1.0, 2 * (float(other_side) + 1) / (resampled.size + 1))
 
 
+def _bootstrap_comparison(
+    values: np.ndarray,
+    differences: np.ndarray,
+    codes: np.ndarray,
+    test: str,
+    confidence: float,
+    alpha: float,
+    n_resamples: int,
+    seed: int,
+) -> PairedComparison:
+    """A comparison whose statistic is the mean of ``values`` (per-sample, already weighted), with
+    the stratified percentile bootstrap of that mean (strata ``codes``) and its two-sided p; the
+    unweighted per-sample ``differences`` give the counts of pairs on each side of 0."""
+    (means,) = _resampled_means((values,), codes, n_resamples, seed)
+    observed, n = float(values.mean()), int(values.size)
+    return PairedComparison(
+        difference=_percentile_interval(observed, means, confidence, n),
+        equivalence_interval=_percentile_interval(observed, means, 1 - 2 * alpha, n),
+        p_value=_bootstrap_p(observed, means),
+        test=test,
+        method_only=int(np.sum(differences > 0)),
+        baseline_only=int(np.sum(differences < 0)),
+    )
+
+
 def paired_graded(
     method: Sequence[float],
     baseline: Sequence[float],
@@ -281,16 +306,9 @@ def paired_graded(
     _check_level("alpha", alpha, 0.5)
     ours, theirs = _paired_arrays(method, baseline)
     differences = ours - theirs
-    (means,) = _resampled_means((differences,), _stratum_codes(strata, ours.size), n_resamples, seed)
-    observed, n = float(differences.mean()), int(ours.size)
-    return PairedComparison(
-        difference=_percentile_interval(observed, means, confidence, n),
-        equivalence_interval=_percentile_interval(observed, means, 1 - 2 * alpha, n),
-        p_value=_bootstrap_p(observed, means),
-        test="stratified paired bootstrap",
-        method_only=int(np.sum(ours > theirs)),
-        baseline_only=int(np.sum(ours < theirs)),
-    )
+    codes = _stratum_codes(strata, ours.size)
+    test = "stratified paired bootstrap"
+    return _bootstrap_comparison(differences, differences, codes, test, confidence, alpha, n_resamples, seed)
 
 
 def paired_task_average(
@@ -320,16 +338,10 @@ def paired_task_average(
     codes = _stratum_codes(tasks, ours.size)
     counts = np.bincount(codes)
     weights = ours.size / (counts.size * counts[codes])  # a task's pairs weigh 1 / (tasks x its size)
-    differences = (ours - theirs) * weights
-    (means,) = _resampled_means((differences,), codes, n_resamples, seed)
-    observed, n = float(differences.mean()), int(ours.size)
-    return PairedComparison(
-        difference=_percentile_interval(observed, means, confidence, n),
-        equivalence_interval=_percentile_interval(observed, means, 1 - 2 * alpha, n),
-        p_value=_bootstrap_p(observed, means),
-        test="paired bootstrap of the task average, stratified by task",
-        method_only=int(np.sum(ours > theirs)),
-        baseline_only=int(np.sum(ours < theirs)),
+    differences = ours - theirs
+    test = "paired bootstrap of the task average, stratified by task"
+    return _bootstrap_comparison(
+        differences * weights, differences, codes, test, confidence, alpha, n_resamples, seed
     )
 
 
@@ -364,17 +376,8 @@ def stratum_contrast(
         raise ValueError(f"no weight for strata {missing}")
     counts = np.bincount(codes)
     multipliers = np.array([weights[label] for label in labels])[codes] * data.size / counts[codes]
-    scaled = data * multipliers
-    (means,) = _resampled_means((scaled,), codes, n_resamples, seed)
-    observed, n = float(scaled.mean()), int(data.size)
-    return PairedComparison(
-        difference=_percentile_interval(observed, means, confidence, n),
-        equivalence_interval=_percentile_interval(observed, means, 1 - 2 * alpha, n),
-        p_value=_bootstrap_p(observed, means),
-        test="bootstrap of a contrast of stratum means, stratified",
-        method_only=int(np.sum(data > 0)),
-        baseline_only=int(np.sum(data < 0)),
-    )
+    test = "bootstrap of a contrast of stratum means, stratified"
+    return _bootstrap_comparison(data * multipliers, data, codes, test, confidence, alpha, n_resamples, seed)
 
 
 def paired_comparison(
