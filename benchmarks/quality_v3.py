@@ -48,23 +48,21 @@ from analysis.stats import (
     verdict,
 )
 from analysis.table import ScoredTable, scored_table
-from analysis.views import SAMPLE_KEY, complete_samples
+from analysis.views import KEPT_TOLERANCE, SAMPLE_KEY, complete_samples
 from benchmarks.quality_v3_coverage import (
     AS_SHIPPED,
     EXPECTED_ATTENTION,
     ONE_SHOT,
     PLANNED,
-    PRIMARY_ARMS,
     SAMPLES_PER_TASK,
     per_config,
+    primary_missing,
     read_coverage,
 )
 from cluster.rows import ONE_SHOT_FIRST_UNCOMPRESSED
 from evals.ruler import task_names
 from reports.plots import line_plot
 from reports.tables import interval_text, markdown_text, p_text
-
-KEPT_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -132,10 +130,7 @@ def check_ready(directory: Path, budget_exhausted: bool) -> None:
     configs = per_config(read_coverage(directory), "16k", task_names())
     if configs.empty:
         raise NotYet(f"{directory} holds no 16k rows")
-    primary = configs[configs["configuration"].isin(PRIMARY_ARMS)]
-    missing = int(primary["missing"].sum()) + SAMPLES_PER_TASK * len(task_names()) * (
-        len(PRIMARY_ARMS) - len(primary)
-    )
+    missing = primary_missing(configs, task_names())
     if missing and not budget_exhausted:
         raise NotYet(
             f"the primary cells miss {missing} units: resume the sweep (docs/quality/v3-plan.md), or pass "
@@ -296,13 +291,8 @@ def per_task_families(table: ScoredTable) -> list[tuple[str, pd.DataFrame]]:
             records.append(
                 {"task": task, "pairs": len(paired), "comparison": comparison, "p": comparison.p_value}
             )
-        adjusted = holm([float(record["p"]) for record in records])  # type: ignore[arg-type]
-        for record, p_holm in zip(records, adjusted, strict=True):
-            record["p_holm"] = p_holm
-            found_comparison = record.get("comparison")
-            record["verdict"] = verdict(found_comparison, p_holm) if found_comparison is not None else "-"  # type: ignore[arg-type]
         title = f"S4 {item.id}: {item.arm} − {item.rival}, per task (Holm over 13)"
-        found.append((title, pd.DataFrame.from_records(records)))
+        found.append((title, holm_family(records)))
     return found
 
 
@@ -319,8 +309,9 @@ S6 = Family(
 )  # fmt: skip
 
 
-def contrast_family(records: list[dict[str, object]]) -> pd.DataFrame:
-    """Contrast records with their Holm p and verdicts (two-sided)."""
+def holm_family(records: list[dict[str, object]]) -> pd.DataFrame:
+    """Records of one family (each with ``p``, and its ``comparison`` where it ran) with their Holm
+    p and verdicts (two-sided)."""
     adjusted = holm([float(record["p"]) for record in records])  # type: ignore[arg-type]
     for record, p_holm in zip(records, adjusted, strict=True):
         record["p_holm"] = p_holm
@@ -354,7 +345,7 @@ def value_type_contrasts(table: ScoredTable) -> pd.DataFrame:
         records.append(
             contrast_record(name, f"Δ({first}) − Δ({second})", what, values, {first: 1.0, second: -1.0})
         )
-    return contrast_family(records)
+    return holm_family(records)
 
 
 def regime_contrasts(table: ScoredTable) -> pd.DataFrame:
@@ -374,7 +365,7 @@ def regime_contrasts(table: ScoredTable) -> pd.DataFrame:
         weights = {task: 1 / len(tasks) for task in tasks}
         label = other.removeprefix("S6 ").strip("()")
         records.append(contrast_record(f"gap({label}) − gap(4,096)", other, base, joined, weights))
-    return contrast_family(records)
+    return holm_family(records)
 
 
 def _difference_cells(record: dict[str, object]) -> tuple[str, str, str]:
@@ -499,16 +490,15 @@ def descriptive_markdown(points: pd.DataFrame, losses: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def analyse(directory: Path) -> tuple[list[tuple[str, pd.DataFrame]], int]:
-    """Every family's table, and the units read."""
-    table = scored_table([directory])
+def analyse(table: ScoredTable) -> list[tuple[str, pd.DataFrame]]:
+    """Every family's table."""
     tables = [(family.title, family_table(table, family)) for family in FAMILIES]
     tables += [
         ("S5: needle value type, Δ(UUID task) − Δ(number task) of P-a (H4)", value_type_contrasts(table)),
         (S6.title, family_table(table, S6)),
         ("S6: regime contrasts of the gap, task averages (H5)", regime_contrasts(table)),
     ]
-    return tables + per_task_families(table), len(table.frame)
+    return tables + per_task_families(table)
 
 
 def main() -> None:
@@ -525,10 +515,13 @@ def main() -> None:
         check_ready(args.directory, args.budget_exhausted)
     except NotYet as error:
         raise SystemExit(f"quality_v3: {error}") from None
-    tables, rows_read = analyse(args.directory)
-    table = scored_table([args.directory])
+    table = scored_table([args.directory])  # every row scored once, for every family
     points = curve_points(table)
-    text = markdown(tables, rows_read) + "\n" + descriptive_markdown(points, s2_task_losses(table))
+    text = (
+        markdown(analyse(table), len(table.frame))
+        + "\n"
+        + descriptive_markdown(points, s2_task_losses(table))
+    )
     if args.out is None:
         print(text)
         return

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis.views import KEPT_TOLERANCE
 from cluster.writer import shard_paths
 from evals.ruler import task_names
 
@@ -27,7 +28,6 @@ COVERAGE_COLUMNS = (
 )  # fmt: skip
 """Everything this script reads: identity, status and the regime and kept-token fields."""
 SAMPLES_PER_TASK = 50
-KEPT_TOLERANCE = 0.02  # the plan's matching rule: mean kept tokens within 2% of the rival's
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,12 @@ def per_config(frame: pd.DataFrame, length: str, tasks: Sequence[str]) -> pd.Dat
     return pd.DataFrame.from_records(records)
 
 
+def primary_missing(configs: pd.DataFrame, tasks: Sequence[str]) -> int:
+    """Units the primary cells (the six arms of P-a, P-b1 and P-b2) still miss, from ``per_config``."""
+    primary = configs[configs["configuration"].isin(PRIMARY_ARMS)]
+    return int(primary["missing"].sum()) + SAMPLES_PER_TASK * len(tasks) * (len(PRIMARY_ARMS) - len(primary))
+
+
 def matching(frame: pd.DataFrame, length: str) -> pd.DataFrame:
     """Per planned comparison, over the samples both arms ran ``ok``: their regimes and rounds,
     mean kept tokens, the largest per-sample difference and whether the 2% rule holds."""
@@ -160,10 +166,7 @@ def main() -> None:
     configs = per_config(frame, args.length, tasks)
     print(f"# {args.directory}, {args.length}: {len(frame)} units read (coverage columns only)\n")
     print(markdown(configs.sort_values("configuration")))
-    primary = configs[configs["configuration"].isin(PRIMARY_ARMS)]
-    missing = int(primary["missing"].sum()) + SAMPLES_PER_TASK * len(tasks) * (
-        len(PRIMARY_ARMS) - len(primary)
-    )
+    missing = primary_missing(configs, tasks)
     state = "complete" if missing == 0 else f"not complete, {missing} units missing"
     print(f"\nPrimary cells (the six arms of P-a, P-b1, P-b2; 13 tasks x 50): {state}.\n")
     print(markdown(matching(frame, args.length)))
