@@ -42,7 +42,11 @@ def misses_by_kept(table: ScoredTable, by: Sequence[str] = ("dataset", "config")
     """Per group of ``by``: rows with a located answer (``n``), ``misses``, and how many misses had
     the answer evicted (``evicted``: no token kept), partly kept (``partial``) or kept whole
     (``ignored``: the model had it and did not use it)."""
-    split = answer_kept_split(table, by)
+    return misses_of(answer_kept_split(table, by), by)
+
+
+def misses_of(split: pd.DataFrame, by: Sequence[str] = ("dataset", "config")) -> pd.DataFrame:
+    """``misses_by_kept`` from an ``answer_kept_split`` already computed (grouped by ``by``)."""
     if split.empty:
         return split
     wide = split.pivot_table(

@@ -6,6 +6,7 @@ attention recall per layer (a table and a plot)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,7 @@ from analysis.diagnostics import (
     answer_kept_split,
     depth_bin,
     depth_grid,
-    misses_by_kept,
+    misses_of,
     recall_by_layer,
 )
 from analysis.table import ScoredTable
@@ -23,12 +24,27 @@ from reports.plots import pyplot
 from reports.tables import Table, interval_text, number_text, ordered
 
 
-def diagnostics_tables(table: ScoredTable) -> list[Table]:
+@dataclass(frozen=True)
+class DiagnosticViews:
+    """The views the section draws on, computed once for its tables and its plots."""
+
+    split: pd.DataFrame
+    grid: pd.DataFrame
+    recall: pd.DataFrame
+
+
+def diagnostic_views(table: ScoredTable) -> DiagnosticViews:
+    """``answer_kept_split``, ``depth_grid`` (every located needle scored once) and
+    ``recall_by_layer`` of the table."""
+    return DiagnosticViews(answer_kept_split(table), depth_grid(table), recall_by_layer(table))
+
+
+def diagnostics_tables(views: DiagnosticViews) -> list[Table]:
     """The section's tables, each only where its data exists."""
     found = []
     header: tuple[str, ...]
     rows: list[tuple[str, ...]]
-    misses = misses_by_kept(table)
+    misses = misses_of(views.split)
     if not misses.empty:
         header = ("dataset", "method", "samples", "misses", "evicted (no answer token kept)", "partly kept",
                   "ignored (answer kept whole)")  # fmt: skip
@@ -42,7 +58,7 @@ def diagnostics_tables(table: ScoredTable) -> list[Table]:
             "(samples whose benchmark locates the answer)"
         )
         found.append(Table(title, header, rows))
-        split = answer_kept_split(table)
+        split = views.split
         header = ("dataset", "method", "answer kept", "n", "misses", "accuracy % [95% CI]")
         rows = [
             (str(row["dataset"]), str(row["config"]), str(row["answer_kept_class"]), str(row["n"]),
@@ -50,7 +66,7 @@ def diagnostics_tables(table: ScoredTable) -> list[Table]:
             for row in split.to_dict("records")
         ]  # fmt: skip
         found.append(Table("Accuracy by answer kept (all / partial / none of its tokens)", header, rows))
-    grid = depth_grid(table)
+    grid = views.grid
     if not grid.empty:
         header = (
             "dataset",
@@ -69,7 +85,7 @@ def diagnostics_tables(table: ScoredTable) -> list[Table]:
         ]  # fmt: skip
         title = "Needles found by depth (% of the context) x length (the heatmaps' numbers)"
         found.append(Table(title, header, rows))
-    recall = recall_by_layer(table)
+    recall = views.recall
     for dataset, members in recall.groupby("dataset") if not recall.empty else []:
         configs = sorted(members["config"].unique())
         wide = members.pivot_table(index="layer", columns="config", values="recall")
@@ -142,15 +158,15 @@ def recall_plot(members: pd.DataFrame, title: str, path: Path) -> Path:
     return path
 
 
-def diagnostics_plots(table: ScoredTable, directory: Path) -> list[Path]:
+def diagnostics_plots(views: DiagnosticViews, directory: Path) -> list[Path]:
     """One depth heatmap per (dataset, method) with located needles, one recall plot per dataset."""
     written = []
-    grid = depth_grid(table)
+    grid = views.grid
     for (dataset, config), cells in grid.groupby(["dataset", "config"]) if not grid.empty else []:
         directory.mkdir(parents=True, exist_ok=True)
         title = f"{config}\nneedles found, {dataset}"
         written.append(depth_heatmap(cells, title, directory / file_name("depth_heatmap", dataset, config)))
-    recall = recall_by_layer(table)
+    recall = views.recall
     for dataset, members in recall.groupby("dataset") if not recall.empty else []:
         directory.mkdir(parents=True, exist_ok=True)
         title = f"attention recall by layer, {dataset}"

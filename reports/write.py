@@ -11,7 +11,7 @@ from pathlib import Path
 from analysis.table import scored_table
 from analysis.views import accuracy
 from laserkv.errors import LaserKVError
-from reports.diagnostics import diagnostics_plots, diagnostics_tables
+from reports.diagnostics import diagnostic_views, diagnostics_plots, diagnostics_tables
 from reports.pages import html_page, markdown, sample_rows
 from reports.plots import plots
 from reports.runs import About, run_descriptions
@@ -70,11 +70,12 @@ def write_report(
     models = sorted(table.frame["model"].astype(str).unique())
     datasets = sorted(table.frame["dataset"].astype(str).unique())
     compared = versus_table(table, versus_method, mismatched) if versus_method else None
+    diagnosed = diagnostic_views(table)
     report_tables = [
         main,
         *([compared] if compared else []),
         *breakdown_tables(table),
-        *diagnostics_tables(table),
+        *diagnostics_tables(diagnosed),
         *official_tables(table),
         *published_tables(models, datasets),
     ]
@@ -91,7 +92,7 @@ def write_report(
             writing = output / "plots"
             kept = accuracy(table, ("dataset", "task", "config", "length"))
             images = plots(per_length, kept, output / "plots")
-            images += diagnostics_plots(table, output / "plots")
+            images += diagnostics_plots(diagnosed, output / "plots")
         writing = path
         if fmt == "html":
             text = html_page(report_tables, about, images, sample_rows(table))
