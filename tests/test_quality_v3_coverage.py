@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from benchmarks.quality_v3_coverage import (
     COVERAGE_COLUMNS,
     PLANNED,
+    PRIMARY_ARMS,
     matching,
     per_config,
     read_coverage,
@@ -52,3 +53,14 @@ def test_counts_and_kept_token_matching(tmp_path: Path) -> None:
     assert (
         first["matched kept (2%)"] == "no (2.3%)" and first["regime (arm / rival)"] == "blocks x4 / blocks x4"
     )
+
+
+def test_the_primary_arms_grid_is_the_presets_primary_cells() -> None:
+    """``docs/quality/v3-primary-arms.yaml`` runs exactly the primary arms, with the preset's labels
+    and config hashes (so its rows resume into q15_v3 and the preset later skips them)."""
+    preset = {method.name: method for method in sweep_methods("quality-v3", {})}
+    grid = sweep_methods(str(Path(__file__).parents[1] / "docs/quality/v3-primary-arms.yaml"), {})
+    assert sorted(method.name for method in grid) == sorted(PRIMARY_ARMS)
+    for method in grid:
+        assert method == preset[method.name]
+        assert method.config_hash == preset[method.name].config_hash
