@@ -59,6 +59,8 @@ from benchmarks.quality_v3_coverage import (
     primary_missing,
     read_coverage,
 )
+from benchmarks.quality_v3_power import PLAN_SD, Design, power_at
+from cluster.presets import sweep_methods
 from cluster.rows import ONE_SHOT_FIRST_UNCOMPRESSED
 from evals.ruler import task_names
 from reports.plots import line_plot
@@ -490,6 +492,74 @@ def descriptive_markdown(points: pd.DataFrame, losses: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+RESUME_COMMAND = (
+    "laserkv sweep --grid quality-v3 --dataset ruler --model qwen2.5-coder-1.5b-instruct --lengths 16k "
+    "--tasks " + ",".join(task_names()) + " --demo-samples 50 --limit 50 --gpus 1 --workers-per-gpu 10 "
+    "--output docs/quality/runs/q15_v3"
+)
+"""The sweep that resumes v3 into its committed rows (``--workers-per-gpu 12`` on an H200)."""
+
+
+def missing_table(directory: Path, length: str = "16k") -> pd.DataFrame:
+    """Per configuration of the ``quality-v3`` preset at ``length`` (coverage columns only): units
+    ok, failed and missing of 13 tasks x 50, and the fewest samples any task has."""
+    tasks = task_names()
+    configs = per_config(read_coverage(directory), length, tasks).set_index("configuration")
+    records = []
+    for method in sweep_methods("quality-v3", {}):
+        if method.name in configs.index:
+            found = configs.loc[method.name]
+            counts = (
+                int(found["ok"]),
+                int(found["failed"]),
+                int(found["missing"]),
+                int(found["fewest per task"]),
+            )
+        else:
+            counts = (0, 0, SAMPLES_PER_TASK * len(tasks), 0)
+        records.append(dict(zip(("configuration", "ok", "failed", "missing", "fewest per task"),
+                                (method.name, *counts), strict=True)))  # fmt: skip
+    return pd.DataFrame.from_records(records)
+
+
+def coverage_markdown(directory: Path, table: ScoredTable) -> str:
+    """What ran and what did not (the plan's "What is missing is listed"): per configuration at 16k,
+    units done and missing, the command that resumes the sweep and, where a primary cell stopped
+    short, the achieved power (``power_at`` at the primary family's fewest complete samples per task
+    and the plan's SD)."""
+    frame = missing_table(directory)
+    lines = [
+        "## Coverage at 16k: what ran and what is missing",
+        "",
+        "| configuration | ok | failed | missing | fewest samples per task |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {markdown_text(str(row.configuration))} | {row.ok} | {row.failed} | {row.missing} | {row[5]} |"
+        for row in frame.itertuples()
+    ]
+    missing = int(frame["missing"].sum())
+    lines += ["", f"{missing} of {SAMPLES_PER_TASK * len(task_names()) * len(frame)} units at 16k are missing"
+              + (f"; resume with `{RESUME_COMMAND}`." if missing else ".")]  # fmt: skip
+    primary = family_rows(table, FAMILIES[0]).frame
+    per_task = primary.groupby("task")["sample_id"].nunique().reindex(task_names(), fill_value=0)
+    if int(per_task.min()) == 0:
+        empty = ", ".join(per_task[per_task.eq(0)].index)
+        lines += [
+            "",
+            f"The primary cells stopped short: no complete sample of {empty}, so no 13-task average.",
+        ]
+    elif int(per_task.min()) < SAMPLES_PER_TASK:
+        difference, equivalence = power_at(int(per_task.min()), PLAN_SD, Design())
+        lines += [
+            "",
+            f"The primary cells stopped short: {int(per_task.min())} complete samples in the sparsest task. "
+            f"Achieved power at the plan's SD ({PLAN_SD}): {difference:.3f} for a 5 pp difference (Holm's "
+            f"strictest step), {equivalence:.3f} for equivalence at ±5 pp.",
+        ]
+    return "\n".join(lines)
+
+
 def analyse(table: ScoredTable) -> list[tuple[str, pd.DataFrame]]:
     """Every family's table."""
     tables = [(family.title, family_table(table, family)) for family in FAMILIES]
@@ -521,6 +591,8 @@ def main() -> None:
         markdown(analyse(table), len(table.frame))
         + "\n"
         + descriptive_markdown(points, s2_task_losses(table))
+        + "\n\n"
+        + coverage_markdown(args.directory, table)
     )
     if args.out is None:
         print(text)

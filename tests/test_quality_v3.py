@@ -219,3 +219,35 @@ def test_the_curve_and_the_per_task_losses_are_descriptive(tmp_path: Path) -> No
         patch.setattr(sys, "argv", argv)
         quality_v3.main()
     assert (out / "tables.md").read_text().startswith("# Quality v3") and (out / "s10_curve.png").exists()
+
+
+def test_what_is_missing_is_listed_with_the_achieved_power(tmp_path: Path) -> None:
+    """Every configuration of the preset is listed with its missing units (a configuration that
+    never ran: all 650), the resume command, and, where the primary cells stopped short, the
+    achieved power at their sparsest task's complete samples, or the tasks with none."""
+    from benchmarks.quality_v3_power import PLAN_SD, Design, power_at
+    from evals.ruler import task_names
+
+    write_rows(tmp_path)
+    frame = quality_v3.missing_table(tmp_path).set_index("configuration")
+    assert len(frame) == 33 and frame["missing"].sum() == 33 * 650 - 4 * 5
+    assert frame.loc[P_A.arm, ["ok", "missing", "fewest per task"]].tolist() == [5, 645, 0]
+    assert frame.loc["full", "missing"] == 650
+    text = quality_v3.coverage_markdown(tmp_path, scored_table([tmp_path]))
+    assert f"resume with `{quality_v3.RESUME_COMMAND}`" in text
+    assert "no complete sample of niah_single_2, niah_single_3," in text and "power" not in text
+
+    every_task = tmp_path / "every_task"
+    labels = {P_A.arm, P_A.rival, P_B1.arm, P_B1.rival, P_B2.rival}
+    rows = [
+        row(label, task, index, 1, 1000) for label in labels for task in task_names() for index in range(2)
+    ]
+    rows.append(row(P_A.arm, "qa_1", 2, 1, 1000))  # a third sample that not every arm ran
+    (every_task / "results").mkdir(parents=True)
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), every_task / "results" / "part-e-00000.parquet"
+    )
+    text = quality_v3.coverage_markdown(every_task, scored_table([every_task]))
+    difference, equivalence = power_at(2, PLAN_SD, Design())
+    assert "2 complete samples in the sparsest task" in text
+    assert f"{difference:.3f} for a 5 pp difference" in text and f"{equivalence:.3f} for equivalence" in text
