@@ -2,7 +2,10 @@
 (``laserkv.kernels.block_attention``: a block of rows and the question after it over the cache,
 bottom-right causal, GQA, each row's natural-log LSE) through each kernel that is installed:
 
-- ``torch``: today's path, PyTorch's flash kernel (``aten._scaled_dot_product_flash_attention``);
+- ``torch``: the path of before issue 40, PyTorch's flash kernel
+  (``aten._scaled_dot_product_flash_attention``: ``kernels.block_attention`` with
+  ``LASERKV_BLOCK_KERNEL=torch``);
+- ``engine``: ``kernels.block_attention`` as the engine runs it (FlashAttention-3 where it runs);
 - ``fa4``: ``flash-attn-4``'s CuTe DSL kernel (``flash_attn.cute.flash_attn_func``);
 - ``fa3``: ``fa3-fwd``'s FlashAttention-3 forward (``fa3_fwd_interface.flash_attn_func``).
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from collections.abc import Callable
 
 import torch
@@ -30,8 +34,21 @@ HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
 
 
 def torch_flash(query: Tensor, key: Tensor, value: Tensor, scale: float) -> tuple[Tensor, Tensor]:
-    """Today's kernel (``kernels.block_attention``)."""
+    """The engine's kernel (``kernels.block_attention``: FlashAttention-3 where it runs)."""
     return kernels.block_attention(query, key, value, scale)
+
+
+def torch_flash_today(query: Tensor, key: Tensor, value: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """The block kernel of before issue 40: ``kernels.block_attention`` on PyTorch's flash kernel."""
+    previous = os.environ.get(kernels.BLOCK_KERNEL_ENV)
+    os.environ[kernels.BLOCK_KERNEL_ENV] = "torch"
+    try:
+        return kernels.block_attention(query, key, value, scale)
+    finally:
+        if previous is None:
+            os.environ.pop(kernels.BLOCK_KERNEL_ENV, None)
+        else:
+            os.environ[kernels.BLOCK_KERNEL_ENV] = previous
 
 
 def flash_layout(module: str, function: str, lse_flag: str) -> Kernel:
@@ -55,7 +72,7 @@ fa3 = flash_layout("fa3_fwd_interface", "flash_attn_func", "return_attn_probs")
 """fa3-fwd's FlashAttention-3 forward (its ``return_attn_probs`` returns the LSE)."""
 
 
-KERNELS: dict[str, Kernel] = {"torch": torch_flash, "fa4": fa4, "fa3": fa3}
+KERNELS: dict[str, Kernel] = {"torch": torch_flash_today, "engine": torch_flash, "fa4": fa4, "fa3": fa3}
 
 
 def tokens(label: str) -> int:

@@ -7,10 +7,14 @@ context length and method. Prints a markdown table; ``--json`` also writes the r
         --distinct 8 --targets --json results.json
 
 ``--distinct N``: also N samples of distinct lengths spread over 30k-34k tokens (as a real dataset
-has), for ``full`` and ``laser``, each sample once. ``--targets``: also the engine's pieces on
-their own (``benchmarks.engine_parts``: block forward with and without scoring at 4k, 28k and
-96k caches, a plain 4096-token prefill, decoding steps at 4k and 128k against the HBM floor)
-and issue 19's targets as ratios measured in this run.
+has), for ``full`` and ``laser``, each sample once. ``--repeats N``: each (context, method) N times, the
+median kept. ``--today-kernel torch``: also ``full`` at 32k and 128k on the path of before issue 40
+(PyTorch's block kernel, ``LASERKV_BLOCK_KERNEL=torch``; layers not fused), the block attention
+alone per kernel, and issue 40's targets as ratios of this run. The model's layers are fused as
+``load_model_and_tokenizer`` fuses them on CUDA (``LASERKV_FUSED_LAYERS=0``: not fused).
+``--targets``: also the engine's pieces on their own (``benchmarks.engine_parts``: block forward
+with and without scoring at 4k, 28k and 96k caches, a plain 4096-token prefill, decoding steps at
+4k and 128k against the HBM floor) and issue 19's targets as ratios measured in this run.
 
 Methods (``--methods``): ``full``; ``laser`` (accumulate, r = 0.75, flash); ``laser_recursive``
 (B = 4096, flash); ``exact_flash`` / ``exact_eager`` (accumulate, r = 0.75: the same selection,
@@ -21,14 +25,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from typing import Any, TypedDict
 
 import torch
 
 from benchmarks.models import LLAMA31_8B_MATMUL_PARAMETERS, LLAMA31_8B_PARAMETERS, random_llama31_8b
-from laserkv import GenerationConfig, MethodConfig, get_method
+from laserkv import GenerationConfig, MethodConfig, get_method, hooks
 from laserkv.engine import compress_and_generate
+from laserkv.modeling import FUSED_LAYERS_ENV
 
 BF16_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core peak (SXM)
 METHOD_FACTORIES = {
@@ -56,6 +62,7 @@ class BlockSeconds(TypedDict):
 
 class DecodeSeconds(TypedDict):
     graph: float
+    graph_unfused: float
     eager: float
     dynamic: float
     hbm_floor: float
@@ -65,6 +72,7 @@ class Parts(TypedDict):
     """The engine's pieces on their own (``run_parts``), keyed by cache length label."""
 
     plain_prefill_4096: float
+    plain_prefill_4096_fused: float
     block: dict[str, BlockSeconds]
     decode: dict[str, DecodeSeconds]
 
@@ -118,6 +126,22 @@ def run_one(
     }
 
 
+def run_median(
+    model: Any, name: str, n_context: int, n_question: int, n_new: int, repeats: int
+) -> dict[str, Any]:
+    """``run_one`` ``repeats`` times (seed 0 each time): the row with the median prefill seconds,
+    with every repeat's prefill seconds beside it (a one-off stall shows as an outlier there)."""
+    rows = [run_one(model, METHOD_FACTORIES[name](), n_context, n_question, n_new, 0) for _ in range(repeats)]
+    done = sorted((row for row in rows if "error" not in row), key=lambda row: row["prefill_seconds"])
+    if not done:
+        return {**rows[0], "method": name}
+    return {
+        **done[len(done) // 2],
+        "method": name,
+        "prefill_repeats": [row["prefill_seconds"] for row in rows],
+    }
+
+
 def distinct_lengths(count: int, low: int = 30 * 1024, high: int = 34 * 1024) -> list[int]:
     """``count`` distinct context lengths spread over ``[low, high]`` (not multiples of a block)."""
     if count == 1:
@@ -146,12 +170,24 @@ def run_distinct(
     return totals
 
 
+def compile_seconds(model: Any) -> float:
+    """What compiling the fused layers costs: the first 4096-token call of ``full`` (compiling the
+    block forward's and the decoding step's graphs) minus the same call again."""
+    first, again = (
+        run_one(model, METHOD_FACTORIES["full"](), 4096, 64, 2, seed=98)["wall_seconds"] for _ in range(2)
+    )
+    return float(first - again)
+
+
 def run_parts(model: Any, n_question: int) -> Parts:
     """The engine's pieces on their own (``benchmarks.engine_parts``)."""
     from benchmarks import engine_parts as parts
 
+    with torch.compiler.set_stance("force_eager"):  # transformers' own layers, as it runs them
+        unfused = parts.plain_prefill_seconds(model, 4096)
     result: Parts = {
-        "plain_prefill_4096": parts.plain_prefill_seconds(model, 4096),
+        "plain_prefill_4096": unfused,
+        "plain_prefill_4096_fused": parts.plain_prefill_seconds(model, 4096),
         "block": {},
         "decode": {},
     }
@@ -163,8 +199,11 @@ def run_parts(model: Any, n_question: int) -> Parts:
         print(json.dumps({"block": label, **result["block"][label]}), flush=True)
     for label in ("4k", "128k"):
         n_cache = context_tokens(label)
+        with torch.compiler.set_stance("force_eager"):
+            graph_unfused = parts.decode_step_seconds(model, n_cache, "graph")
         result["decode"][label] = {
             "graph": parts.decode_step_seconds(model, n_cache, "graph"),
+            "graph_unfused": graph_unfused,
             "eager": parts.decode_step_seconds(model, n_cache, "eager"),
             "dynamic": parts.decode_step_seconds(model, n_cache, "dynamic"),
             "hbm_floor": parts.hbm_floor_seconds(model, n_cache),
@@ -173,11 +212,116 @@ def run_parts(model: Any, n_question: int) -> Parts:
     return result
 
 
-def find(rows: list[dict[str, Any]], method: str, context: int) -> dict[str, Any] | None:
+def find(
+    rows: list[dict[str, Any]], method: str, context: int, kernel: str = "default"
+) -> dict[str, Any] | None:
     return next(
-        (row for row in rows if row["method"] == method and row["context"] == context and "error" not in row),
+        (
+            row
+            for row in rows
+            if row["method"] == method
+            and row["context"] == context
+            and row.get("kernel", "default") == kernel
+            and "error" not in row
+        ),
         None,
     )
+
+
+def run_today(model: Any, n_question: int, n_new: int, repeats: int = 1) -> list[dict[str, Any]]:
+    """``full`` at 32k and 128k on the path of before issue 40 (PyTorch's flash kernel:
+    ``LASERKV_BLOCK_KERNEL=torch``; layers not fused: ``force_eager``), rows tagged ``kernel: torch``."""
+    from laserkv.kernels import BLOCK_KERNEL_ENV
+
+    rows = []
+    previous = os.environ.get(BLOCK_KERNEL_ENV)
+    os.environ[BLOCK_KERNEL_ENV] = "torch"
+    try:
+        for label in ("32k", "128k"):
+            with torch.compiler.set_stance("force_eager"):
+                row = run_median(model, "full", context_tokens(label), n_question, n_new, repeats)
+            rows.append({**row, "kernel": "torch"})
+            print(json.dumps({key: value for key, value in rows[-1].items() if key != "seconds"}), flush=True)
+    finally:
+        if previous is None:
+            os.environ.pop(BLOCK_KERNEL_ENV, None)
+        else:
+            os.environ[BLOCK_KERNEL_ENV] = previous
+    return rows
+
+
+def kernel_seconds(rows: int = 4096 + 64) -> dict[str, dict[str, float]]:
+    """The block attention alone (``benchmarks.attention_kernels``), today's kernel and the
+    engine's, at 4k, 28k and 96k caches: seconds per call by kernel."""
+    from benchmarks import attention_kernels
+
+    found: dict[str, dict[str, float]] = {}
+    for label in ("4k", "28k", "96k"):
+        keys = context_tokens(label) + rows
+        found[label] = {
+            "torch": attention_kernels.seconds(attention_kernels.torch_flash_today, rows, keys, 10),
+            "engine": attention_kernels.seconds(attention_kernels.torch_flash, rows, keys, 10),
+        }
+        print(json.dumps({"block_attention": label, **found[label]}), flush=True)
+    return found
+
+
+def targets40(
+    rows: list[dict[str, Any]], parts: Parts | None, kernels: dict[str, dict[str, float]]
+) -> list[tuple[str, str, bool]]:
+    """Issue 40's targets as ``(target, measured, met)`` from this run (today's path: the rows
+    tagged ``kernel: torch``)."""
+    out: list[tuple[str, str, bool]] = []
+    for label, seconds in kernels.items():
+        speedup = seconds["torch"] / seconds["engine"]
+        measured = f"{1000 * seconds['torch']:.2f} / {1000 * seconds['engine']:.2f} ms = {speedup:.2f}x"
+        out.append(
+            (f"block attention with LSE >= 1.5x today's kernel, {label} cache", measured, speedup >= 1.5)
+        )
+    recursive = find(rows, "laser_recursive", 131072)
+    if recursive and parts:
+        per_block = recursive["prefill_seconds"] / recursive["blocks"]
+        ratio = per_block / parts["plain_prefill_4096"]
+        measured = f"{1000 * per_block:.0f} / {1000 * parts['plain_prefill_4096']:.0f} ms = {ratio:.2f}x"
+        out.append(
+            (
+                "recursive block <= 1.15x a plain 4096-token prefill (transformers' SDPA)",
+                measured,
+                ratio <= 1.15,
+            )
+        )
+        fused = per_block / parts["plain_prefill_4096_fused"]
+        out.append(
+            (
+                "the same, against a plain prefill with the engine's fused layers (stricter)",
+                f"{1000 * per_block:.0f} / {1000 * parts['plain_prefill_4096_fused']:.0f} ms = {fused:.2f}x",
+                fused <= 1.15,
+            )
+        )
+    for label in ("32k", "128k"):
+        today, now = (
+            find(rows, "full", context_tokens(label), "torch"),
+            find(rows, "full", context_tokens(label)),
+        )
+        if today and now:
+            speedup = today["prefill_seconds"] / now["prefill_seconds"]
+            measured = f"{today['prefill_seconds']:.2f} / {now['prefill_seconds']:.2f} s = {speedup:.2f}x"
+            out.append(
+                (f"full-cache prefill >= 1.3x faster than today's path, {label}", measured, speedup >= 1.3)
+            )
+    today = find(rows, "full", 131072, "torch")
+    if today and recursive:
+        speedup = today["prefill_seconds"] / recursive["prefill_seconds"]
+        measured = f"{today['prefill_seconds']:.2f} / {recursive['prefill_seconds']:.2f} s = {speedup:.2f}x"
+        out.append(("laser_recursive 128k >= 5x faster than today's full-cache path", measured, speedup >= 5))
+    for label, decode in (parts["decode"] if parts else {}).items():
+        ratio = decode["graph"] / decode["hbm_floor"]
+        measured = (
+            f"{1000 * decode['graph']:.2f} / {1000 * decode['hbm_floor']:.2f} ms = {ratio:.2f}x "
+            f"(unfused {1000 * decode['graph_unfused']:.2f} ms)"
+        )
+        out.append((f"decode <= 2x the HBM floor per token, {label} cache", measured, ratio <= 2))
+    return out
 
 
 def targets(
@@ -293,6 +437,13 @@ def main() -> None:
     parser.add_argument(
         "--targets", action="store_true", help="also the engine's pieces and issue 19's targets"
     )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="run each (context, method) this many times; keep the median"
+    )
+    parser.add_argument(
+        "--today-kernel", choices=("torch",), default=None,
+        help="also today's block kernel (before issue 40) and issue 40's targets (needs --targets)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.no_cudnn_sdpa:
         torch.backends.cuda.enable_cudnn_sdp(False)
@@ -301,6 +452,10 @@ def main() -> None:
     model = random_llama31_8b()
     cudnn = "off" if args.no_cudnn_sdpa else "on"
     print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, 8B arch, bf16, cuDNN SDPA {cudnn}")
+    if os.environ.get(FUSED_LAYERS_ENV, "1") != "0":  # as load_model_and_tokenizer does on CUDA
+        print(
+            f"# fused layers: {hooks.fuse_layers(model)} modules; compiled in {compile_seconds(model):.1f} s"
+        )
     for name in args.methods.split(","):  # warm-up: every method once (kernel selection, allocator)
         run_one(model, METHOD_FACTORIES[name](), 8192, args.question_tokens, 2, seed=99)
     rows = []
@@ -308,15 +463,9 @@ def main() -> None:
         for name in args.methods.split(","):
             if name == "exact_eager" and context_tokens(label) > context_tokens(args.eager_up_to):
                 continue
-            row = run_one(
-                model,
-                METHOD_FACTORIES[name](),
-                context_tokens(label),
-                args.question_tokens,
-                args.new_tokens,
-                0,
+            row = run_median(
+                model, name, context_tokens(label), args.question_tokens, args.new_tokens, args.repeats
             )
-            row["method"] = name
             rows.append(row)
             print(json.dumps({key: value for key, value in row.items() if key != "seconds"}), flush=True)
     print(markdown(rows))
@@ -327,6 +476,9 @@ def main() -> None:
     )
     parts = run_parts(model, args.question_tokens) if args.targets else None
     verdicts = targets(rows, distinct, parts) if (args.targets or args.distinct) else []
+    if args.today_kernel:
+        rows += run_today(model, args.question_tokens, args.new_tokens, args.repeats)
+        verdicts += targets40(rows, parts, kernel_seconds())
     if verdicts:
         print("\n| target | measured (this run) | met |\n|---|---|---|")
         for target, measured, met in verdicts:

@@ -158,6 +158,38 @@ def ragged_attention(model: PreTrainedModel) -> Any:
     return attention_implementation(model, RAGGED_ATTENTION_NAME)
 
 
+FUSED_MODULES = ("input_layernorm", "post_attention_layernorm", "mlp", "self_attn.q_norm", "self_attn.k_norm")
+"""Each decoder layer's element-wise modules ``fuse_layers`` compiles (RMSNorms; the MLP, whose
+SwiGLU product fuses between its GEMMs; Qwen3's per-head norms where a layer has them)."""
+
+
+def fuse_layers(model: PreTrainedModel) -> int:
+    """Compile each decoder layer's element-wise modules (``FUSED_MODULES``) and the final norm in
+    place (``nn.Module.compile``, dynamic shapes: one graph serves every block length and the
+    decoding step), so their element-wise kernels fuse. Casts round as eager's do
+    (``emulate_precision_casts``). Compiling happens at the first forward; under
+    ``torch.compiler.set_stance("force_eager")`` the modules run as before. Returns how many modules
+    it compiled."""
+    body = getattr(model, model.base_model_prefix)
+    modules = [body.norm] if isinstance(getattr(body, "norm", None), nn.Module) else []
+    for layer in body.layers:
+        for path in FUSED_MODULES:
+            module = layer.get_submodule(path) if _has_submodule(layer, path) else None
+            if module is not None:
+                modules.append(module)
+    for module in modules:
+        module.compile(dynamic=True, options={"emulate_precision_casts": True})
+    return len(modules)
+
+
+def _has_submodule(module: nn.Module, path: str) -> bool:
+    try:
+        module.get_submodule(path)
+    except AttributeError:
+        return False
+    return True
+
+
 def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
     """Each decoder layer's self-attention module, in layer order."""
     body = getattr(model, model.base_model_prefix)

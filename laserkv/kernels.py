@@ -3,10 +3,12 @@
 - ``block_attention``: a block (and the question rows after it) over the cache in one call,
   bottom-right causal (row i of q sees keys ``<= k - q + i``, exactly the engine's mask: new rows
   see every cached slot and the new rows before them), grouped-query heads taken as they are,
-  no materialised mask on CUDA, and each row's log-sum-exp from the same call. On CUDA (bf16 or
-  fp16) it is PyTorch's flash kernel, ``aten._scaled_dot_product_flash_attention``, whose causal
-  flag is bottom-right aligned; on CPU PyTorch's CPU flash kernel with an additive mask (its own
-  causal flag is top-left aligned); elsewhere the materialised fp32 softmax (the reference).
+  no materialised mask on CUDA, and each row's log-sum-exp from the same call. On a Hopper GPU in
+  bf16 with ``fa3-fwd`` installed (the ``flash`` extra) it is FlashAttention-3 (about 2x PyTorch's
+  kernel: docs/benchmarks.md); otherwise on CUDA (bf16 or fp16) it is PyTorch's flash kernel,
+  ``aten._scaled_dot_product_flash_attention``, whose causal flag is bottom-right aligned; on
+  CPU PyTorch's CPU flash kernel with an additive mask (its own causal flag is top-left aligned);
+  elsewhere the materialised fp32 softmax (the reference).
 - ``decode_attention``: one query row over a fixed-size span of the cache with a visibility
   vector, so a decoding step has the same shapes at every step and can be replayed as a CUDA
   graph: a split-KV Triton kernel on CUDA (``decode_triton``), torch ops elsewhere.
@@ -17,7 +19,11 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
 import os
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -25,6 +31,11 @@ from torch import Tensor
 from laserkv import decode_triton
 from laserkv.scorers.exact import fp32_logits, fp32_products
 
+FA3_MODULE = "fa3_fwd_interface"
+"""``fa3-fwd``'s Python interface: a FlashAttention-3 forward for Hopper (sm_90), bf16, with the LSE."""
+FA3_HEAD_DIMS = (64, 96, 128, 192, 256)
+BLOCK_KERNEL_ENV = "LASERKV_BLOCK_KERNEL"
+"""``torch``: keep PyTorch's flash kernel where FlashAttention-3 would run (a comparison switch)."""
 FLASH_DTYPES = (torch.bfloat16, torch.float16)
 FLASH_MAX_HEAD_DIM = 256
 FLASH_ENV = "LASERKV_FLASH_KERNEL"
@@ -40,6 +51,33 @@ def uses_cuda_flash(query: Tensor) -> bool:
         and head_dim % 8 == 0
         and head_dim <= FLASH_MAX_HEAD_DIM
         and os.environ.get(FLASH_ENV, "1") != "0"
+    )
+
+
+@functools.cache
+def fa3_attention() -> Callable[..., tuple[Tensor, Tensor]] | None:
+    """``fa3-fwd``'s ``flash_attn_func`` when it is installed and loads, else None."""
+    if importlib.util.find_spec(FA3_MODULE) is None:
+        return None
+    try:
+        kernel: Callable[..., tuple[Tensor, Tensor]] = importlib.import_module(FA3_MODULE).flash_attn_func
+        return kernel
+    except (ImportError, OSError, RuntimeError):  # a build that does not load with this torch / CUDA
+        return None
+
+
+def uses_fa3(query: Tensor) -> bool:
+    """Whether ``block_attention`` runs FlashAttention-3 for this query: a bf16 CUDA tensor on a
+    Hopper GPU (sm_90), a head dim it was built for, ``fa3-fwd`` installed, and neither comparison
+    switch set (``LASERKV_BLOCK_KERNEL=torch``, ``LASERKV_FLASH_KERNEL=0``)."""
+    return (
+        query.is_cuda
+        and query.dtype == torch.bfloat16
+        and int(query.shape[-1]) in FA3_HEAD_DIMS
+        and os.environ.get(BLOCK_KERNEL_ENV, "fa3") != "torch"
+        and os.environ.get(FLASH_ENV, "1") != "0"
+        and torch.cuda.get_device_capability(query.device) == (9, 0)
+        and fa3_attention() is not None
     )
 
 
@@ -64,6 +102,13 @@ def block_attention(query: Tensor, key: Tensor, value: Tensor, scale: float) -> 
         keys it sees.
     """
     n_rows = query.shape[2]
+    attention = fa3_attention() if uses_fa3(query) else None
+    if attention is not None:  # (b, s, h, d) views of the same tensors; bottom-right causal; natural-log LSE
+        output, lse = attention(
+            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
+            softmax_scale=scale, causal=True, return_attn_probs=True,
+        )  # fmt: skip
+        return output, lse[0]
     if uses_cuda_flash(query):
         output, lse = torch.ops.aten._scaled_dot_product_flash_attention(
             query, key, value, 0.0, True, False, scale=scale

@@ -3,6 +3,7 @@ offline model), with the supported-architecture check. ``trust_remote_code`` is 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -12,6 +13,8 @@ from laserkv import hooks
 from laserkv.errors import ConfigError, ModelNotAvailableError
 from laserkv.model_sources import resolve_model_path
 
+FUSED_LAYERS_ENV = "LASERKV_FUSED_LAYERS"
+"""Set to ``0`` to load a CUDA model without fused layers (``hooks.fuse_layers``; a comparison switch)."""
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -76,6 +79,9 @@ def load_model_and_tokenizer(
         dtype: ``float32``, ``bfloat16`` or ``float16``; default: bf16 on GPU, fp32 on CPU.
         trust_remote_code: allow code shipped with the checkpoint to run.
 
+    On CUDA the decoder layers' element-wise modules are fused (``hooks.fuse_layers``; compiled at
+    the first forward) unless ``LASERKV_FUSED_LAYERS=0``.
+
     Raises:
         ModelNotAvailableError: the model cannot be found offline.
         UnsupportedModelError: the architecture cannot be compressed exactly.
@@ -98,4 +104,6 @@ def load_model_and_tokenizer(
         ) from error
     model = model.to(device).eval()  # type: ignore[arg-type]
     hooks.check_supported(model)
+    if device.startswith("cuda") and os.environ.get(FUSED_LAYERS_ENV, "1") != "0":
+        hooks.fuse_layers(model)
     return model, tokenizer

@@ -43,18 +43,24 @@ def reference_run(
     return logits, new[: new.index(2)] if 2 in new else new
 
 
-@pytest.mark.parametrize(
-    "method",
-    [
-        build_method(budget=150, block_size=32),
-        build_method(budget=150, block_size=32, compression_mode="recursive"),
-        build_method(budget=200, block_size=50, protection_divisor=3),
+FULL_CACHE_METHODS = [
+    pytest.param(build_method(budget=150, block_size=32), id="accumulate"),
+    pytest.param(build_method(budget=150, block_size=32, compression_mode="recursive"), id="recursive"),
+    pytest.param(build_method(budget=200, block_size=50, protection_divisor=3), id="accumulate-n3"),
+    pytest.param(
         build_method(budget=151, block_size=7, compression_mode="recursive", protection_divisor=5),
-        build_method(selector="none", budget=None, block_size=40),
+        id="recursive-b7-n5",
+    ),
+    pytest.param(build_method(selector="none", budget=None, block_size=40), id="full"),
+    pytest.param(
         build_method(selector="recency", budget=150, block_size=64, compression_mode="recursive"),
-    ],
-    ids=["accumulate", "recursive", "accumulate-n3", "recursive-b7-n5", "full", "streaming"],
-)
+        id="streaming",
+    ),
+]
+"""Methods whose budget covers the 150-token context (also run on fused layers: test_fused_layers)."""
+
+
+@pytest.mark.parametrize("method", FULL_CACHE_METHODS)
 def test_budget_at_least_context_reproduces_full_cache(tiny: Any, method: MethodConfig) -> None:
     model, tokenizer = tiny
     context, question = sample(tokenizer)

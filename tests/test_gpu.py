@@ -139,18 +139,31 @@ def test_laser_flash_runs_long_contexts_on_the_8b_architecture(n_context: int) -
     torch.cuda.empty_cache()
 
 
-def test_flash_kernel_output_and_lse_on_the_8b_shapes() -> None:
-    """PyTorch's CUDA flash kernel through ``kernels.block_attention``: 32 query heads over 8 KV
-    heads as they are, a 4096-token block + 64 question rows over a 4096-slot cache (views of a
-    larger buffer), bottom-right causal: output and log-sum-exp against the fp32 reference."""
-    from laserkv.kernels import _reference_attention, block_attention, bottom_right_allowed, uses_cuda_flash
+@pytest.mark.parametrize("kernel", ["torch", "fa3"])
+def test_flash_kernel_output_and_lse_on_the_8b_shapes(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each CUDA kernel through ``kernels.block_attention`` (PyTorch's flash kernel, and
+    FlashAttention-3 where ``fa3-fwd`` runs): 32 query heads over 8 KV heads as they are, a
+    4096-token block + 64 question rows over a 4096-slot cache (views of a larger buffer),
+    bottom-right causal: output and log-sum-exp against the fp32 reference."""
+    from laserkv.kernels import (
+        BLOCK_KERNEL_ENV,
+        _reference_attention,
+        block_attention,
+        bottom_right_allowed,
+        uses_cuda_flash,
+        uses_fa3,
+    )
+
+    monkeypatch.setenv(BLOCK_KERNEL_ENV, kernel)
 
     generator = torch.Generator(device="cuda").manual_seed(0)
     rows, keys = 4160, 8256
     query = torch.randn(1, 32, rows, 128, device="cuda", generator=generator, dtype=torch.bfloat16)
     store = torch.randn(2, 1, 8, keys + 512, 128, device="cuda", generator=generator, dtype=torch.bfloat16)
     key, value = store[0, :, :, :keys], store[1, :, :, :keys]
-    assert uses_cuda_flash(query)
+    if kernel == "fa3" and not uses_fa3(query):
+        pytest.skip("fa3-fwd is not installed, does not load, or this GPU is not a Hopper")
+    assert uses_cuda_flash(query) and uses_fa3(query) == (kernel == "fa3")
     output, lse = block_attention(query, key, value, 128**-0.5)
     allowed = bottom_right_allowed(rows, keys, query.device)
     expected_output, expected_lse = _reference_attention(query, key, value, 128**-0.5, allowed)

@@ -1,0 +1,159 @@
+"""Quality-grid throughput on one GPU (issue 40): a grid's kvpress configurations on the same
+samples, run two ways in one process on one model:
+
+- ``laserkv``: one worker's loop (``cluster.unit.run_unit``: the official prompt, the kvpress
+  bridge, the official score), unit after unit;
+- ``kvpress``: kvpress's own pipeline (``KVPressTextGenerationPipeline``), one call per sample and
+  press, as kvpress's evaluation loops (a query-aware press gets the question inside the context);
+  under transformers 5 its hooks need the attention layers' ``cache_position`` back
+  (``hooks.cache_position_restored``, as the bridge does), otherwise it is kvpress's code as shipped.
+
+Per path: units, seconds, units/s and the useful model TFLOP/s (2 x the decoder layers' parameters x
+the tokens each unit processes: context, question and answer) with its share of the GPU's bf16 peak.
+laserkv with N workers per GPU is the sweep itself (``laserkv sweep ... --workers-per-gpu N`` over the
+same cells: its progress line's units/s; the command is printed).
+
+    python -m benchmarks.sweep_throughput --model qwen2.5-coder-1.5b-instruct --dataset ruler \\
+        --lengths 16k --tasks niah_single_1,qa_1 --samples 2 --grid quality-v3
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from cluster.presets import sweep_methods
+from cluster.unit import run_unit
+from evals.benchmark import DataRequest
+from evals.benchmarks import get_benchmark
+from evals.sample import EvalSample
+from laserkv import load_model_and_tokenizer
+from laserkv.config import MethodConfig
+
+PEAK_TFLOPS = 790.0
+"""Dense bf16 matrix throughput measured on an H100/H200 (device notes), TFLOP/s."""
+
+
+@dataclass(frozen=True)
+class Path:
+    """One way of running the units: its name, units, seconds and tokens processed."""
+
+    name: str
+    units: int
+    seconds: float
+    tokens: int
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def layer_parameters(model: Any) -> int:
+    """Parameters of the decoder layers (what every processed token multiplies)."""
+    body = getattr(model, model.base_model_prefix)
+    return sum(parameter.numel() for parameter in body.layers.parameters())
+
+
+def run_laserkv(model: Any, tokenizer: Any, units: list[tuple[EvalSample, MethodConfig]]) -> Path:
+    """One worker's loop over the units."""
+    tokens = 0
+    synchronize()
+    start = time.perf_counter()
+    for sample, method in units:
+        stats = run_unit(model, tokenizer, sample, method, seed=0).result.stats
+        tokens += stats.context_tokens + stats.question_tokens + stats.generated_tokens
+    synchronize()
+    return Path("laserkv, one worker", len(units), time.perf_counter() - start, tokens)
+
+
+def run_kvpress(model: Any, tokenizer: Any, units: list[tuple[EvalSample, MethodConfig]]) -> Path:
+    """kvpress's pipeline over the same units: the press at ratio 1 - r (kvpress's ratio is the
+    share removed); a query-aware press gets the question inside the context."""
+    import kvpress  # noqa: F401  # registers the pipeline
+    from transformers import pipeline
+
+    from laserkv import hooks
+
+    build: Any = pipeline  # its overloads name only transformers' own tasks
+    pipe = build("kv-press-text-generation", model=model, tokenizer=tokenizer, device=model.device)
+    tokens = 0
+    synchronize()
+    start = time.perf_counter()
+    with hooks.cache_position_restored(model):  # kvpress 0.5.5's hooks read it; transformers 5 dropped it
+        tokens += _kvpress_loop(pipe, tokenizer, units)
+    synchronize()
+    return Path("kvpress pipeline", len(units), time.perf_counter() - start, tokens)
+
+
+def _kvpress_loop(pipe: Any, tokenizer: Any, units: list[tuple[EvalSample, MethodConfig]]) -> int:
+    """The pipeline calls of ``run_kvpress``; returns the tokens processed."""
+    tokens = 0
+    for sample, method in units:
+        selector: Any = method.selector
+        ratio = method.engine.compression_ratio
+        press = selector.build(1.0 - ratio if ratio is not None else 0.0)
+        parts = sample.parts
+        context, question = (
+            (parts.context + parts.question, "") if selector.query_aware else (parts.context, parts.question)
+        )
+        answer = pipe(
+            context, question=question, answer_prefix=parts.answer_prefix, press=press,
+            max_new_tokens=sample.generation.max_new_tokens,
+        )["answer"]  # fmt: skip
+        tokens += len(tokenizer(parts.message + answer, add_special_tokens=False)["input_ids"])
+    return tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
+    parser.add_argument("--dataset", default="ruler")
+    parser.add_argument("--lengths", default="16k")
+    parser.add_argument("--tasks", default="niah_single_1,qa_1")
+    parser.add_argument("--samples", type=int, default=2, help="samples per cell")
+    parser.add_argument("--grid", default="quality-v3")
+    parser.add_argument(
+        "--ratio", type=float, default=0.25, help="the grid's kvpress configurations at this r"
+    )
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", default=None)
+    parser.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS)
+    args = parser.parse_args()
+    model, tokenizer = load_model_and_tokenizer(args.model, device=args.device, dtype=args.dtype)
+    lengths, tasks = tuple(args.lengths.split(",")), tuple(args.tasks.split(","))
+    request = DataRequest(lengths, tasks, None, args.samples, model=args.model)
+    samples = list(get_benchmark(args.dataset).load(request, tokenizer))
+    methods = [
+        method
+        for method in sweep_methods(args.grid, {})
+        if method.kind == "kvpress" and method.engine.compression_ratio == args.ratio
+    ]
+    units = [(sample, method) for sample in samples for method in methods]
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    print(f"# {device}, {args.model}, {args.dataset} {args.lengths} {args.tasks}: {len(samples)} samples x "
+          f"{len(methods)} kvpress configurations of {args.grid} = {len(units)} units")  # fmt: skip
+    flops_per_token = 2 * layer_parameters(model)
+    print("| path | units | seconds | units/s | useful TFLOP/s | share of peak |")
+    print("|---|---|---|---|---|---|")
+    for run in (run_laserkv, run_kvpress):  # laserkv first: kvpress's pipeline leaves its masks on the layers
+        run(model, tokenizer, units[:1])  # warm-up
+        path = run(model, tokenizer, units)
+        rate = flops_per_token * path.tokens / path.seconds / 1e12
+        cells = (path.name, path.units, f"{path.seconds:.1f}", f"{path.units / path.seconds:.3f}",
+                 f"{rate:.1f}", f"{100 * rate / args.peak_tflops:.1f}%")  # fmt: skip
+        print("| " + " | ".join(str(cell) for cell in cells) + " |", flush=True)
+    flags = " ".join(f"--method {method.name.split('[')[0]}" for method in methods)
+    print(f"# laserkv with N workers per GPU, same units: laserkv eval {flags} --ratio {args.ratio} "
+          f"--dataset {args.dataset} --model {args.model} --lengths {args.lengths} --tasks {args.tasks} "
+          f"--demo-samples {args.samples} --limit {args.samples} --gpus 1 --workers-per-gpu N")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
