@@ -14,6 +14,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from cluster.config import RunConfig
 from laserkv.errors import LaserKVError
+from laserkv.switches import engine_switches
 
 START_TIMEOUT_S = 1800.0
 WAIT_NOTICE_S = 30.0  # a worker start this slow is reported (it may wait for room on the cluster)
@@ -157,8 +158,10 @@ class WorkerPool:
     def _start(self, resources: dict[str, float]) -> Any:
         gpus = 1 / self.config.workers_per_gpu if self.config.gpus > 0 else 0
         device = self.config.device or ("cuda" if gpus else "cpu")
+        switches = engine_switches()  # the driver's switches, on every worker wherever it runs
+        extra: dict[str, Any] = {"runtime_env": {"env_vars": switches}} if switches else {}
         options = self.actor_cls.options(
-            num_gpus=gpus, num_cpus=1, max_restarts=0, max_concurrency=1, resources=resources
+            num_gpus=gpus, num_cpus=1, max_restarts=0, max_concurrency=1, resources=resources, **extra
         )
         return options.remote(
             self.config.model, device, self.config.dtype, self.run_id, self.config.attention_recall

@@ -18,10 +18,11 @@ import pyarrow.parquet as pq
 
 from cluster.rows import RESULT_SCHEMA, ResultRow, SchemaError, upgrade_table
 from laserkv.errors import LaserKVError
+from laserkv.switches import engine_switches
 
 RESULTS = "results"
 MANIFESTS = "manifests"
-PACKAGES = ("laserkv", "torch", "transformers", "ray", "datasets", "pyarrow")
+PACKAGES = ("laserkv", "torch", "transformers", "ray", "datasets", "pyarrow", "kvpress", "fa3-fwd")
 
 
 class ResultsError(LaserKVError):
@@ -206,7 +207,8 @@ def previous_cell_revisions(output_dir: Path, dataset: str) -> dict[str, set[str
 
 
 def write_manifest(output_dir: Path, run_id: str, config: dict[str, Any], details: dict[str, Any]) -> Path:
-    """``manifests/<run_id>.json``: config, package versions, git sha, host, plus ``details``."""
+    """``manifests/<run_id>.json``: config, package versions, git sha, the engine's comparison
+    switches set (``laserkv.switches``), host, plus ``details``."""
     directory = Path(output_dir) / MANIFESTS
     directory.mkdir(parents=True, exist_ok=True)
     manifest = {
@@ -214,6 +216,7 @@ def write_manifest(output_dir: Path, run_id: str, config: dict[str, Any], detail
         "config": config,
         "versions": {package: _version(package) for package in PACKAGES},
         "git_sha": git_sha(),
+        "engine_switches": engine_switches(),
         "host": {
             "node": platform.node(),
             "python": platform.python_version(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from laserkv import switches
 from laserkv.triton_support import runs_on
 
 try:  # Triton ships with CUDA builds of torch; CPU builds have none
@@ -18,7 +19,7 @@ try:  # Triton ships with CUDA builds of torch; CPU builds have none
 except ImportError:  # pragma: no cover - depends on the torch build
     triton = None
 
-TRITON_ENV = "LASERKV_TRITON_DECODE"
+TRITON_ENV = switches.TRITON_DECODE_ENV
 """Set to ``0`` to decode with the torch reference on CUDA too (a comparison switch)."""
 BLOCK_N = 64
 TARGET_SPLITS = 64

@@ -14,11 +14,11 @@ from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import PreTrainedModel
 
-from laserkv import hooks
+from laserkv import hooks, switches
 from laserkv.config import GenerationConfig
 from laserkv.kv_buffer import KVBuffer
 
-CUDA_GRAPHS_ENV = "LASERKV_CUDA_GRAPHS"
+CUDA_GRAPHS_ENV = switches.CUDA_GRAPHS_ENV
 """Set to ``0`` to run buffer decoding steps eagerly on CUDA too (a comparison switch)."""
 
 Step = Callable[[int, int], Tensor]

@@ -28,17 +28,17 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from laserkv import decode_triton
+from laserkv import decode_triton, switches
 from laserkv.scorers.exact import fp32_logits, fp32_products
 
 FA3_MODULE = "fa3_fwd_interface"
 """``fa3-fwd``'s Python interface: a FlashAttention-3 forward for Hopper (sm_90), bf16, with the LSE."""
 FA3_HEAD_DIMS = (64, 96, 128, 192, 256)
-BLOCK_KERNEL_ENV = "LASERKV_BLOCK_KERNEL"
+BLOCK_KERNEL_ENV = switches.BLOCK_KERNEL_ENV
 """``torch``: keep PyTorch's flash kernel where FlashAttention-3 would run (a comparison switch)."""
 FLASH_DTYPES = (torch.bfloat16, torch.float16)
 FLASH_MAX_HEAD_DIM = 256
-FLASH_ENV = "LASERKV_FLASH_KERNEL"
+FLASH_ENV = switches.FLASH_ENV
 """Set to ``0`` to run the CUDA path on the reference kernel instead (a comparison switch)."""
 
 

@@ -9,11 +9,11 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from laserkv import hooks
+from laserkv import hooks, switches
 from laserkv.errors import ConfigError, ModelNotAvailableError
 from laserkv.model_sources import resolve_model_path
 
-FUSED_LAYERS_ENV = "LASERKV_FUSED_LAYERS"
+FUSED_LAYERS_ENV = switches.FUSED_LAYERS_ENV
 """Set to ``0`` to load a CUDA model without fused layers (``hooks.fuse_layers``; a comparison switch)."""
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

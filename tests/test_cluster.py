@@ -66,8 +66,9 @@ def rows_by_unit(output: Path) -> list[dict[str, Any]]:
 
 
 def test_two_workers_two_methods_write_every_row_once(
-    ray_local: Any, tiny_llama_dir: Path, tmp_path: Path
+    ray_local: Any, tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("LASERKV_TRITON_SCORES", "0")  # a switch (no effect on CPU): recorded, sent to workers
     output = run_eval(config(tiny_llama_dir, tmp_path, TWO_METHODS))
     rows = rows_by_unit(output)
     assert len(rows) == 6 and len({row["unit_id"] for row in rows}) == 6
@@ -104,6 +105,7 @@ def test_two_workers_two_methods_write_every_row_once(
             assert row["budget"] is None and row["kept_tokens_final"] == row["context_tokens"]
     manifest = next((output / "manifests").glob("*.json")).read_text()
     assert '"units_planned": 6' in manifest and '"transformers"' in manifest and '"ray"' in manifest
+    assert '"engine_switches": {\n  "LASERKV_TRITON_SCORES": "0"\n }' in manifest
     summary = reduce_results(output)
     scored = scored_table([output]).frame
     judged = [compare_answers(target, raw, question, "qa1") for target, raw, question in
