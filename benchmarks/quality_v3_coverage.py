@@ -98,7 +98,8 @@ def per_config(frame: pd.DataFrame, length: str, tasks: Sequence[str]) -> pd.Dat
 
 
 def primary_missing(configs: pd.DataFrame, tasks: Sequence[str]) -> int:
-    """Units the primary cells (the six arms of P-a, P-b1 and P-b2) still miss, from ``per_config``."""
+    """Units the primary cells (the five configurations of P-a, P-b1 and P-b2) still miss, from
+    ``per_config``."""
     primary = configs[configs["configuration"].isin(PRIMARY_ARMS)]
     return int(primary["missing"].sum()) + SAMPLES_PER_TASK * len(tasks) * (len(PRIMARY_ARMS) - len(primary))
 
@@ -168,7 +169,7 @@ def main() -> None:
     print(markdown(configs.sort_values("configuration")))
     missing = primary_missing(configs, tasks)
     state = "complete" if missing == 0 else f"not complete, {missing} units missing"
-    print(f"\nPrimary cells (the six arms of P-a, P-b1, P-b2; 13 tasks x 50): {state}.\n")
+    print(f"\nPrimary cells (the five configurations of P-a, P-b1, P-b2; 13 tasks x 50): {state}.\n")
     print(markdown(matching(frame, args.length)))
 
 
