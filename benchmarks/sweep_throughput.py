@@ -6,12 +6,14 @@ samples, run two ways in one process on one model:
 - ``kvpress``: kvpress's own pipeline (``KVPressTextGenerationPipeline``), one call per sample and
   press, as kvpress's evaluation loops (a query-aware press gets the question inside the context);
   under transformers 5 its hooks need the attention layers' ``cache_position`` back
-  (``hooks.cache_position_restored``, as the bridge does), otherwise it is kvpress's code as shipped.
+  (``hooks.cache_position_restored``, as the bridge does), otherwise it is kvpress's code as shipped, on
+  the model's layers as transformers ships them (laserkv's fused layers run eagerly there).
 
 Per path: units, seconds, units/s and the useful model TFLOP/s (2 x the decoder layers' parameters x
 the tokens each unit processes: context, question and answer) with its share of the GPU's bf16 peak.
-laserkv with N workers per GPU is the sweep itself (``laserkv sweep ... --workers-per-gpu N`` over the
-same cells: its progress line's units/s; the command is printed).
+laserkv with N workers per GPU is the sweep itself (``laserkv eval ... --workers-per-gpu N`` over the
+same cells; the command is printed); ``--from-rows NAME DIRECTORY SECONDS`` adds its rows as a path,
+their tokens counted the same way (context, question and the answer's tokens).
 
     python -m benchmarks.sweep_throughput --model qwen2.5-coder-1.5b-instruct --dataset ruler \\
         --lengths 16k --tasks niah_single_1,qa_1 --samples 2 --grid quality-v3
@@ -20,6 +22,7 @@ same cells: its progress line's units/s; the command is printed).
 from __future__ import annotations
 
 import argparse
+import pathlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -84,7 +87,9 @@ def run_kvpress(model: Any, tokenizer: Any, units: list[tuple[EvalSample, Method
     tokens = 0
     synchronize()
     start = time.perf_counter()
-    with hooks.cache_position_restored(model):  # kvpress 0.5.5's hooks read it; transformers 5 dropped it
+    # kvpress 0.5.5's hooks read cache_position, which transformers 5 dropped; the model's layers run as
+    # transformers ships them (not fused: force_eager), as a user's kvpress would
+    with hooks.cache_position_restored(model), torch.compiler.set_stance("force_eager"):
         tokens += _kvpress_loop(pipe, tokenizer, units)
     synchronize()
     return Path("kvpress pipeline", len(units), time.perf_counter() - start, tokens)
@@ -109,6 +114,27 @@ def _kvpress_loop(pipe: Any, tokenizer: Any, units: list[tuple[EvalSample, Metho
     return tokens
 
 
+def rows_path(name: str, directory: str, seconds: float, tokenizer: Any) -> Path:
+    """A sweep's ``ok`` rows in ``directory`` run in ``seconds`` (from its first unit to its last) as a
+    path: the tokens each unit processed are its context and question tokens and its answer's."""
+    from cluster.writer import read_results
+
+    rows = [row for row in read_results(pathlib.Path(directory)).to_pylist() if row["status"] == "ok"]
+    answers = sum(
+        len(tokenizer(row["raw_output"] or "", add_special_tokens=False)["input_ids"]) for row in rows
+    )
+    tokens = sum(row["context_tokens"] + row["question_tokens"] for row in rows) + answers
+    return Path(name, len(rows), seconds, tokens)
+
+
+def table_row(path: Path, flops_per_token: float, peak_tflops: float) -> str:
+    """One path as a Markdown table row: units, seconds, units/s, useful TFLOP/s, share of peak."""
+    rate = flops_per_token * path.tokens / path.seconds / 1e12
+    cells = (path.name, path.units, f"{path.seconds:.1f}", f"{path.units / path.seconds:.3f}",
+             f"{rate:.1f}", f"{100 * rate / peak_tflops:.1f}%")  # fmt: skip
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -125,6 +151,10 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None)
     parser.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS)
+    parser.add_argument(
+        "--from-rows", nargs=3, action="append", default=[], metavar=("NAME", "DIRECTORY", "SECONDS"),
+        help="also a sweep's rows (e.g. laserkv with N workers per GPU) run in SECONDS, as a table row",
+    )  # fmt: skip
     args = parser.parse_args()
     model, tokenizer = load_model_and_tokenizer(args.model, device=args.device, dtype=args.dtype)
     lengths, tasks = tuple(args.lengths.split(",")), tuple(args.tasks.split(","))
@@ -144,11 +174,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for run in (run_laserkv, run_kvpress):  # laserkv first: kvpress's pipeline leaves its masks on the layers
         run(model, tokenizer, units[:1])  # warm-up
-        path = run(model, tokenizer, units)
-        rate = flops_per_token * path.tokens / path.seconds / 1e12
-        cells = (path.name, path.units, f"{path.seconds:.1f}", f"{path.units / path.seconds:.3f}",
-                 f"{rate:.1f}", f"{100 * rate / args.peak_tflops:.1f}%")  # fmt: skip
-        print("| " + " | ".join(str(cell) for cell in cells) + " |", flush=True)
+        print(table_row(run(model, tokenizer, units), flops_per_token, args.peak_tflops), flush=True)
+    for name, directory, seconds in args.from_rows:
+        path = rows_path(name, directory, float(seconds), tokenizer)
+        print(table_row(path, flops_per_token, args.peak_tflops), flush=True)
     flags = " ".join(f"--method {method.name.split('[')[0]}" for method in methods)
     print(f"# laserkv with N workers per GPU, same units: laserkv eval {flags} --ratio {args.ratio} "
           f"--dataset {args.dataset} --model {args.model} --lengths {args.lengths} --tasks {args.tasks} "

@@ -1,0 +1,24 @@
+"""``benchmarks.sweep_throughput``'s rows path: a sweep's ok rows, their tokens (context, question,
+answer) and units per second, as the table prints them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.sweep_throughput import rows_path, table_row
+from cluster.writer import read_results
+
+RUN = Path(__file__).resolve().parents[1] / "docs/diagnostics/runs/ruler_niah_smollm2"
+
+
+def test_a_sweeps_rows_as_a_path(byte_tokenizer: Any) -> None:
+    rows = [row for row in read_results(RUN).to_pylist() if row["status"] == "ok"]
+    answers = [
+        len(byte_tokenizer(row["raw_output"] or "", add_special_tokens=False)["input_ids"]) for row in rows
+    ]
+    path = rows_path("laserkv, 2 workers", str(RUN), 100.0, byte_tokenizer)
+    assert path.units == len(rows) > 100
+    assert path.tokens == sum(row["context_tokens"] + row["question_tokens"] for row in rows) + sum(answers)
+    line = table_row(path, 5e15 / path.tokens, 200.0)  # 5,000 TFLOP in 100 s: 50 TFLOP/s, 25% of a 200 peak
+    assert line == f"| laserkv, 2 workers | {len(rows)} | 100.0 | {len(rows) / 100:.3f} | 50.0 | 25.0% |"
