@@ -4,6 +4,8 @@ offline model), with the supported-architecture check. ``trust_remote_code`` is 
 from __future__ import annotations
 
 import os
+import shutil
+import warnings
 from typing import Any
 
 import torch
@@ -105,5 +107,17 @@ def load_model_and_tokenizer(
     model = model.to(device).eval()  # type: ignore[arg-type]
     hooks.check_supported(model)
     if device.startswith("cuda") and os.environ.get(FUSED_LAYERS_ENV, "1") != "0":
-        hooks.fuse_layers(model)
+        if can_compile():
+            hooks.fuse_layers(model)
+        else:
+            warnings.warn(
+                "layers not fused: torch.compile's Triton kernels need a C compiler (set CC, or install "
+                f"gcc); {FUSED_LAYERS_ENV}=0 silences this",
+                stacklevel=2,
+            )
     return model, tokenizer
+
+
+def can_compile() -> bool:
+    """Whether Triton can build its kernels here: it needs a C compiler (``$CC``, gcc, clang or cc)."""
+    return any(shutil.which(name) for name in (os.environ.get("CC", ""), "gcc", "clang", "cc") if name)

@@ -48,3 +48,17 @@ def test_full_cache_equivalence_unchanged(fused: Any, method: Any) -> None:
 def test_decoding_unchanged(fused: Any, device: str, temperature: float) -> None:
     """On CUDA the fused step is also captured in the decoding loop's CUDA graph."""
     test_decoding.test_buffer_decoding_equals_a_plain_loop(fused, device, temperature)
+
+
+def test_fusing_needs_a_c_compiler(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Triton builds its kernels with a C compiler; without one a CUDA model loads unfused (with a
+    warning) instead of failing at its first forward."""
+    from laserkv.modeling import can_compile
+
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert not can_compile()
+    compiler = tmp_path / "gcc"
+    compiler.write_text("#!/bin/sh\n")
+    compiler.chmod(0o755)
+    assert can_compile()
