@@ -147,20 +147,28 @@ def _version(package: str) -> str | None:
         return None
 
 
+EXPORT_COMMIT = Path(__file__).resolve().parent / "export_commit.txt"
+"""``$Format:%H$`` in the repository; ``git archive`` writes the exported commit into it (export-subst)."""
+
+
 def git_sha() -> str | None:
-    """The checkout's commit, if laserkv runs from a git checkout."""
+    """The commit of the code that runs: the checkout's ``HEAD`` when this file is tracked there,
+    else the commit ``git archive`` wrote into ``EXPORT_COMMIT`` (an export, even one copied inside
+    another repository's tree), else None."""
+    here = Path(__file__).resolve()
     try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
+        subprocess.run(["git", "ls-files", "--error-unmatch", here.name], cwd=here.parent,
+                       capture_output=True, timeout=10, check=True)  # fmt: skip
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here.parent, capture_output=True,
+                                text=True, timeout=10, check=True)  # fmt: skip
+        return result.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        exported = EXPORT_COMMIT.read_text().strip()
+    except OSError:
         return None
-    return result.stdout.strip() or None
+    return exported if len(exported) == 40 and all(c in "0123456789abcdef" for c in exported) else None
 
 
 def read_manifests(output_dir: Path) -> list[dict[str, Any]]:
