@@ -171,8 +171,12 @@ def run_distinct(
 
 
 def compile_seconds(model: Any) -> float:
-    """What compiling the fused layers costs: the first 4096-token call of ``full`` (compiling the
-    block forward's and the decoding step's graphs) minus the same call again."""
+    """What compiling the fused layers costs: after one unfused call (``force_eager``: laserkv's own
+    Triton kernels, the allocator and the CUDA graph's first capture warmed up), the first fused
+    4096-token call of ``full`` (compiling the block forward's and the decoding step's graphs) minus
+    the same call again."""
+    with torch.compiler.set_stance("force_eager"):
+        run_one(model, METHOD_FACTORIES["full"](), 4096, 64, 2, seed=98)
     first, again = (
         run_one(model, METHOD_FACTORIES["full"](), 4096, 64, 2, seed=98)["wall_seconds"] for _ in range(2)
     )
@@ -237,6 +241,8 @@ def run_today(model: Any, n_question: int, n_new: int, repeats: int = 1) -> list
     previous = os.environ.get(BLOCK_KERNEL_ENV)
     os.environ[BLOCK_KERNEL_ENV] = "torch"
     try:
+        with torch.compiler.set_stance("force_eager"):  # first use of today's kernel, as the others had
+            run_one(model, METHOD_FACTORIES["full"](), 8192, n_question, 2, seed=99)
         for label in ("32k", "128k"):
             with torch.compiler.set_stance("force_eager"):
                 row = run_median(model, "full", context_tokens(label), n_question, n_new, repeats)

@@ -62,6 +62,7 @@ from benchmarks.quality_v3_coverage import (
 from benchmarks.quality_v3_power import PLAN_SD, Design, power_at
 from cluster.presets import sweep_methods
 from cluster.rows import ONE_SHOT_FIRST_UNCOMPRESSED
+from cluster.writer import read_manifests
 from evals.ruler import task_names
 from reports.plots import line_plot
 from reports.tables import interval_text, markdown_text, p_text
@@ -124,11 +125,14 @@ class NotYet(RuntimeError):
 
 
 def check_ready(directory: Path, budget_exhausted: bool) -> None:
-    """Refuse to read outcomes before the primary cells are complete (unless the budget is spent).
+    """Refuse to read outcomes before the primary cells are complete (unless the budget is spent),
+    or from runs of another engine path (``check_engine_path``).
 
     Raises:
         NotYet: how many primary units are missing.
+        ValueError: a run of another engine path.
     """
+    check_engine_path(directory)
     configs = per_config(read_coverage(directory), "16k", task_names())
     if configs.empty:
         raise NotYet(f"{directory} holds no 16k rows")
@@ -137,6 +141,28 @@ def check_ready(directory: Path, budget_exhausted: bool) -> None:
         raise NotYet(
             f"the primary cells miss {missing} units: resume the sweep (docs/quality/v3-plan.md), or pass "
             "--budget-exhausted once the GPU budget is declared spent"
+        )
+
+
+def check_engine_path(directory: Path) -> None:
+    """Every run of v3 ran the engine path its first rows ran (``V3_ENGINE_PATH``): a manifest
+    written before runs recorded their switches predates issue 40's fused layers and kernel, so it
+    ran that path; a later one must record both switches.
+
+    Raises:
+        ValueError: the runs whose manifests name another path (their rows must not be mixed in).
+    """
+    other = [
+        str(manifest.get("run_id"))
+        for manifest in read_manifests(directory)
+        if "engine_switches" in manifest
+        and any(manifest["engine_switches"].get(name) != value for name, value in V3_ENGINE_PATH.items())
+    ]
+    if other:
+        raise ValueError(
+            f"runs {', '.join(other)} did not run v3's engine path ("
+            + ", ".join(f"{name}={value}" for name, value in V3_ENGINE_PATH.items())
+            + "): their rows would mix two numerics; move them out of the directory"
         )
 
 
@@ -492,7 +518,10 @@ def descriptive_markdown(points: pd.DataFrame, losses: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+V3_ENGINE_PATH = {"LASERKV_FUSED_LAYERS": "0", "LASERKV_BLOCK_KERNEL": "torch"}
+"""The engine path v3's rows started on (before issue 40): layers not fused, PyTorch's block kernel."""
 RESUME_COMMAND = (
+    " ".join(f"{name}={value}" for name, value in V3_ENGINE_PATH.items()) + " "
     "laserkv sweep --grid quality-v3 --dataset ruler --model qwen2.5-coder-1.5b-instruct --lengths 16k "
     "--tasks " + ",".join(task_names()) + " --demo-samples 50 --limit 50 --gpus 1 --workers-per-gpu 10 "
     "--output docs/quality/runs/q15_v3"
@@ -583,7 +612,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         check_ready(args.directory, args.budget_exhausted)
-    except NotYet as error:
+    except (NotYet, ValueError) as error:
         raise SystemExit(f"quality_v3: {error}") from None
     table = scored_table([args.directory])  # every row scored once, for every family
     points = curve_points(table)

@@ -158,9 +158,11 @@ def ragged_attention(model: PreTrainedModel) -> Any:
     return attention_implementation(model, RAGGED_ATTENTION_NAME)
 
 
-FUSED_MODULES = ("input_layernorm", "post_attention_layernorm", "mlp", "self_attn.q_norm", "self_attn.k_norm")
-"""Each decoder layer's element-wise modules ``fuse_layers`` compiles (RMSNorms; the MLP, whose
-SwiGLU product fuses between its GEMMs; Qwen3's per-head norms where a layer has them)."""
+FUSED_MODULES = ("input_layernorm", "post_attention_layernorm", "mlp")
+"""Each decoder layer's element-wise modules ``fuse_layers`` compiles (its RMSNorms; the MLP, whose
+SwiGLU product fuses between its GEMMs). Qwen3's per-head norms stay eager: sharing the RMSNorm's
+code with other input ranks, they would take it past Dynamo's recompile limit (8), beyond which
+every norm silently runs eager."""
 
 
 def fuse_layers(model: PreTrainedModel) -> int:
@@ -173,21 +175,10 @@ def fuse_layers(model: PreTrainedModel) -> int:
     body = getattr(model, model.base_model_prefix)
     modules = [body.norm] if isinstance(getattr(body, "norm", None), nn.Module) else []
     for layer in body.layers:
-        for path in FUSED_MODULES:
-            module = layer.get_submodule(path) if _has_submodule(layer, path) else None
-            if module is not None:
-                modules.append(module)
+        modules += [layer.get_submodule(path) for path in FUSED_MODULES]
     for module in modules:
         module.compile(dynamic=True, options={"emulate_precision_casts": True})
     return len(modules)
-
-
-def _has_submodule(module: nn.Module, path: str) -> bool:
-    try:
-        module.get_submodule(path)
-    except AttributeError:
-        return False
-    return True
 
 
 def attention_modules(model: PreTrainedModel) -> list[nn.Module]:

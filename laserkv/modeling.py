@@ -119,5 +119,8 @@ def load_model_and_tokenizer(
 
 
 def can_compile() -> bool:
-    """Whether Triton can build its kernels here: it needs a C compiler (``$CC``, gcc, clang or cc)."""
-    return any(shutil.which(name) for name in (os.environ.get("CC", ""), "gcc", "clang", "cc") if name)
+    """Whether Triton can build its kernels here: it needs a C compiler, ``$CC`` when set (Triton
+    uses it), else gcc, clang or cc."""
+    if os.environ.get("CC"):
+        return shutil.which(os.environ["CC"]) is not None
+    return any(shutil.which(name) for name in ("gcc", "clang", "cc"))

@@ -1,7 +1,7 @@
-"""The engine's comparison switches: environment variables that pick a kernel or a path without
-changing what is computed (each is documented where it is read). A run records the ones set in its
-manifest and passes them to every worker, so all of its rows ran the same path. This module imports
-nothing heavy: result readers use it too."""
+"""The engine's comparison switches: environment variables that pick a kernel or a path for the
+same computation (each is documented where it is read; in bf16 two paths may round differently). A
+run records the ones set in its manifest and passes them to every worker, so all of its rows ran the
+same path. This module imports nothing heavy: result readers use it too."""
 
 from __future__ import annotations
 

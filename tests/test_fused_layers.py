@@ -5,6 +5,7 @@ test also on CUDA where there is a GPU)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,11 @@ def test_full_cache_equivalence_unchanged(fused: Any, method: Any) -> None:
 @pytest.mark.parametrize("device", test_decoding.DEVICES)
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_decoding_unchanged(fused: Any, device: str, temperature: float) -> None:
-    """On CUDA the fused step is also captured in the decoding loop's CUDA graph."""
-    test_decoding.test_buffer_decoding_equals_a_plain_loop(fused, device, temperature)
+    """On CUDA the fused step is also captured in the decoding loop's CUDA graph (a failed capture,
+    which would decode eagerly with a warning, fails the test)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="decoding without CUDA graphs")
+        test_decoding.test_buffer_decoding_equals_a_plain_loop(fused, device, temperature)
 
 
 def test_fusing_needs_a_c_compiler(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -61,4 +65,18 @@ def test_fusing_needs_a_c_compiler(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     compiler = tmp_path / "gcc"
     compiler.write_text("#!/bin/sh\n")
     compiler.chmod(0o755)
+    assert can_compile()
+
+
+def test_cc_names_the_compiler_when_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Triton uses ``$CC`` when it is set: a missing one means no compiler, whatever else is on PATH."""
+    from laserkv.modeling import can_compile
+
+    compiler = tmp_path / "gcc"
+    compiler.write_text("#!/bin/sh\n")
+    compiler.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CC", "no-such-compiler")
+    assert not can_compile()
+    monkeypatch.setenv("CC", "gcc")
     assert can_compile()

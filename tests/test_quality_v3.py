@@ -251,3 +251,20 @@ def test_what_is_missing_is_listed_with_the_achieved_power(tmp_path: Path) -> No
     difference, equivalence = power_at(2, PLAN_SD, Design())
     assert "2 complete samples in the sparsest task" in text
     assert f"{difference:.3f} for a 5 pp difference" in text and f"{equivalence:.3f} for equivalence" in text
+
+
+def test_runs_of_another_engine_path_are_refused(tmp_path: Path) -> None:
+    """A manifest without engine switches predates issue 40 (v3's path); a later one must record
+    v3's two switches, or the analysis refuses to mix its rows in."""
+    write_rows(tmp_path)
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "20261207T000000-old.json").write_text(json.dumps({"run_id": "20261207T000000-old"}))
+    pinned = {"run_id": "20261208T000000-pinned", "engine_switches": dict(quality_v3.V3_ENGINE_PATH)}
+    (manifests / "20261208T000000-pinned.json").write_text(json.dumps(pinned))
+    quality_v3.check_engine_path(tmp_path)
+    check_ready(tmp_path, budget_exhausted=True)
+    fused = {"run_id": "20261209T000000-fused", "engine_switches": {"LASERKV_BLOCK_KERNEL": "torch"}}
+    (manifests / "20261209T000000-fused.json").write_text(json.dumps(fused))
+    with pytest.raises(ValueError, match="runs 20261209T000000-fused did not run v3's engine path"):
+        check_ready(tmp_path, budget_exhausted=True)
