@@ -40,6 +40,7 @@ from cluster.writer import (
     previous_cell_revisions,
     previous_revisions,
     remove_shards,
+    update_manifest,
     write_manifest,
 )
 from evals.benchmarks import get_benchmark
@@ -219,7 +220,9 @@ def _execute(
         claim.manifest = write_manifest(output, run_id, config.to_dict(), details)
         if todo:
             skipped = len(units) - len(todo)
-            _dispatch(config, todo, run_id, output, skipped, progress, faults, old_shards, workers)
+            _dispatch(
+                config, todo, run_id, output, skipped, progress, faults, old_shards, workers, claim.manifest
+            )
     finally:
         if started_ray:
             ray.shutdown()
@@ -235,9 +238,12 @@ def _dispatch(
     faults: FaultInjection,
     old_shards: list[Path],
     workers: int,
+    manifest: Path,
 ) -> None:
-    """Start the workers, then let a ``Dispatcher`` run ``todo`` into a ``ShardWriter``."""
+    """Start the workers (the manifest gets each one's engine path: ``workers``), then let a
+    ``Dispatcher`` run ``todo`` into a ``ShardWriter``."""
     pool = WorkerPool(config, faults.worker_cls, run_id, faults.first_placement, workers)
+    update_manifest(manifest, {"workers": pool.engine_paths})
     remove_shards(old_shards)  # --overwrite: the workers are up, the previous rows can go
     writer = ShardWriter(output, run_id)
 

@@ -110,6 +110,10 @@ class WorkerPool:
         self.ready = [False] * len(self.actors)
         self.replaced = 0
         self.wait_ready()
+        self.engine_paths: list[dict[str, object]] = ray.get(
+            [actor.engine_path.remote() for actor in self.actors]
+        )
+        """Each starting worker's host and process and the engine path its model takes."""
 
     def wait_ready(self) -> None:
         """Block until every worker has loaded its model (at most ``START_TIMEOUT_S``), saying

@@ -13,7 +13,7 @@ import torch
 from cluster.plan import WorkUnit
 from cluster.rows import ResultRow, base_row, error_row, prefill_regime
 from cluster.unit import run_unit
-from laserkv import load_model_and_tokenizer
+from laserkv import hooks, load_model_and_tokenizer
 from laserkv.config import MethodConfig
 from laserkv.methods import with_params
 
@@ -49,6 +49,14 @@ class EvalWorker:
     def start_error(self) -> str | None:
         """Why this worker cannot run units (its model did not load), or None when it can."""
         return self.problem
+
+    def engine_path(self) -> dict[str, object]:
+        """This worker's host and process, and the engine path its model takes
+        (``laserkv.hooks.engine_path``: block kernel, fused modules)."""
+        path: dict[str, object] = {"worker": self.name}
+        if self.problem is None:
+            path.update(hooks.engine_path(self.model))
+        return path
 
     def pid(self) -> int:
         """This worker's process id (fault-injection tests kill it)."""

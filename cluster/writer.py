@@ -239,6 +239,15 @@ def write_manifest(output_dir: Path, run_id: str, config: dict[str, Any], detail
     return path
 
 
+def update_manifest(path: Path, extra: dict[str, Any]) -> None:
+    """Add ``extra``'s fields to the manifest at ``path`` (replaced atomically)."""
+    manifest = json.loads(path.read_text())
+    manifest.update(extra)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(manifest, indent=1, default=str))
+    os.replace(partial, path)
+
+
 def check_shards(output_dir: Path) -> list[Path]:
     """The published shards of ``output_dir``, each read as a laserkv result shard (``--overwrite``
     removes only these, and only after this check).

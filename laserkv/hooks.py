@@ -9,6 +9,7 @@ gives transformers a cache whose layers write into a preallocated ``KVBuffer``.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -165,6 +166,10 @@ code with other input ranks, they would take it past Dynamo's recompile limit (8
 every norm silently runs eager."""
 
 
+_FUSED: weakref.WeakKeyDictionary[PreTrainedModel, int] = weakref.WeakKeyDictionary()
+"""Models ``fuse_layers`` compiled, with how many modules."""
+
+
 def fuse_layers(model: PreTrainedModel) -> int:
     """Compile each decoder layer's element-wise modules (``FUSED_MODULES``) and the final norm in
     place (``nn.Module.compile``, dynamic shapes: one graph serves every block length and the
@@ -178,7 +183,18 @@ def fuse_layers(model: PreTrainedModel) -> int:
         modules += [layer.get_submodule(path) for path in FUSED_MODULES]
     for module in modules:
         module.compile(dynamic=True, options={"emulate_precision_casts": True})
+    _FUSED[model] = len(modules)
     return len(modules)
+
+
+def engine_path(model: PreTrainedModel) -> dict[str, object]:
+    """The path the engine takes on ``model`` as loaded: the block attention kernel
+    (``kernels.block_kernel_name``) and how many modules ``fuse_layers`` compiled (0: none)."""
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    weight: Tensor = model.get_input_embeddings().weight  # type: ignore[assignment]
+    query = torch.empty((1, 1, 1, int(head_dim)), dtype=weight.dtype, device=weight.device)
+    return {"block_kernel": kernels.block_kernel_name(query), "fused_modules": _FUSED.get(model, 0)}
 
 
 def attention_modules(model: PreTrainedModel) -> list[nn.Module]:

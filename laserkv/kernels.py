@@ -81,6 +81,17 @@ def uses_fa3(query: Tensor) -> bool:
     )
 
 
+def block_kernel_name(query: Tensor) -> str:
+    """Which kernel ``block_attention`` runs for a query like this one (its device, dtype and head
+    dim): ``fa3``, ``torch-flash`` (PyTorch's CUDA flash kernel), ``torch-cpu-flash`` or
+    ``reference`` (the materialised softmax)."""
+    if uses_fa3(query):
+        return "fa3"
+    if uses_cuda_flash(query):
+        return "torch-flash"
+    return "torch-cpu-flash" if query.device.type == "cpu" else "reference"
+
+
 def bottom_right_allowed(n_rows: int, n_keys: int, device: torch.device) -> Tensor:
     """(n_rows, n_keys) bool: row i may attend to keys ``<= n_keys - n_rows + i``."""
     rows = torch.arange(n_rows, device=device)[:, None]

@@ -4,6 +4,7 @@ shards, the summary, and the cluster-launcher config."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections import Counter
@@ -106,6 +107,11 @@ def test_two_workers_two_methods_write_every_row_once(
     manifest = next((output / "manifests").glob("*.json")).read_text()
     assert '"units_planned": 6' in manifest and '"transformers"' in manifest and '"ray"' in manifest
     assert '"engine_switches": {\n  "LASERKV_TRITON_SCORES": "0"\n }' in manifest
+    workers = json.loads(manifest)["workers"]  # each starting worker's engine path, from the worker
+    assert len(workers) == 2 and len({worker["worker"] for worker in workers}) == 2
+    assert all(
+        worker["block_kernel"] == "torch-cpu-flash" and worker["fused_modules"] == 0 for worker in workers
+    )
     summary = reduce_results(output)
     scored = scored_table([output]).frame
     judged = [compare_answers(target, raw, question, "qa1") for target, raw, question in

@@ -31,6 +31,7 @@ def fused(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def test_fused_modules_compute_what_the_eager_ones_do(fused: Any) -> None:
     model, _ = fused
+    assert hooks.engine_path(model) == {"block_kernel": "torch-cpu-flash", "fused_modules": 7}
     ids = torch.arange(3, 60).unsqueeze(0)
     with torch.no_grad():
         compiled = model(ids).logits

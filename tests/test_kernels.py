@@ -200,3 +200,17 @@ def test_ragged_attention_equals_brute_force_per_head_and_row(
             weights = torch.softmax(query[0, head, row] @ key[0, kv_head, seen].T * 0.3, dim=-1)
             expected = weights @ value[0, kv_head, seen]
             torch.testing.assert_close(output[0, row, head], expected)
+
+
+def test_the_kernel_name_is_the_kernel_block_attention_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``block_kernel_name`` (what a worker reports in the manifest) follows ``block_attention``'s
+    own choice: FA3 or PyTorch's flash kernel on CUDA, the reference with the flash switch off."""
+    from laserkv.kernels import FLASH_ENV, block_kernel_name, uses_cuda_flash, uses_fa3
+
+    assert block_kernel_name(torch.empty(1, 2, 3, 64)) == "torch-cpu-flash"
+    if torch.cuda.is_available():
+        query = torch.empty(1, 2, 3, 128, dtype=torch.bfloat16, device="cuda")
+        assert block_kernel_name(query) == ("fa3" if uses_fa3(query) else "torch-flash")
+        assert uses_cuda_flash(query)
+        monkeypatch.setenv(FLASH_ENV, "0")
+        assert block_kernel_name(query) == "reference"
