@@ -147,7 +147,8 @@ def check_ready(directory: Path, budget_exhausted: bool) -> None:
 def check_engine_path(directory: Path) -> None:
     """Every run of v3 ran the engine path its first rows ran (``V3_ENGINE_PATH``): a manifest
     written before runs recorded their switches predates issue 40's fused layers and kernel, so it
-    ran that path; a later one must record both switches.
+    ran that path; a later one must record both switches, and no worker it records may have run
+    fused layers or FlashAttention-3.
 
     Raises:
         ValueError: the runs whose manifests name another path (their rows must not be mixed in).
@@ -155,8 +156,14 @@ def check_engine_path(directory: Path) -> None:
     other = [
         str(manifest.get("run_id"))
         for manifest in read_manifests(directory)
-        if "engine_switches" in manifest
-        and any(manifest["engine_switches"].get(name) != value for name, value in V3_ENGINE_PATH.items())
+        if (
+            "engine_switches" in manifest
+            and any(manifest["engine_switches"].get(name) != value for name, value in V3_ENGINE_PATH.items())
+        )
+        or any(
+            worker.get("fused_modules") or worker.get("block_kernel") == "fa3"
+            for worker in manifest.get("workers", [])
+        )
     ]
     if other:
         raise ValueError(

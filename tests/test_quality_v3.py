@@ -264,6 +264,13 @@ def test_runs_of_another_engine_path_are_refused(tmp_path: Path) -> None:
     (manifests / "20261208T000000-pinned.json").write_text(json.dumps(pinned))
     quality_v3.check_engine_path(tmp_path)
     check_ready(tmp_path, budget_exhausted=True)
+    worker = {"worker": "h:1", "block_kernel": "fa3", "fused_modules": 0}  # switches set, FA3 anyway
+    (manifests / "20261208T000000-pinned.json").write_text(json.dumps({**pinned, "workers": [worker]}))
+    with pytest.raises(ValueError, match="runs 20261208T000000-pinned did not"):
+        check_ready(tmp_path, budget_exhausted=True)
+    worker = {**worker, "block_kernel": "torch-flash"}
+    (manifests / "20261208T000000-pinned.json").write_text(json.dumps({**pinned, "workers": [worker]}))
+    check_ready(tmp_path, budget_exhausted=True)
     fused = {"run_id": "20261209T000000-fused", "engine_switches": {"LASERKV_BLOCK_KERNEL": "torch"}}
     (manifests / "20261209T000000-fused.json").write_text(json.dumps(fused))
     with pytest.raises(ValueError, match="runs 20261209T000000-fused did not run v3's engine path"):
