@@ -233,16 +233,17 @@ def write_manifest(output_dir: Path, run_id: str, config: dict[str, Any], detail
         **details,
     }
     path = directory / f"{run_id}.json"
-    partial = directory / f".{run_id}.json.partial"
-    partial.write_text(json.dumps(manifest, indent=1, default=str))
-    os.replace(partial, path)
+    _publish_manifest(path, manifest)
     return path
 
 
 def update_manifest(path: Path, extra: dict[str, Any]) -> None:
     """Add ``extra``'s fields to the manifest at ``path`` (replaced atomically)."""
-    manifest = json.loads(path.read_text())
-    manifest.update(extra)
+    _publish_manifest(path, {**json.loads(path.read_text()), **extra})
+
+
+def _publish_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest`` to ``path`` through a hidden partial file and an atomic rename."""
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(json.dumps(manifest, indent=1, default=str))
     os.replace(partial, path)

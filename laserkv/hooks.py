@@ -190,10 +190,8 @@ def fuse_layers(model: PreTrainedModel) -> int:
 def engine_path(model: PreTrainedModel) -> dict[str, object]:
     """The path the engine takes on ``model`` as loaded: the block attention kernel
     (``kernels.block_kernel_name``) and how many modules ``fuse_layers`` compiled (0: none)."""
-    config = model.config
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     weight: Tensor = model.get_input_embeddings().weight  # type: ignore[assignment]
-    query = torch.empty((1, 1, 1, int(head_dim)), dtype=weight.dtype, device=weight.device)
+    query = torch.empty((1, 1, 1, head_dim(model)), dtype=weight.dtype, device=weight.device)
     return {"block_kernel": kernels.block_kernel_name(query), "fused_modules": _FUSED.get(model, 0)}
 
 
@@ -272,6 +270,12 @@ def n_kv_heads(model: PreTrainedModel) -> int:
     """Number of key/value heads per layer (fewer than query heads under GQA)."""
     config = model.config
     return int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+
+
+def head_dim(model: PreTrainedModel) -> int:
+    """The attention heads' dimension (the config's, else hidden size / attention heads)."""
+    config = model.config
+    return int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
 
 
 def cache_from_kv(model: PreTrainedModel, keys: list[Tensor], values: list[Tensor]) -> DynamicCache:
@@ -353,12 +357,10 @@ def decode_cache(buffer: KVBuffer, slot: Tensor, span: int) -> Cache:
 
 def allocate_buffer(model: PreTrainedModel, capacity: int) -> KVBuffer:
     """An empty ``KVBuffer`` of ``capacity`` slots shaped for ``model``'s cache, on its device."""
-    config = model.config
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     weight: Tensor = model.get_input_embeddings().weight  # type: ignore[assignment]
     dtype = weight.dtype
     return KVBuffer.allocate(
-        n_layers(model), n_kv_heads(model), int(head_dim), capacity, dtype, model_device(model)
+        n_layers(model), n_kv_heads(model), head_dim(model), capacity, dtype, model_device(model)
     )
 
 
