@@ -540,22 +540,10 @@ def missing_table(directory: Path, length: str = "16k") -> pd.DataFrame:
     """Per configuration of the ``quality-v3`` preset at ``length`` (coverage columns only): units
     ok, failed and missing of 13 tasks x 50, and the fewest samples any task has."""
     tasks = task_names()
-    configs = per_config(read_coverage(directory), length, tasks).set_index("configuration")
-    records = []
-    for method in sweep_methods("quality-v3", {}):
-        if method.name in configs.index:
-            found = configs.loc[method.name]
-            counts = (
-                int(found["ok"]),
-                int(found["failed"]),
-                int(found["missing"]),
-                int(found["fewest per task"]),
-            )
-        else:
-            counts = (0, 0, SAMPLES_PER_TASK * len(tasks), 0)
-        records.append(dict(zip(("configuration", "ok", "failed", "missing", "fewest per task"),
-                                (method.name, *counts), strict=True)))  # fmt: skip
-    return pd.DataFrame.from_records(records)
+    labels = [method.name for method in sweep_methods("quality-v3", {})]
+    configs = per_config(read_coverage(directory), length, tasks).set_index("configuration").reindex(labels)
+    never_ran = {"ok": 0, "failed": 0, "missing": SAMPLES_PER_TASK * len(tasks), "fewest per task": 0}
+    return configs.fillna(never_ran).astype(int).rename_axis("configuration").reset_index()
 
 
 def coverage_markdown(directory: Path, table: ScoredTable) -> str:
