@@ -127,6 +127,19 @@ def rows_path(name: str, directory: str, seconds: float, tokenizer: Any) -> Path
     return Path(name, len(rows), seconds, tokens)
 
 
+def from_rows_problem(directory: str, seconds: str) -> str | None:
+    """What is wrong with a ``--from-rows`` entry (no result shards there, seconds not a positive
+    number), or None."""
+    from cluster.writer import shard_paths
+
+    try:
+        if float(seconds) <= 0:
+            return "SECONDS must be positive"
+    except ValueError:
+        return "SECONDS must be a number"
+    return None if shard_paths(pathlib.Path(directory)) else "no result shards there"
+
+
 def table_row(path: Path, flops_per_token: float, peak_tflops: float) -> str:
     """One path as a Markdown table row: units, seconds, units/s, useful TFLOP/s, share of peak."""
     rate = flops_per_token * path.tokens / path.seconds / 1e12
@@ -156,6 +169,10 @@ def main() -> None:
         help="also a sweep's rows (e.g. laserkv with N workers per GPU) run in SECONDS, as a table row",
     )  # fmt: skip
     args = parser.parse_args()
+    for _, directory, seconds in args.from_rows:  # before the model loads
+        problem = from_rows_problem(directory, seconds)
+        if problem:
+            parser.error(f"--from-rows {directory} {seconds}: {problem}")
     model, tokenizer = load_model_and_tokenizer(args.model, device=args.device, dtype=args.dtype)
     lengths, tasks = tuple(args.lengths.split(",")), tuple(args.tasks.split(","))
     request = DataRequest(lengths, tasks, None, args.samples, model=args.model)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.sweep_throughput import rows_path, table_row
+from benchmarks.sweep_throughput import from_rows_problem, rows_path, table_row
 from cluster.writer import read_results
 
 RUN = Path(__file__).resolve().parents[1] / "docs/diagnostics/runs/ruler_niah_smollm2"
@@ -22,3 +22,18 @@ def test_a_sweeps_rows_as_a_path(byte_tokenizer: Any) -> None:
     assert path.tokens == sum(row["context_tokens"] + row["question_tokens"] for row in rows) + sum(answers)
     line = table_row(path, 5e15 / path.tokens, 200.0)  # 5,000 TFLOP in 100 s: 50 TFLOP/s, 25% of a 200 peak
     assert line == f"| laserkv, 2 workers | {len(rows)} | 100.0 | {len(rows) / 100:.3f} | 50.0 | 25.0% |"
+
+
+def test_bad_from_rows_entries_are_named_before_the_model_loads(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    assert from_rows_problem(str(RUN), "12.5") is None
+    assert from_rows_problem(str(RUN), "0") == "SECONDS must be positive"
+    assert from_rows_problem(str(RUN), "soon") == "SECONDS must be a number"
+    assert from_rows_problem(str(tmp_path), "3") == "no result shards there"
+    command = [sys.executable, "-m", "benchmarks.sweep_throughput", "--model", "no-such-model",
+               "--from-rows", "N workers", str(tmp_path), "3"]  # fmt: skip
+    found = subprocess.run(command, cwd=RUN.parents[2], capture_output=True, text=True)
+    assert found.returncode == 2 and f"--from-rows {tmp_path} 3: no result shards there" in found.stderr
+    assert "Traceback" not in found.stderr
