@@ -240,8 +240,8 @@ def _dispatch(
     workers: int,
     manifest: Path,
 ) -> None:
-    """Start the workers (the manifest gets each one's engine path: ``workers``), then let a
-    ``Dispatcher`` run ``todo`` into a ``ShardWriter``."""
+    """Start the workers (the manifest gets each one's engine path: ``workers``, with the
+    replacements' added at the end), then let a ``Dispatcher`` run ``todo`` into a ``ShardWriter``."""
     pool = WorkerPool(config, faults.worker_cls, run_id, faults.first_placement, workers)
     update_manifest(manifest, {"workers": pool.engine_paths})
     remove_shards(old_shards)  # --overwrite: the workers are up, the previous rows can go
@@ -255,8 +255,12 @@ def _dispatch(
     try:
         Dispatcher(config, pool, todo, sink, run_id, skipped, progress).run()
     finally:
-        writer.flush()
-        pool.shutdown()
+        try:
+            writer.flush()
+            if pool.replacement_paths:  # a replacement may run another path (another node)
+                update_manifest(manifest, {"workers": pool.all_engine_paths()})
+        finally:
+            pool.shutdown()
 
 
 __all__ = ["Progress", "WorkerPool", "connect", "run_eval"]

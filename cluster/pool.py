@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
 from cluster.config import RunConfig
 from laserkv.errors import LaserKVError
@@ -114,6 +114,8 @@ class WorkerPool:
             [actor.engine_path.remote() for actor in self.actors]
         )
         """Each starting worker's host and process and the engine path its model takes."""
+        self.replacement_paths: list[Any] = []
+        """Each replacement's engine path, asked for as it starts (before any unit is sent to it)."""
 
     def wait_ready(self) -> None:
         """Block until every worker has loaded its model (at most ``START_TIMEOUT_S``), saying
@@ -179,10 +181,23 @@ class WorkerPool:
         ray.kill(self.actors[index], no_restart=True)
         self.actors[index] = self._start({})
         self.readiness[index] = self.actors[index].start_error.remote()
+        self.replacement_paths.append(self.actors[index].engine_path.remote())
         self.ready[index] = False
         self.generations[index] += 1
         self.replaced += 1
         return True
+
+    def all_engine_paths(self) -> list[dict[str, object]]:
+        """The starting workers' engine paths, then those of the replacements that came up; one
+        still loading or dead before it answered ran no unit and is left out. Never blocks."""
+        answered, _ = ray.wait(self.replacement_paths, num_returns=len(self.replacement_paths), timeout=0)
+        paths = list(self.engine_paths)
+        for ref in answered:
+            try:
+                paths.append(ray.get(ref, timeout=0))
+            except RayError:  # the replacement died before it answered
+                continue
+        return paths
 
     def shutdown(self) -> None:
         """Stop every worker."""

@@ -144,6 +144,11 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
     assert len(rows) == 8 and len({row["unit_id"] for row in rows}) == 8
     assert {row["status"] for row in rows} == {"ok"}
     assert max(row["attempt"] for row in rows) >= 2, "the killed worker's unit ran again"
+    manifest = json.loads(next((output / "manifests").glob("*.json")).read_text())
+    paths = {worker["worker"]: worker for worker in manifest["workers"]}
+    assert len(paths) == len(manifest["workers"]) >= 2
+    assert {row["worker"] for row in rows} <= set(paths), "every row's worker has its engine path"
+    assert all(path["block_kernel"] == "torch-cpu-flash" for path in paths.values())
 
 
 def test_a_stopped_driver_resumes_with_only_the_missing_units(
