@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from analysis.table import scored_table
 from analysis.views import cells, official
+from cluster.writer import publish
 
 SUMMARY_FILES = ("summary.parquet", "summary.json")
 
@@ -49,14 +48,8 @@ def reduce_results(output_dir: Path) -> dict[str, object]:
     """
     output = Path(output_dir)
     found, summary = summary_of(output)
-    _publish(output / SUMMARY_FILES[0], lambda path: found.to_parquet(path, index=False))
-    _publish(
+    publish(output / SUMMARY_FILES[0], lambda path: found.to_parquet(path, index=False))
+    publish(
         output / SUMMARY_FILES[1], lambda path: path.write_text(json.dumps(summary, indent=1, sort_keys=True))
     )
     return summary
-
-
-def _publish(path: Path, write: Callable[[Path], object]) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    write(partial)
-    os.replace(partial, path)

@@ -10,6 +10,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,7 @@ class ShardWriter:
             return
         table = pa.Table.from_pylist(self.buffer, schema=RESULT_SCHEMA)
         final = self.directory / f"part-{self.run_id}-{self.shards:05d}.parquet"
-        partial = self.directory / f".{final.name}.partial"
-        pq.write_table(table, partial)
-        os.replace(partial, final)
+        publish(final, lambda path: pq.write_table(table, path))
         self.shards += 1
         self.rows_written += len(self.buffer)
         self.buffer = []
@@ -243,9 +242,14 @@ def update_manifest(path: Path, extra: dict[str, Any]) -> None:
 
 
 def _publish_manifest(path: Path, manifest: dict[str, Any]) -> None:
-    """Write ``manifest`` to ``path`` through a hidden partial file and an atomic rename."""
+    publish(path, lambda partial: partial.write_text(json.dumps(manifest, indent=1, default=str)))
+
+
+def publish(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a hidden partial file beside ``path``, then rename it to ``path`` atomically
+    (readers see the old file or the new one, never half of one; partial files are not shards)."""
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(manifest, indent=1, default=str))
+    write(partial)
     os.replace(partial, path)
 
 
