@@ -10,7 +10,8 @@ samples, run two ways in one process on one model:
   the model's layers as transformers ships them (laserkv's fused layers run eagerly there).
 
 Per path: units, seconds, units/s and the useful model TFLOP/s (2 x the decoder layers' parameters x
-the tokens each unit processes: context, question and answer) with its share of the GPU's bf16 peak.
+the tokens each unit processes: context, question and answer) with its share of the GPU's bf16 peak;
+then the same per configuration for the two in-process paths.
 laserkv with N workers per GPU is the sweep itself (``laserkv eval ... --workers-per-gpu N`` over the
 same cells; the command is printed); ``--from-rows NAME DIRECTORY SECONDS`` adds its rows as a path,
 their tokens counted the same way (context, question and the answer's tokens).
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,12 +45,14 @@ PEAK_TFLOPS = 790.0
 
 @dataclass(frozen=True)
 class Path:
-    """One way of running the units: its name, units, seconds and tokens processed."""
+    """One way of running the units: its name, units, seconds and tokens processed, and the same per
+    configuration where the path ran them one after another in one process (``by_config``)."""
 
     name: str
     units: int
     seconds: float
     tokens: int
+    by_config: tuple[Path, ...] = ()
 
 
 def synchronize() -> None:
@@ -62,21 +66,48 @@ def layer_parameters(model: Any) -> int:
     return sum(parameter.numel() for parameter in body.layers.parameters())
 
 
-def run_laserkv(model: Any, tokenizer: Any, units: list[tuple[EvalSample, MethodConfig]]) -> Path:
-    """One worker's loop over the units."""
-    tokens = 0
+def timed_loop(
+    name: str,
+    units: list[tuple[EvalSample, MethodConfig]],
+    run_one: Callable[[EvalSample, MethodConfig], int],
+) -> Path:
+    """``run_one`` (returning the tokens it processed) over the units, one after another, timed in
+    all and per configuration (the GPU synchronised after each unit)."""
+    timed: list[tuple[str, float, int]] = []  # per unit: configuration, seconds, tokens
     synchronize()
     start = time.perf_counter()
     for sample, method in units:
+        unit_start = time.perf_counter()
+        tokens = run_one(sample, method)
+        synchronize()
+        timed.append((method.name, time.perf_counter() - unit_start, tokens))
+    seconds = time.perf_counter() - start
+    names = dict.fromkeys(config for config, _, _ in timed)  # in the order first run
+    configs = tuple(
+        Path(
+            config,
+            sum(1 for other, _, _ in timed if other == config),
+            sum(spent for other, spent, _ in timed if other == config),
+            sum(tokens for other, _, tokens in timed if other == config),
+        )
+        for config in names
+    )
+    return Path(name, len(units), seconds, sum(config.tokens for config in configs), configs)
+
+
+def run_laserkv(model: Any, tokenizer: Any, units: list[tuple[EvalSample, MethodConfig]]) -> Path:
+    """One worker's loop over the units."""
+
+    def run_one(sample: EvalSample, method: MethodConfig) -> int:
         stats = run_unit(model, tokenizer, sample, method, seed=0).result.stats
-        tokens += stats.context_tokens + stats.question_tokens + stats.generated_tokens
-    synchronize()
-    return Path("laserkv, one worker", len(units), time.perf_counter() - start, tokens)
+        return stats.context_tokens + stats.question_tokens + stats.generated_tokens
+
+    return timed_loop("laserkv, one worker", units, run_one)
 
 
 def run_kvpress(model: Any, tokenizer: Any, units: list[tuple[EvalSample, MethodConfig]]) -> Path:
-    """kvpress's pipeline over the same units: the press at ratio 1 - r (kvpress's ratio is the
-    share removed); a query-aware press gets the question inside the context."""
+    """kvpress's pipeline over the same units, one call per unit: the press at ratio 1 - r (kvpress's
+    ratio is the share removed); a query-aware press gets the question inside the context."""
     import kvpress  # noqa: F401  # registers the pipeline
     from transformers import pipeline
 
@@ -84,21 +115,8 @@ def run_kvpress(model: Any, tokenizer: Any, units: list[tuple[EvalSample, Method
 
     build: Any = pipeline  # its overloads name only transformers' own tasks
     pipe = build("kv-press-text-generation", model=model, tokenizer=tokenizer, device=model.device)
-    tokens = 0
-    synchronize()
-    start = time.perf_counter()
-    # kvpress 0.5.5's hooks read cache_position, which transformers 5 dropped; the model's layers run as
-    # transformers ships them (not fused: force_eager), as a user's kvpress would
-    with hooks.cache_position_restored(model), torch.compiler.set_stance("force_eager"):
-        tokens += _kvpress_loop(pipe, tokenizer, units)
-    synchronize()
-    return Path("kvpress pipeline", len(units), time.perf_counter() - start, tokens)
 
-
-def _kvpress_loop(pipe: Any, tokenizer: Any, units: list[tuple[EvalSample, MethodConfig]]) -> int:
-    """The pipeline calls of ``run_kvpress``; returns the tokens processed."""
-    tokens = 0
-    for sample, method in units:
+    def run_one(sample: EvalSample, method: MethodConfig) -> int:
         selector: Any = method.selector
         ratio = method.engine.compression_ratio
         press = selector.build(1.0 - ratio if ratio is not None else 0.0)
@@ -110,8 +128,12 @@ def _kvpress_loop(pipe: Any, tokenizer: Any, units: list[tuple[EvalSample, Metho
             context, question=question, answer_prefix=parts.answer_prefix, press=press,
             max_new_tokens=sample.generation.max_new_tokens,
         )["answer"]  # fmt: skip
-        tokens += len(tokenizer(parts.message + answer, add_special_tokens=False)["input_ids"])
-    return tokens
+        return len(tokenizer(parts.message + answer, add_special_tokens=False)["input_ids"])
+
+    # kvpress 0.5.5's hooks read cache_position, which transformers 5 dropped; the model's layers run as
+    # transformers ships them (not fused: force_eager), as a user's kvpress would
+    with hooks.cache_position_restored(model), torch.compiler.set_stance("force_eager"):
+        return timed_loop("kvpress pipeline", units, run_one)
 
 
 def rows_path(name: str, directory: str, seconds: float, tokenizer: Any) -> Path:
@@ -189,12 +211,20 @@ def main() -> None:
     flops_per_token = 2 * layer_parameters(model)
     print("| path | units | seconds | units/s | useful TFLOP/s | share of peak |")
     print("|---|---|---|---|---|---|")
+    in_process = []
     for run in (run_laserkv, run_kvpress):  # laserkv first: kvpress's pipeline leaves its masks on the layers
         run(model, tokenizer, units[:1])  # warm-up
-        print(table_row(run(model, tokenizer, units), flops_per_token, args.peak_tflops), flush=True)
+        in_process.append(run(model, tokenizer, units))
+        print(table_row(in_process[-1], flops_per_token, args.peak_tflops), flush=True)
     for name, directory, seconds in args.from_rows:
         path = rows_path(name, directory, float(seconds), tokenizer)
         print(table_row(path, flops_per_token, args.peak_tflops), flush=True)
+    print("\n| path, configuration | units | seconds | units/s | useful TFLOP/s | share of peak |")
+    print("|---|---|---|---|---|---|")
+    for path in in_process:
+        for config in path.by_config:
+            named = Path(f"{path.name}, {config.name}", config.units, config.seconds, config.tokens)
+            print(table_row(named, flops_per_token, args.peak_tflops))
     flags = " ".join(f"--method {method.name.split('[')[0]}" for method in methods)
     print(f"# laserkv with N workers per GPU, same units: laserkv eval {flags} --ratio {args.ratio} "
           f"--dataset {args.dataset} --model {args.model} --lengths {args.lengths} --tasks {args.tasks} "

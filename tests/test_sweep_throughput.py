@@ -37,3 +37,27 @@ def test_bad_from_rows_entries_are_named_before_the_model_loads(tmp_path: Path) 
     found = subprocess.run(command, cwd=RUN.parents[2], capture_output=True, text=True)
     assert found.returncode == 2 and f"--from-rows {tmp_path} 3: no result shards there" in found.stderr
     assert "Traceback" not in found.stderr
+
+
+def test_an_in_process_loop_is_timed_per_configuration_too() -> None:
+    import time
+
+    from benchmarks.sweep_throughput import timed_loop
+    from cluster.presets import sweep_methods
+
+    methods = [method for method in sweep_methods("quality-v3", {}) if method.kind == "kvpress"][:2]
+    samples: list[Any] = ["first", "second", "third"]
+    units = [(sample, method) for sample in samples for method in methods]
+    cost = {methods[0].name: 0.01, methods[1].name: 0.03}
+
+    def run_one(sample: Any, method: Any) -> int:
+        time.sleep(cost[method.name])
+        return 100 if method is methods[0] else 7
+
+    path = timed_loop("loop", units, run_one)
+    assert (path.name, path.units, path.tokens) == ("loop", 6, 3 * 107)
+    first, second = path.by_config
+    assert (first.name, first.units, first.tokens) == (methods[0].name, 3, 300)
+    assert (second.name, second.units, second.tokens) == (methods[1].name, 3, 21)
+    assert first.seconds >= 0.03 and second.seconds >= 0.09  # at least their sleeps
+    assert first.seconds + second.seconds <= path.seconds
