@@ -120,28 +120,31 @@ class KVBuffer:
         if n_keep and int(slots.max()) >= self.length:
             raise ValueError(f"slot {int(slots.max())} is beyond the {self.length} slots in use")
         moved = 0
-        shared_first = _first_moved(slots) if slots.dim() == 1 else 0
-        for layer in range(self.n_layers):
-            layer_slots = slots if slots.dim() == 1 else slots[layer]
-            first = shared_first if slots.dim() == 1 else _first_moved(layer_slots)
+        on_device: dict[torch.device, Tensor] = {}  # the slots copied once to each layer's device
+        for layer, first in enumerate(_first_moved(slots, self.n_layers)):
             if first == n_keep:
                 continue
             moved += n_keep - first
-            source = layer_slots[..., first:].to(self.keys[layer].device)
+            device = self.keys[layer].device
+            if device not in on_device:  # a host-to-device copy waits for the GPU: once, not per layer
+                on_device[device] = slots.to(device)
+            source = on_device[device] if slots.dim() == 1 else on_device[device][layer]
             for store in (self.keys[layer], self.values[layer]):
-                store[:, :, first:n_keep] = _gather_slots(store, source)
+                store[:, :, first:n_keep] = _gather_slots(store, source[..., first:])
         self.moved_slots.append(moved)
         self.length = n_keep
 
 
-def _first_moved(slots: Tensor) -> int:
-    """The first index ``i`` with ``slots[..., i] != i`` for some head (``k`` if none)."""
+def _first_moved(slots: Tensor, n_layers: int) -> list[int]:
+    """Per layer, the first index ``i`` with ``slots[..., i] != i`` for some head (``k`` if none):
+    (k,) slots shared by every layer or (layers, kv_heads, k); one transfer to the host."""
     n = int(slots.shape[-1])
-    in_place = slots == torch.arange(n, device=slots.device)
-    if slots.dim() > 1:
-        in_place = in_place.all(dim=0)
-    wrong = (~in_place).nonzero()
-    return n if wrong.numel() == 0 else int(wrong[0, 0])
+    if n == 0:
+        return [0] * n_layers
+    moved = slots != torch.arange(n, device=slots.device)
+    per_layer = moved.expand(n_layers, n) if slots.dim() == 1 else moved.any(dim=1)
+    first = torch.where(per_layer.any(dim=-1), per_layer.to(torch.uint8).argmax(dim=-1), n)
+    return [int(index) for index in first.tolist()]
 
 
 def _gather_slots(store: Tensor, source: Tensor) -> Tensor:

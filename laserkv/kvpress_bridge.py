@@ -104,14 +104,26 @@ def match_positions(full: Tensor, kept: Tensor) -> Tensor:
     Returns:
         (kv_heads, k) int64 positions (in ``kept``'s order).
     """
+    positions, found = matched_positions(full, kept)
+    if not bool(found):
+        raise RuntimeError(NOT_PRODUCED)
+    return positions
+
+
+NOT_PRODUCED = "the press kept a key that the prefill did not produce"
+MASKED_AND_REORDERED = "a press both masked keys and reordered its cache"  # masks index slots
+
+
+def matched_positions(full: Tensor, kept: Tensor) -> tuple[Tensor, Tensor]:
+    """``match_positions`` without its check, so nothing waits for the GPU: the positions (clamped
+    where a key was not found) and a 0-dimensional bool tensor, whether every kept key was found."""
     order = torch.argsort(full, dim=-1, stable=True)
     ranked = torch.gather(full, -1, order)
     where = torch.searchsorted(ranked, kept) + copy_index(kept)
     inside = where < full.shape[-1]
     where = where.clamp(max=full.shape[-1] - 1)
-    if not (inside.all() and torch.equal(torch.gather(ranked, -1, where), kept)):
-        raise RuntimeError("the press kept a key that the prefill did not produce")
-    return torch.gather(order, -1, where)
+    found = inside.all() & (torch.gather(ranked, -1, where) == kept).all()
+    return torch.gather(order, -1, where), found
 
 
 def copy_index(values: Tensor) -> Tensor:
@@ -136,13 +148,25 @@ def _masked(
 
 
 def _visible_positions(positions: Tensor, masked: Tensor, context_len: int) -> tuple[Tensor, Tensor]:
-    """Per head: the ascending context positions not masked, padded with -1 in front, and how
-    many each head has."""
+    """Per head: the ascending context positions not masked, -1 for the others sorted in front (as
+    many as the slots; ``_trimmed`` drops the padding no head needs), and how many each head has."""
     visible = ~masked & (positions < context_len)
-    counts = visible.sum(-1)
-    width = int(counts.max()) if counts.numel() else 0
     keyed = torch.where(visible, positions, torch.full_like(positions, -1))
-    return torch.sort(keyed, dim=-1).values[..., keyed.shape[-1] - width :], counts
+    return torch.sort(keyed, dim=-1).values, visible.sum(-1)
+
+
+def _trimmed(keyed: Tensor, counts: Tensor) -> Tensor:
+    """``_visible_positions``' sorted positions without the columns of -1 that every head has."""
+    width = int(counts.max()) if counts.numel() else 0
+    return keyed[..., keyed.shape[-1] - width :]
+
+
+def _to_host(tensors: list[Tensor]) -> list[Tensor]:
+    """Integer or bool device tensors as int64 CPU tensors of the same shapes, in one transfer (one
+    wait for the GPU instead of one per tensor)."""
+    flat = torch.cat([tensor.reshape(-1).to(torch.int64) for tensor in tensors]).cpu()
+    pieces = flat.split([tensor.numel() for tensor in tensors])
+    return [piece.reshape(tensor.shape) for piece, tensor in zip(pieces, tensors, strict=True)]
 
 
 @contextmanager
@@ -213,22 +237,34 @@ def prefill_with_press(
         keys, values = hooks.kv_from_cache(cache)
         masks = hooks.module_attribute(model, MASK_ATTRIBUTE)
         hooks.clear_module_attribute(model, MASK_ATTRIBUTE)  # from here on the hidden slots mask them
-        per_layer_positions, visible, counts, hidden_slots = [], [], [], []
+        kept_positions: list[Tensor] = []  # these five on the device
+        keyed: list[Tensor] = []
+        counts: list[Tensor] = []
+        problems: list[Tensor] = []
+        hidden_slots: list[Tensor] = []
         for layer in range(len(keys)):
-            layer_positions = match_positions(before[layer], after[layer])  # (kv_heads, k)
+            layer_positions, found = matched_positions(before[layer], after[layer])  # (kv_heads, k)
             order = torch.argsort(layer_positions, dim=-1)
             layer_positions = torch.gather(layer_positions, -1, order)
             index = order[None, :, :, None].expand(1, -1, -1, keys[layer].shape[-1])
             keys[layer] = torch.gather(keys[layer], 2, index)
             values[layer] = torch.gather(values[layer], 2, index)
-            if masks[layer] is not None and not torch.equal(order, torch.sort(order, dim=-1).values):
-                raise RuntimeError("a press both masked keys and reordered its cache")  # masks index slots
+            reordered = (order != torch.sort(order, dim=-1).values).any()
             masked = _masked(masks[layer], layer_positions.shape[0], int(order.shape[-1]), device)
-            shown, count = _visible_positions(layer_positions, masked, context_len)
+            layer_keyed, count = _visible_positions(layer_positions, masked, context_len)
+            kept_positions.append(layer_positions)
+            keyed.append(layer_keyed)
+            counts.append(count)
+            problems.append(torch.stack([~found, reordered & (masks[layer] is not None)]))
             hidden_slots.append(masked)
-            per_layer_positions.append(layer_positions.cpu())
-            visible.append(shown.cpu())
-            counts.append(count.cpu())
+        # one wait for the GPU for the whole gather, not several per layer
+        per_layer_positions, keyed, counts, problems = (
+            _to_host(items) for items in (kept_positions, keyed, counts, problems)
+        )
+        for not_found, masked_and_reordered in problems:  # the first layer with a problem, as a loop would
+            if not_found or masked_and_reordered:
+                raise RuntimeError(NOT_PRODUCED if not_found else MASKED_AND_REORDERED)
+        visible = [_trimmed(layer_keyed, count) for layer_keyed, count in zip(keyed, counts, strict=True)]
     state = CompressedKV(tuple(keys), tuple(values), _stack_padded(per_layer_positions))
     whole_question = selector.query_aware and in_state == question_len
     first_logits = hooks.next_token_logits(model, hidden[:, -1])[0] if whole_question else None

@@ -145,6 +145,34 @@ def test_compact_per_head_slots() -> None:
     assert buffer.moved_slots == [3 + 1]  # layer 0 from index 1 (head 1), layer 1 only its last slot
 
 
+def test_first_moved_equals_a_brute_force_scan() -> None:
+    """Per layer, the first index where some head's slot is not its own index (all layers at once)."""
+    from laserkv.kv_buffer import _first_moved
+
+    def scan(layer_slots: torch.Tensor) -> int:
+        rows = layer_slots.reshape(-1, layer_slots.shape[-1]).tolist()
+        return next((i for i in range(len(rows[0])) if any(row[i] != i for row in rows)), len(rows[0]))
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        length, n_keep = 40, int(torch.randint(1, 40, (1,), generator=generator))
+        sets = [torch.randperm(length, generator=generator)[:n_keep].sort().values for _ in range(3 * 2)]
+        if int(torch.randint(0, 2, (1,), generator=generator)):  # often keep a prefix in place
+            sets = [torch.arange(n_keep) if i % 3 else kept for i, kept in enumerate(sets)]
+        slots = torch.stack(sets).reshape(3, 2, n_keep)
+        assert _first_moved(slots, 3) == [scan(slots[layer]) for layer in range(3)]
+        assert _first_moved(slots[0, 0], 3) == [scan(slots[0, 0])] * 3  # shared by every layer
+    assert _first_moved(torch.arange(5), 2) == [5, 5] and _first_moved(
+        torch.empty(0, dtype=torch.long), 2
+    ) == [0, 0]
+
+
+def test_compact_to_no_slots_empties_the_buffer() -> None:
+    buffer = filled_buffer()
+    buffer.compact(torch.empty(0, dtype=torch.long))
+    assert buffer.length == 0 and buffer.moved_slots == [0]
+
+
 def test_compact_in_place_keeps_everything_untouched() -> None:
     buffer = filled_buffer()
     buffer.compact(torch.arange(10))

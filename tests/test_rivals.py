@@ -470,3 +470,27 @@ def test_equal_keys_at_several_positions_match_in_order() -> None:
         ]
     with pytest.raises(RuntimeError, match="did not produce"):
         match_positions(torch.tensor([[7, 0, 3]]), torch.tensor([[3, 3]]))  # kept more often than made
+
+
+def test_the_bridges_gather_checks_and_moves_to_the_host_once() -> None:
+    """``matched_positions`` reports (does not raise) a key the prefill did not produce;
+    ``_to_host`` returns every tensor's values and shape from one concatenated transfer;
+    ``_trimmed`` drops only the -1 columns that every head has."""
+    from laserkv.kvpress_bridge import _to_host, _trimmed, _visible_positions, matched_positions
+
+    full = torch.tensor([[7, 0, 3, 5]])
+    positions, found = matched_positions(full, torch.tensor([[3, 7]]))
+    assert positions.tolist() == [[2, 0]] and bool(found)
+    assert not bool(matched_positions(full, torch.tensor([[3, 4]]))[1])  # 4 was never produced
+    assert not bool(matched_positions(full, torch.tensor([[3, 3]]))[1])  # nor 3 twice
+    tensors = [torch.arange(6).reshape(2, 3), torch.tensor([True, False]), torch.tensor(5), torch.empty(0, 4)]
+    back = _to_host([tensor.long() if tensor.dtype != torch.bool else tensor for tensor in tensors])
+    assert [tuple(item.shape) for item in back] == [(2, 3), (2,), (), (0, 4)]
+    assert back[0].tolist() == [[0, 1, 2], [3, 4, 5]] and back[1].tolist() == [1, 0] and int(back[2]) == 5
+    assert all(item.dtype == torch.int64 for item in back)
+    masked = torch.tensor([[False, True, False, False], [False, False, False, False]])
+    keyed, counts = _visible_positions(torch.tensor([[0, 2, 5, 9], [1, 3, 4, 6]]), masked, 6)
+    assert counts.tolist() == [2, 3]  # head 0: slot 1 masked, position 9 past the context; head 1: 6 is
+    assert _trimmed(keyed, counts).tolist() == [[-1, 0, 5], [1, 3, 4]]
+    one_head = _visible_positions(torch.tensor([[0, 7, 8]]), torch.zeros(1, 3, dtype=torch.bool), 6)
+    assert _trimmed(*one_head).tolist() == [[0]]
