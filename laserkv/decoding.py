@@ -89,8 +89,9 @@ def cache_steps(
     device = hooks.model_device(model)
 
     def step(token: int, position: int) -> Tensor:
-        ids = torch.tensor([[token]], device=device)
-        positions = torch.tensor([[position]], device=device)
+        # filled on the device (a copy from host memory would wait for the GPU at every step)
+        ids = torch.full((1, 1), token, dtype=torch.long, device=device)
+        positions = torch.full((1, 1), position, dtype=torch.long, device=device)
         hidden = hooks.forward_body(model, ids, positions, cache, hidden_slots=hidden_slots)  # type: ignore[arg-type]
         return hooks.next_token_logits(model, hidden[:, -1])
 
