@@ -275,3 +275,17 @@ def test_runs_of_another_engine_path_are_refused(tmp_path: Path) -> None:
     (manifests / "20261209T000000-fused.json").write_text(json.dumps(fused))
     with pytest.raises(ValueError, match="runs 20261209T000000-fused did not run v3's engine path"):
         check_ready(tmp_path, budget_exhausted=True)
+
+
+def test_the_committed_v3_tables_regenerate_from_the_committed_rows(tmp_path: Path) -> None:
+    """docs/quality/v3/tables.md is what the registered analysis makes of docs/quality/runs/q15_v3
+    (RULER's metrics need nvidia-long-context-eval)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("long_context_eval")
+    root = Path(__file__).resolve().parents[1]
+    rows = "docs/quality/runs/q15_v3"
+    command = [sys.executable, "-m", "benchmarks.quality_v3", rows, "--out", str(tmp_path)]
+    subprocess.run(command, cwd=root, check=True, capture_output=True)
+    assert (tmp_path / "tables.md").read_text() == (root / "docs/quality/v3/tables.md").read_text()
