@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from cluster.presets import sweep_methods
+from cluster.samples import limit_per_cell
 from cluster.unit import run_unit
 from evals.benchmark import DataRequest
 from evals.benchmarks import get_benchmark
@@ -178,7 +179,11 @@ def main() -> None:
     parser.add_argument("--dataset", default="ruler")
     parser.add_argument("--lengths", default="16k")
     parser.add_argument("--tasks", default="niah_single_1,qa_1")
-    parser.add_argument("--samples", type=int, default=2, help="samples per cell")
+    parser.add_argument("--samples", type=int, default=2, help="samples per cell: the first of each")
+    parser.add_argument(
+        "--demo-samples", type=int, default=50,
+        help="samples each generated cell holds (as laserkv eval's --demo-samples; 50: the v3 cells)",
+    )  # fmt: skip
     parser.add_argument("--grid", default="quality-v3")
     parser.add_argument(
         "--ratio", type=float, default=0.25, help="the grid's kvpress configurations at this r"
@@ -197,8 +202,8 @@ def main() -> None:
             parser.error(f"--from-rows {directory} {seconds}: {problem}")
     model, tokenizer = load_model_and_tokenizer(args.model, device=args.device, dtype=args.dtype)
     lengths, tasks = tuple(args.lengths.split(",")), tuple(args.tasks.split(","))
-    request = DataRequest(lengths, tasks, None, args.samples, model=args.model)
-    samples = list(get_benchmark(args.dataset).load(request, tokenizer))
+    request = DataRequest(lengths, tasks, None, args.demo_samples, model=args.model)
+    samples = list(limit_per_cell(get_benchmark(args.dataset).load(request, tokenizer), args.samples))
     methods = [
         method
         for method in sweep_methods(args.grid, {})
@@ -228,7 +233,8 @@ def main() -> None:
     flags = " ".join(f"--method {method.name.split('[')[0]}" for method in methods)
     print(f"# laserkv with N workers per GPU, same units: laserkv eval {flags} --ratio {args.ratio} "
           f"--dataset {args.dataset} --model {args.model} --lengths {args.lengths} --tasks {args.tasks} "
-          f"--demo-samples {args.samples} --limit {args.samples} --gpus 1 --workers-per-gpu N")  # fmt: skip
+          f"--demo-samples {args.demo_samples} --limit {args.samples} "
+          "--gpus 1 --workers-per-gpu N")  # fmt: skip
 
 
 if __name__ == "__main__":
