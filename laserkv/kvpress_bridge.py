@@ -257,9 +257,11 @@ def prefill_with_press(
             counts.append(count)
             problems.append(torch.stack([~found, reordered & (masks[layer] is not None)]))
             hidden_slots.append(masked)
-        # one wait for the GPU for the whole gather, not several per layer
+        # one transfer, so one wait for the GPU for the whole gather, not several per layer
+        host = _to_host([*kept_positions, *keyed, *counts, *problems])
+        n_layers = len(keys)
         per_layer_positions, keyed, counts, problems = (
-            _to_host(items) for items in (kept_positions, keyed, counts, problems)
+            host[start : start + n_layers] for start in range(0, 4 * n_layers, n_layers)
         )
         for not_found, masked_and_reordered in problems:  # the first layer with a problem, as a loop would
             if not_found or masked_and_reordered:
