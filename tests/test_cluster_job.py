@@ -35,8 +35,8 @@ def free_port() -> int:
 def ray_head(tmp_path: Path) -> Any:
     """A one-node Ray cluster started with the ``ray`` CLI, loopback only, with token
     authentication (this test's own random token). ``ray start --block`` runs in its own process
-    group, and teardown ends that group: other Ray clusters on the machine (a developer's run)
-    are left alone, which ``ray stop`` would not do."""
+    group, and teardown ends that group (SIGTERM, then SIGKILL after 5 s): other Ray clusters on the
+    machine (a developer's run) are left alone, which ``ray stop`` would not do."""
     token = secrets.token_hex(16)
     env = {
         **os.environ,
@@ -59,8 +59,8 @@ def ray_head(tmp_path: Path) -> Any:
         yield address, token
     finally:
         os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
+        try:  # the workers and raylet go at once; the GCS and autoscaler take ~30 s to stop gracefully
+            head.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait(timeout=30)
