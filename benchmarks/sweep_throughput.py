@@ -10,8 +10,9 @@ samples, run two ways in one process on one model:
   the model's layers as transformers ships them (laserkv's fused layers run eagerly there).
 
 Per path: units, seconds, units/s and the useful model TFLOP/s (2 x the decoder layers' parameters x
-the tokens each unit processes: context, question and answer) with its share of the GPU's bf16 peak;
-then the same per configuration for the two in-process paths.
+the tokens each unit processes: context, question and answer) with its share of the GPU's bf16 peak, and
+units/s as a multiple of kvpress's loop (issue 40's target, >= 3x, on its own line); then the same per
+configuration for the two in-process paths, against kvpress's loop on that configuration.
 laserkv with N workers per GPU is the sweep itself (``laserkv eval ... --workers-per-gpu N`` over the
 same cells; the command is printed); ``--from-rows NAME DIRECTORY SECONDS`` adds its rows as a path,
 their tokens counted the same way (context, question and the answer's tokens).
@@ -163,12 +164,26 @@ def from_rows_problem(directory: str, seconds: str) -> str | None:
     return None if shard_paths(pathlib.Path(directory)) else "no result shards there"
 
 
-def table_row(path: Path, flops_per_token: float, peak_tflops: float) -> str:
-    """One path as a Markdown table row: units, seconds, units/s, useful TFLOP/s, share of peak."""
+def units_per_second(path: Path) -> float:
+    return path.units / path.seconds
+
+
+def table_row(path: Path, flops_per_token: float, peak_tflops: float, baseline: Path) -> str:
+    """One path as a Markdown table row: units, seconds, units/s, useful TFLOP/s, share of peak, and
+    units/s as a multiple of ``baseline``'s (kvpress's own loop on the same units)."""
     rate = flops_per_token * path.tokens / path.seconds / 1e12
-    cells = (path.name, path.units, f"{path.seconds:.1f}", f"{path.units / path.seconds:.3f}",
-             f"{rate:.1f}", f"{100 * rate / peak_tflops:.1f}%")  # fmt: skip
+    cells = (path.name, path.units, f"{path.seconds:.1f}", f"{units_per_second(path):.3f}",
+             f"{rate:.1f}", f"{100 * rate / peak_tflops:.1f}%",
+             f"{units_per_second(path) / units_per_second(baseline):.2f}x")  # fmt: skip
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def target_line(paths: list[Path], baseline: Path, target: float = 3.0) -> str:
+    """Issue 40's throughput target as one line: the fastest laserkv path's units/s over kvpress's loop."""
+    best = max((path for path in paths if path is not baseline), key=units_per_second)
+    ratio = units_per_second(best) / units_per_second(baseline)
+    met = "met" if ratio >= target else "not met"
+    return f"# target: >= {target:g}x kvpress's own loop in units/s: {best.name}, {ratio:.2f}x ({met})"
 
 
 def main() -> None:
@@ -214,22 +229,25 @@ def main() -> None:
     print(f"# {device}, {args.model}, {args.dataset} {args.lengths} {args.tasks}: {len(samples)} samples x "
           f"{len(methods)} kvpress configurations of {args.grid} = {len(units)} units")  # fmt: skip
     flops_per_token = 2 * layer_parameters(model)
-    print("| path | units | seconds | units/s | useful TFLOP/s | share of peak |")
-    print("|---|---|---|---|---|---|")
+    header = "| {} | units | seconds | units/s | useful TFLOP/s | share of peak | vs kvpress's loop |"
+    rule = "|---|---|---|---|---|---|---|"
     in_process = []
     for run in (run_laserkv, run_kvpress):  # laserkv first: kvpress's pipeline leaves its masks on the layers
         run(model, tokenizer, units[:1])  # warm-up
         in_process.append(run(model, tokenizer, units))
-        print(table_row(in_process[-1], flops_per_token, args.peak_tflops), flush=True)
-    for name, directory, seconds in args.from_rows:
-        path = rows_path(name, directory, float(seconds), tokenizer)
-        print(table_row(path, flops_per_token, args.peak_tflops), flush=True)
-    print("\n| path, configuration | units | seconds | units/s | useful TFLOP/s | share of peak |")
-    print("|---|---|---|---|---|---|")
+    baseline = in_process[1]
+    paths = [*in_process, *(rows_path(name, directory, float(seconds), tokenizer)
+                            for name, directory, seconds in args.from_rows)]  # fmt: skip
+    print(header.format("path"), rule, sep="\n")
+    for path in paths:
+        print(table_row(path, flops_per_token, args.peak_tflops, baseline))
+    print(target_line(paths, baseline))
+    print("\n" + header.format("path, configuration"), rule, sep="\n")
+    reference = {config.name: config for config in baseline.by_config}
     for path in in_process:
         for config in path.by_config:
             named = Path(f"{path.name}, {config.name}", config.units, config.seconds, config.tokens)
-            print(table_row(named, flops_per_token, args.peak_tflops))
+            print(table_row(named, flops_per_token, args.peak_tflops, reference[config.name]))
     flags = " ".join(f"--method {method.name.split('[')[0]}" for method in methods)
     print(f"# laserkv with N workers per GPU, same units: laserkv eval {flags} --ratio {args.ratio} "
           f"--dataset {args.dataset} --model {args.model} --lengths {args.lengths} --tasks {args.tasks} "

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.sweep_throughput import from_rows_problem, rows_path, table_row
+from benchmarks.sweep_throughput import Path as Path_
+from benchmarks.sweep_throughput import from_rows_problem, rows_path, table_row, target_line
 from cluster.writer import read_results
 
 RUN = Path(__file__).resolve().parents[1] / "docs/diagnostics/runs/ruler_niah_smollm2"
@@ -20,8 +21,24 @@ def test_a_sweeps_rows_as_a_path(byte_tokenizer: Any) -> None:
     path = rows_path("laserkv, 2 workers", str(RUN), 100.0, byte_tokenizer)
     assert path.units == len(rows) > 100
     assert path.tokens == sum(row["context_tokens"] + row["question_tokens"] for row in rows) + sum(answers)
-    line = table_row(path, 5e15 / path.tokens, 200.0)  # 5,000 TFLOP in 100 s: 50 TFLOP/s, 25% of a 200 peak
-    assert line == f"| laserkv, 2 workers | {len(rows)} | 100.0 | {len(rows) / 100:.3f} | 50.0 | 25.0% |"
+    kvpress = Path_("kvpress pipeline", len(rows), 250.0, path.tokens)  # the same units in 2.5x the time
+    line = table_row(path, 5e15 / path.tokens, 200.0, kvpress)  # 5,000 TFLOP in 100 s: 50 TFLOP/s, 25% of 200
+    assert (
+        line == f"| laserkv, 2 workers | {len(rows)} | 100.0 | {len(rows) / 100:.3f} | 50.0 | 25.0% | 2.50x |"
+    )
+
+
+def test_the_target_line_names_the_fastest_path_against_kvpress() -> None:
+    kvpress = Path_("kvpress pipeline", 60, 49.2, 1)
+    one, ten, mps = (
+        Path_("one worker", 60, 39.9, 1),
+        Path_("10 workers", 60, 16.3, 1),
+        Path_("MPS", 60, 12.2, 1),
+    )
+    assert target_line([one, kvpress, ten, mps], kvpress) == (
+        "# target: >= 3x kvpress's own loop in units/s: MPS, 4.03x (met)"
+    )
+    assert target_line([one, kvpress], kvpress).endswith("one worker, 1.23x (not met)")
 
 
 def test_bad_from_rows_entries_are_named_before_the_model_loads(tmp_path: Path) -> None:
