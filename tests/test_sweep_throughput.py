@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.sweep_throughput import Path as Path_
+from benchmarks.sweep_throughput import Path as ThroughputPath
 from benchmarks.sweep_throughput import from_rows_problem, rows_path, table_row, target_line
 from cluster.writer import read_results
 
@@ -21,7 +21,9 @@ def test_a_sweeps_rows_as_a_path(byte_tokenizer: Any) -> None:
     path = rows_path("laserkv, 2 workers", str(RUN), 100.0, byte_tokenizer)
     assert path.units == len(rows) > 100
     assert path.tokens == sum(row["context_tokens"] + row["question_tokens"] for row in rows) + sum(answers)
-    kvpress = Path_("kvpress pipeline", len(rows), 250.0, path.tokens)  # the same units in 2.5x the time
+    kvpress = ThroughputPath(
+        "kvpress pipeline", len(rows), 250.0, path.tokens
+    )  # the same units in 2.5x the time
     line = table_row(path, 5e15 / path.tokens, 200.0, kvpress)  # 5,000 TFLOP in 100 s: 50 TFLOP/s, 25% of 200
     assert (
         line == f"| laserkv, 2 workers | {len(rows)} | 100.0 | {len(rows) / 100:.3f} | 50.0 | 25.0% | 2.50x |"
@@ -29,11 +31,11 @@ def test_a_sweeps_rows_as_a_path(byte_tokenizer: Any) -> None:
 
 
 def test_the_target_line_names_the_fastest_path_against_kvpress() -> None:
-    kvpress = Path_("kvpress pipeline", 60, 49.2, 1)
+    kvpress = ThroughputPath("kvpress pipeline", 60, 49.2, 1)
     one, ten, mps = (
-        Path_("one worker", 60, 39.9, 1),
-        Path_("10 workers", 60, 16.3, 1),
-        Path_("MPS", 60, 12.2, 1),
+        ThroughputPath("one worker", 60, 39.9, 1),
+        ThroughputPath("10 workers", 60, 16.3, 1),
+        ThroughputPath("MPS", 60, 12.2, 1),
     )
     assert target_line([one, kvpress, ten, mps], kvpress) == (
         "# target: >= 3x kvpress's own loop in units/s: MPS, 4.03x (met)"
