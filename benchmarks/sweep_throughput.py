@@ -40,6 +40,7 @@ from evals.benchmarks import get_benchmark
 from evals.sample import EvalSample
 from laserkv import load_model_and_tokenizer
 from laserkv.config import MethodConfig
+from laserkv.errors import ConfigError
 
 PEAK_TFLOPS = 790.0
 """Dense bf16 matrix throughput measured on an H100/H200 (device notes), TFLOP/s."""
@@ -164,6 +165,26 @@ def from_rows_problem(directory: str, seconds: str) -> str | None:
     return None if shard_paths(pathlib.Path(directory)) else "no result shards there"
 
 
+def samples_problem(samples: int, demo_samples: int) -> str | None:
+    """What is wrong with ``--samples`` / ``--demo-samples`` (each at least 1; the first of a cell
+    cannot outnumber what the cell holds), or None."""
+    if samples < 1 or demo_samples < 1:
+        return "--samples and --demo-samples must be at least 1"
+    if samples > demo_samples:
+        return f"--samples {samples} is more than a cell holds (--demo-samples {demo_samples})"
+    return None
+
+
+def kvpress_methods(grid: str, ratio: float) -> list[MethodConfig]:
+    """The grid's kvpress configurations at ``ratio``; a ConfigError names the ratios it has."""
+    methods = [method for method in sweep_methods(grid, {}) if method.kind == "kvpress"]
+    chosen = [method for method in methods if method.engine.compression_ratio == ratio]
+    if not chosen:
+        ratios = sorted({kept for method in methods if (kept := method.engine.compression_ratio) is not None})
+        raise ConfigError("ratio", ratio, f"a ratio of {grid}'s kvpress configurations: {ratios}")
+    return chosen
+
+
 def units_per_second(path: Path) -> float:
     return path.units / path.seconds
 
@@ -215,15 +236,17 @@ def main() -> None:
         problem = from_rows_problem(directory, seconds)
         if problem:
             parser.error(f"--from-rows {directory} {seconds}: {problem}")
+    problem = samples_problem(args.samples, args.demo_samples)
+    if problem:
+        parser.error(problem)
+    try:
+        methods = kvpress_methods(args.grid, args.ratio)
+    except ConfigError as error:
+        parser.error(str(error))
     model, tokenizer = load_model_and_tokenizer(args.model, device=args.device, dtype=args.dtype)
     lengths, tasks = tuple(args.lengths.split(",")), tuple(args.tasks.split(","))
     request = DataRequest(lengths, tasks, None, args.demo_samples, model=args.model)
     samples = list(limit_per_cell(get_benchmark(args.dataset).load(request, tokenizer), args.samples))
-    methods = [
-        method
-        for method in sweep_methods(args.grid, {})
-        if method.kind == "kvpress" and method.engine.compression_ratio == args.ratio
-    ]
     units = [(sample, method) for sample in samples for method in methods]
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     print(f"# {device}, {args.model}, {args.dataset} {args.lengths} {args.tasks}: {len(samples)} samples x "

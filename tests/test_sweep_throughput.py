@@ -80,3 +80,33 @@ def test_an_in_process_loop_is_timed_per_configuration_too() -> None:
     assert (second.name, second.units, second.tokens) == (methods[1].name, 3, 21)
     assert first.seconds >= 0.03 and second.seconds >= 0.09  # at least their sleeps
     assert first.seconds + second.seconds <= path.seconds
+
+
+def test_bad_samples_and_ratios_are_named_before_the_model_loads() -> None:
+    import subprocess
+    import sys
+
+    import pytest
+
+    from benchmarks.sweep_throughput import kvpress_methods, samples_problem
+    from laserkv.errors import ConfigError
+
+    assert samples_problem(10, 50) is None and samples_problem(50, 50) is None
+    assert (
+        samples_problem(0, 50) == samples_problem(2, 0) == "--samples and --demo-samples must be at least 1"
+    )
+    assert samples_problem(60, 50) == "--samples 60 is more than a cell holds (--demo-samples 50)"
+    assert {method.engine.compression_ratio for method in kvpress_methods("quality-v3", 0.25)} == {0.25}
+    with pytest.raises(
+        ConfigError, match=r"ratio=0.3 is not allowed: .*quality-v3's kvpress .*\[0.125, 0.25\]"
+    ):
+        kvpress_methods("quality-v3", 0.3)
+    for flags, message in (
+        (["--samples", "60"], "--samples 60 is more than a cell holds (--demo-samples 50)"),
+        (["--ratio", "0.3"], "ratio=0.3 is not allowed"),
+        (["--grid", "nope"], "grid='nope' is not allowed"),
+    ):
+        command = [sys.executable, "-m", "benchmarks.sweep_throughput", "--model", "no-such-model", *flags]
+        found = subprocess.run(command, cwd=RUN.parents[2], capture_output=True, text=True)
+        assert found.returncode == 2 and message in found.stderr, found.stderr
+        assert "Traceback" not in found.stderr
