@@ -101,10 +101,11 @@ def test_bad_samples_and_ratios_are_named_before_the_model_loads() -> None:
         ConfigError, match=r"ratio=0.3 is not allowed: .*quality-v3's kvpress .*\[0.125, 0.25\]"
     ):
         kvpress_methods("quality-v3", 0.3)
+    with pytest.raises(ConfigError, match="grid='nope' is not allowed"):  # the same one line as a bad ratio
+        kvpress_methods("nope", 0.25)
     for flags, message in (
         (["--samples", "60"], "--samples 60 is more than a cell holds (--demo-samples 50)"),
         (["--ratio", "0.3"], "ratio=0.3 is not allowed"),
-        (["--grid", "nope"], "grid='nope' is not allowed"),
     ):
         command = [sys.executable, "-m", "benchmarks.sweep_throughput", "--model", "no-such-model", *flags]
         found = subprocess.run(command, cwd=RUN.parents[2], capture_output=True, text=True)
